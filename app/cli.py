@@ -1,0 +1,207 @@
+"""`julia` command line: run the processes, migrate, operate.
+
+julia dev                 everything on an embedded Postgres, with stand-ins
+julia api | worker        one process each (production shape)
+julia run                 the container entrypoint: RUN_MODE=api|worker|scheduler
+julia db upgrade|current|bootstrap
+julia pause|resume --reason R, julia status
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import psycopg
+from psycopg.rows import dict_row
+
+from app import schema
+from app.config import ConfigError, Role, Settings, load_settings
+from app.logs import setup_logging
+from app.queries import queries
+
+logger = logging.getLogger(__name__)
+
+RUN_MODES = ("api", "worker", "scheduler")
+
+
+class CommandError(Exception):
+    """A command failed with a message for the operator."""
+
+
+def _settings(role: Role) -> Settings:
+    settings = load_settings(role)
+    setup_logging(settings.log_level)
+    return settings
+
+
+def _connect(settings: Settings) -> psycopg.Connection:
+    return psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+
+
+def _require_schema(settings: Settings) -> None:
+    try:
+        status = schema.require_current_schema(settings.database_url)
+    except schema.SchemaBehind as exc:
+        raise CommandError(f"refusing to start: {exc}") from None
+    logger.info("schema is current", extra={"action": "schema_ok", "revision": status.current})
+
+
+def cmd_api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from app.api import create_app
+
+    settings = _settings("api")
+    _require_schema(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port or settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+    )
+
+
+def cmd_worker(args: argparse.Namespace, *, scheduler: bool = False) -> None:
+    from app.worker import PERIODIC_QUEUES, run_worker
+
+    settings = _settings("scheduler" if scheduler else "worker")
+    _require_schema(settings)
+    if scheduler:
+        asyncio.run(run_worker(settings, consume_inbound=False, queues=PERIODIC_QUEUES))
+    else:
+        asyncio.run(run_worker(settings))
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    mode = os.environ.get("RUN_MODE", "").strip()
+    if mode not in RUN_MODES:
+        shown = repr(mode) if mode else "not set"
+        raise CommandError(f"RUN_MODE is {shown}; valid values: {', '.join(RUN_MODES)}")
+    if mode == "api":
+        cmd_api(argparse.Namespace(host="0.0.0.0", port=None))
+    else:
+        cmd_worker(args, scheduler=mode == "scheduler")
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from app.dev import run_dev
+
+    run_dev(port=args.port, data_dir=args.data_dir)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    settings = _settings("cli")
+    schema.upgrade(settings.database_url, args.revision)
+    with _connect(settings) as conn:
+        print(json.dumps(schema.schema_status(conn).as_json()))
+
+
+def cmd_db_current(args: argparse.Namespace) -> None:
+    settings = _settings("cli")
+    with _connect(settings) as conn:
+        status = schema.schema_status(conn)
+    print(json.dumps(status.as_json()))
+    if not status.ok:
+        raise SystemExit(1)
+
+
+def cmd_db_bootstrap(args: argparse.Namespace) -> None:
+    settings = _settings("cli")
+    with _connect(settings) as conn:
+        try:
+            rows = conn.execute(
+                queries["bootstrap_database"],
+                {"app_env": settings.app_env, "project_ref": settings.supabase_project_ref, "force": args.force},
+            ).fetchall()
+        except psycopg.errors.RaiseException as exc:
+            raise CommandError(exc.diag.message_primary or str(exc)) from None
+    for row in rows:
+        print(f"{row['item']}: {row['action']}")
+
+
+def _state(conn: psycopg.Connection) -> dict:
+    row = conn.execute(queries["julia_state"]).fetchone()
+    return {**row, "since": row["since"].isoformat() if row["since"] else None}
+
+
+def cmd_pause(args: argparse.Namespace, *, resume: bool = False) -> None:
+    settings = _settings("cli")
+    with _connect(settings) as conn:
+        conn.execute(queries["resume_julia" if resume else "pause_julia"], {"motivo": args.reason, "via": "manual"})
+        print(json.dumps(_state(conn), ensure_ascii=False))
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    settings = _settings("cli")
+    with _connect(settings) as conn:
+        print(json.dumps(_state(conn), ensure_ascii=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="julia", description="Julia, the WhatsApp recruiter agent.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("dev", help="run everything locally on an embedded Postgres, with stand-ins")
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    p.add_argument("--data-dir", default=".julia", help="where the embedded database lives (default .julia/)")
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("api", help="run the HTTP api (webhooks, health)")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=None, help="default: $PORT or 8000")
+    p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser("worker", help="run the worker (inbound queue, replies, sends, periodic jobs)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("run", help="container entrypoint: run what RUN_MODE says (api|worker|scheduler)")
+    p.set_defaults(func=cmd_run)
+
+    db = sub.add_parser("db", help="database: migrations and bootstrap").add_subparsers(
+        dest="db_command", required=True, metavar="DB_COMMAND"
+    )
+    p = db.add_parser("upgrade", help="apply migrations (run this before deploying code)")
+    p.add_argument("revision", nargs="?", default="head")
+    p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser("current", help="show current vs expected schema revision (exit 1 if behind)")
+    p.set_defaults(func=cmd_db_current)
+    p = db.add_parser("bootstrap", help="write environment markers, feature flags, first pause state")
+    p.add_argument("--force", action="store_true", help="allow changing an existing environment marker")
+    p.set_defaults(func=cmd_db_bootstrap)
+
+    p = sub.add_parser("pause", help="pause Julia (nothing is sent; inbound is still stored)")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_pause)
+    p = sub.add_parser("resume", help="resume Julia and answer what arrived meanwhile")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=lambda a: cmd_pause(a, resume=True))
+    p = sub.add_parser("status", help="show whether Julia is active or paused")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, CommandError) as exc:
+        print(f"julia: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except psycopg.OperationalError as exc:
+        # libpq messages name host and user, never the password.
+        print(f"julia: error: cannot reach the database: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""Settings read from the environment, with the seed's variable names.
+
+Required variables fail fast at start with a message naming the variable;
+secrets are kept out of `repr` so they never reach a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["api", "worker", "scheduler", "cli", "dev"]
+
+SECRET_NAMES = frozenset(
+    {
+        "EVOLUTION_API_KEY",
+        "EVOLUTION_WEBHOOK_SECRET",
+        "ANTHROPIC_API_KEY",
+        "VOYAGE_API_KEY",
+        "SUPABASE_SERVICE_KEY",
+        "JWT_SECRET_KEY",
+        "CHATWOOT_API_KEY",
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_WEBHOOK_URL",
+        "DATABASE_URL",
+    }
+)
+
+# Which variables each process needs outside APP_ENV=dev.
+REQUIRED_BY_ROLE: dict[str, tuple[str, ...]] = {
+    "api": ("DATABASE_URL", "EVOLUTION_WEBHOOK_SECRET"),
+    "worker": (
+        "DATABASE_URL",
+        "EVOLUTION_API_URL",
+        "EVOLUTION_API_KEY",
+        "EVOLUTION_INSTANCE",
+        "ANTHROPIC_API_KEY",
+    ),
+    "scheduler": ("DATABASE_URL",),
+    "cli": ("DATABASE_URL",),
+    "dev": (),
+}
+
+
+class ConfigError(Exception):
+    """Configuration is missing or invalid."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the processes read from the environment."""
+
+    app_env: str = "dev"
+    app_name: str = "Agente Julia"
+    log_level: str = "INFO"
+    port: int = 8000
+    database_url: str = field(default="", repr=False)
+    supabase_url: str = ""
+    supabase_service_key: str = field(default="", repr=False)
+    supabase_project_ref: str = ""
+    evolution_api_url: str = ""
+    evolution_api_key: str = field(default="", repr=False)
+    evolution_instance: str = ""
+    evolution_webhook_secret: str = field(default="", repr=False)
+    anthropic_api_key: str = field(default="", repr=False)
+    anthropic_base_url: str = ""
+    llm_model: str = "claude-haiku-4-5"
+    llm_model_complex: str = "claude-sonnet-4-6"
+    llm_max_tokens: int = 1024
+    voyage_api_key: str = field(default="", repr=False)
+    voyage_model: str = "voyage-3.5-lite"
+    nome_empresa: str = "Revoluna"
+    gestor_whatsapp: str = ""
+    max_msgs_por_hora: int = 20
+    max_msgs_por_dia: int = 100
+    horario_inicio: str = "08:00"
+    horario_fim: str = "20:00"
+    jwt_secret_key: str = field(default="", repr=False)
+    cors_origins: tuple[str, ...] = ()
+    chatwoot_url: str = ""
+    chatwoot_api_key: str = field(default="", repr=False)
+    chatwoot_account_id: str = ""
+    chatwoot_inbox_id: str = ""
+    slack_webhook_url: str = field(default="", repr=False)
+    slack_channel: str = ""
+    slack_bot_token: str = field(default="", repr=False)
+    slack_signing_secret: str = field(default="", repr=False)
+    # Worker tuning (not in the seed; sane defaults).
+    inbound_visibility_timeout: int = 30
+    inbound_max_reads: int = 5
+    worker_concurrency: int = 8
+    stalled_worker_seconds: float = 30.0
+
+    @property
+    def is_dev(self) -> bool:
+        return self.app_env == "dev"
+
+    def describe(self) -> dict[str, object]:
+        """Settings safe to print: secrets shown only as set/unset."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.upper() in SECRET_NAMES:
+                out[f.name] = "<set>" if value else "<unset>"
+            else:
+                out[f.name] = value
+        return out
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"Config '{name}' must be an integer, got {raw!r}.") from None
+
+
+def _hhmm(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    hours, sep, minutes = raw.partition(":")
+    if not (sep and hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+        raise ConfigError(f"Config '{name}' must look like HH:MM, got {raw!r}.")
+    return f"{int(hours):02d}:{int(minutes):02d}"
+
+
+def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings for a process `role`; raise ConfigError naming a missing variable."""
+    env = os.environ if env is None else env
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(name, "").strip() or default
+
+    app_env = get("APP_ENV", "dev")
+    if not app_env.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"Config 'APP_ENV' has an invalid value {app_env!r}.")
+    if app_env != "dev":
+        for name in REQUIRED_BY_ROLE[role]:
+            if not get(name):
+                raise ConfigError(
+                    f"Config '{name}' is missing, and has no default (required by the {role} when APP_ENV={app_env})."
+                )
+    if get("REDIS_URL"):
+        logger.warning(
+            "REDIS_URL is set but ignored: Julia keeps queues and counters in Postgres",
+            extra={"action": "config_redis_ignored"},
+        )
+    settings = Settings(
+        app_env=app_env,
+        app_name=get("APP_NAME", "Agente Julia"),
+        log_level=get("LOG_LEVEL", "INFO").upper(),
+        port=_int(env, "PORT", 8000),
+        database_url=get("DATABASE_URL"),
+        supabase_url=get("SUPABASE_URL"),
+        supabase_service_key=get("SUPABASE_SERVICE_KEY"),
+        supabase_project_ref=get("SUPABASE_PROJECT_REF"),
+        evolution_api_url=get("EVOLUTION_API_URL").rstrip("/"),
+        evolution_api_key=get("EVOLUTION_API_KEY"),
+        evolution_instance=get("EVOLUTION_INSTANCE"),
+        evolution_webhook_secret=get("EVOLUTION_WEBHOOK_SECRET"),
+        anthropic_api_key=get("ANTHROPIC_API_KEY"),
+        anthropic_base_url=get("ANTHROPIC_BASE_URL"),
+        llm_model=get("LLM_MODEL", "claude-haiku-4-5"),
+        llm_model_complex=get("LLM_MODEL_COMPLEX", "claude-sonnet-4-6"),
+        llm_max_tokens=_int(env, "LLM_MAX_TOKENS", 1024),
+        voyage_api_key=get("VOYAGE_API_KEY"),
+        voyage_model=get("VOYAGE_MODEL", "voyage-3.5-lite"),
+        nome_empresa=get("NOME_EMPRESA", "Revoluna"),
+        gestor_whatsapp=get("GESTOR_WHATSAPP"),
+        max_msgs_por_hora=_int(env, "MAX_MSGS_POR_HORA", 20),
+        max_msgs_por_dia=_int(env, "MAX_MSGS_POR_DIA", 100),
+        horario_inicio=_hhmm(env, "HORARIO_INICIO", "08:00"),
+        horario_fim=_hhmm(env, "HORARIO_FIM", "20:00"),
+        jwt_secret_key=get("JWT_SECRET_KEY"),
+        cors_origins=tuple(o.strip() for o in get("CORS_ORIGINS").split(",") if o.strip()),
+        chatwoot_url=get("CHATWOOT_URL").rstrip("/"),
+        chatwoot_api_key=get("CHATWOOT_API_KEY"),
+        chatwoot_account_id=get("CHATWOOT_ACCOUNT_ID"),
+        chatwoot_inbox_id=get("CHATWOOT_INBOX_ID"),
+        slack_webhook_url=get("SLACK_WEBHOOK_URL"),
+        slack_channel=get("SLACK_CHANNEL"),
+        slack_bot_token=get("SLACK_BOT_TOKEN"),
+        slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+        inbound_visibility_timeout=_int(env, "INBOUND_VISIBILITY_TIMEOUT", 30),
+        inbound_max_reads=_int(env, "INBOUND_MAX_READS", 5),
+        worker_concurrency=_int(env, "WORKER_CONCURRENCY", 8),
+        stalled_worker_seconds=float(_int(env, "STALLED_WORKER_SECONDS", 30)),
+    )
+    if role in ("api", "worker", "scheduler", "cli") and not settings.database_url:
+        raise ConfigError("Config 'DATABASE_URL' is missing, and has no default.")
+    return settings

@@ -1,0 +1,1 @@
+"""Clients for the outside world (Evolution, Anthropic, ...); no business rules here."""

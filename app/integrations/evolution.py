@@ -1,0 +1,96 @@
+"""Evolution API v2 client: send a text, show a typing presence.
+
+Errors are split into transient (retry later: timeouts, 5xx, 429) and
+permanent (4xx: the request itself is wrong or the contact is unreachable).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+
+class EvolutionError(Exception):
+    """Evolution refused or failed a request."""
+
+    def __init__(self, message: str, *, status: int | None, transient: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+
+
+@dataclass(frozen=True, kw_only=True)
+class SentMessage:
+    message_id: str | None
+    status: str | None
+
+
+class EvolutionClient:
+    """Thin async client over one httpx.AsyncClient; create once per process."""
+
+    def __init__(self, *, base_url: str, api_key: str, instance: str, timeout: float = 30.0) -> None:
+        if not base_url or not instance:
+            raise ValueError("EvolutionClient needs EVOLUTION_API_URL and EVOLUTION_INSTANCE")
+        self._instance = instance
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers={"apikey": api_key}, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send_text(self, number: str, text: str, *, delay_ms: int = 0) -> SentMessage:
+        """POST /message/sendText/{instance}; raises EvolutionError."""
+        body: dict[str, object] = {"number": number, "text": text}
+        if delay_ms:
+            body["delay"] = delay_ms
+        data = await self._post(f"/message/sendText/{self._instance}", body)
+        key = data.get("key") if isinstance(data, dict) else None
+        return SentMessage(
+            message_id=key.get("id") if isinstance(key, dict) else None,
+            status=data.get("status") if isinstance(data, dict) else None,
+        )
+
+    async def send_presence(self, number: str, *, presence: str = "composing", delay_ms: int = 1000) -> None:
+        """POST /chat/sendPresence/{instance}; failures are logged, never raised."""
+        try:
+            await self._post(
+                f"/chat/sendPresence/{self._instance}",
+                {"number": number, "presence": presence, "delay": delay_ms},
+            )
+        except EvolutionError as exc:
+            logger.info("presence not sent", extra={"action": "presence_failed", "status": exc.status})
+
+    async def _post(self, path: str, body: dict[str, object]) -> dict:
+        try:
+            response = await self._http.post(path, json=body)
+        except httpx.TimeoutException as exc:
+            raise EvolutionError(f"Evolution timed out on {path}", status=None, transient=True) from exc
+        except httpx.TransportError as exc:
+            raise EvolutionError(
+                f"Evolution unreachable on {path}: {type(exc).__name__}", status=None, transient=True
+            ) from exc
+        if response.status_code >= 400:
+            transient = response.status_code >= 500 or response.status_code in (408, 429)
+            raise EvolutionError(
+                f"Evolution answered {response.status_code} on {path}: {_reason(response)}",
+                status=response.status_code,
+                transient=transient,
+            )
+        try:
+            return response.json()
+        except ValueError:
+            return {}
+
+
+def _reason(response: httpx.Response) -> str:
+    """A short reason from an Evolution error body (never the request)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:200]
+    inner = data.get("response") if isinstance(data, dict) else None
+    message = inner.get("message") if isinstance(inner, dict) else data
+    return str(message)[:300]

@@ -1,0 +1,173 @@
+"""Stand-in for the Evolution API v2 endpoints Julia calls (send text, presence, read)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+from app.standins.server import RecordedRequest, Reply, StandinServer, json_reply
+
+WELCOME = {
+    "status": 200,
+    "message": "Welcome to the Evolution API, it is working!",
+    "version": "2.3.7",
+}
+UNAUTHORIZED = {"status": 401, "error": "Unauthorized", "response": {"message": "Unauthorized"}}
+
+
+def evolution_error(status: int, message: Any = None) -> Reply:
+    """Reply in Evolution's error shape; `message` defaults to [the status phrase]."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    body = {"status": status, "error": phrase, "response": {"message": message or [phrase]}}
+    return json_reply(status, body)
+
+
+def to_jid(number: str) -> str:
+    """Evolution's addressing: a bare phone becomes "<digits>@s.whatsapp.net"."""
+    if "@" in number:
+        return number
+    return "".join(ch for ch in number if ch.isdigit()) + "@s.whatsapp.net"
+
+
+class EvolutionStandin(StandinServer):
+    """Fake Evolution API v2: checks `apikey`, records sends, can be told to fail.
+
+    `unknown_lids` holds "NNN@lid" numbers that sendText refuses with 400
+    `exists: false`, as Evolution does for LIDs it cannot resolve. The request's own
+    `delay` (typing simulation) is only honoured when `honor_delay=True`.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "dev-evolution-key",
+        unknown_lids: Iterable[str] = (),
+        honor_delay: bool = False,
+        port: int = 0,
+    ) -> None:
+        super().__init__(port=port)
+        self.api_key = api_key
+        self.unknown_lids: set[str] = set(unknown_lids)
+        self.honor_delay = honor_delay
+        self.instance_id = str(uuid.uuid4())
+        self._sent: list[dict[str, Any]] = []
+        self._failures: deque[Reply] = deque()
+        self._delay = 0.0
+        self._ids: set[str] = set()
+
+    # ------------------------------------------------------------------ public API
+
+    def sent_texts(self) -> list[dict[str, Any]]:
+        """Accepted sends, oldest first: {"instance", "number", "text", "id", "at"}."""
+        with self._lock:
+            return [dict(item) for item in self._sent]
+
+    def texts_to(self, number: str) -> list[str]:
+        """Texts accepted for `number` (bare phone or JID), oldest first."""
+        jid = to_jid(number)
+        return [item["text"] for item in self.sent_texts() if to_jid(item["number"]) == jid]
+
+    def fail_next(self, status: int, times: int = 1, body: dict[str, Any] | None = None) -> None:
+        """Make the next `times` authorised sendText calls answer `status` (and `body`)."""
+        reply = json_reply(status, body) if body is not None else evolution_error(status)
+        with self._lock:
+            self._failures.extend([reply] * times)
+
+    def set_delay(self, seconds: float) -> None:
+        """Make every sendText wait `seconds` before answering."""
+        with self._lock:
+            self._delay = seconds
+
+    def reset(self) -> None:
+        """Forget sends, requests, queued failures and the delay."""
+        with self._lock:
+            super().reset()
+            self._sent.clear()
+            self._failures.clear()
+            self._delay = 0.0
+
+    # ------------------------------------------------------------------ routes
+
+    def handle(self, request: RecordedRequest) -> Reply:
+        """Route one request the way Evolution does (404 for unknown paths)."""
+        if request.method == "GET" and request.path in ("", "/"):
+            return json_reply(200, WELCOME)
+        parts = request.path.strip("/").split("/")
+        routes = {
+            ("message", "sendText"): self._send_text,
+            ("chat", "sendPresence"): self._send_presence,
+            ("chat", "markMessageAsRead"): self._mark_read,
+        }
+        route = routes.get((parts[0], parts[1])) if len(parts) == 3 else None
+        if route is None or request.method != "POST":
+            return evolution_error(404, [f"Cannot {request.method} {request.path}"])
+        if request.headers.get("apikey") != self.api_key:
+            return json_reply(401, UNAUTHORIZED)
+        body = request.json if isinstance(request.json, dict) else {}
+        return route(unquote(parts[2]), body)
+
+    def _send_text(self, instance: str, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            delay = self._delay
+            failure = self._failures.popleft() if self._failures else None
+        self._sleep(delay, body)
+        if failure is not None:
+            return failure
+        number, text = body.get("number"), body.get("text")
+        for name, value in (("number", number), ("text", text)):
+            if not value:
+                return evolution_error(400, [f'instance requires property "{name}"'])
+        number = str(number)
+        if "@lid" in number and number in self.unknown_lids:
+            detail = {"jid": number, "exists": False, "number": number}
+            return evolution_error(400, [detail])
+        now = time.time()
+        message_id = self._new_id()
+        with self._lock:
+            self._sent.append({"instance": instance, "number": number, "text": text, "id": message_id, "at": now})
+        return json_reply(
+            201,
+            {
+                "key": {"remoteJid": to_jid(number), "fromMe": True, "id": message_id},
+                "pushName": "",
+                "status": "PENDING",
+                "message": {"conversation": text},
+                "messageType": "conversation",
+                "messageTimestamp": int(now),
+                "instanceId": self.instance_id,
+                "source": "unknown",
+            },
+        )
+
+    def _send_presence(self, instance: str, body: dict[str, Any]) -> Reply:
+        if not body.get("number") or not body.get("presence"):
+            return evolution_error(400, ['instance requires property "number" and "presence"'])
+        self._sleep(0.0, body)
+        return json_reply(201, {"presence": body["presence"]})
+
+    def _mark_read(self, instance: str, body: dict[str, Any]) -> Reply:
+        return json_reply(201, {"message": "Read messages", "read": "success"})
+
+    def _sleep(self, seconds: float, body: dict[str, Any]) -> None:
+        if self.honor_delay and isinstance(body.get("delay"), int | float):
+            seconds += body["delay"] / 1000
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def _new_id(self) -> str:
+        # WhatsApp Web ids look like "3EB0" + uppercase hex; 20 chars, never reused here
+        with self._lock:
+            while True:
+                candidate = "3EB0" + secrets.token_hex(8).upper()
+                if candidate not in self._ids:
+                    self._ids.add(candidate)
+                    return candidate

@@ -1,0 +1,101 @@
+"""The worker process: the inbound consumer plus procrastinate's worker
+(reply, send and periodic jobs) on one database pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from psycopg_pool import AsyncConnectionPool
+
+from app import inbound, tasks
+from app.config import Settings
+from app.runtime import Runtime, build_runtime, new_pool
+
+logger = logging.getLogger(__name__)
+
+JOB_QUEUES = ("replies", "sends")
+PERIODIC_QUEUES = ("periodic",)
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    consume_inbound: bool = True,
+    queues: tuple[str, ...] = JOB_QUEUES + PERIODIC_QUEUES,
+    stop: asyncio.Event | None = None,
+    runtime: Runtime | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or `stop`): inbound consumer + job worker.
+
+    `julia worker` consumes inbound and runs every queue; `scheduler` runs
+    only the periodic queue.
+    """
+    stop = stop or _stop_on_signals()
+    pool = runtime.pool if runtime else new_pool(settings, max_size=settings.worker_concurrency + 4)
+    own_pool = runtime is None
+    if own_pool:
+        await pool.open(wait=True, timeout=30)
+    rt = runtime or build_runtime(settings, pool)
+    # procrastinate gets a pool of its own: it sets its own connection options.
+    jobs_pool = AsyncConnectionPool(
+        settings.database_url, min_size=1, max_size=settings.worker_concurrency + 2, open=False, name="procrastinate"
+    )
+    try:
+        await jobs_pool.open(wait=True, timeout=30)
+        async with tasks.app.open_async(jobs_pool):
+            rescued = await tasks.rescue_stalled_jobs(tasks.app, settings.stalled_worker_seconds)
+            logger.info(
+                "worker started",
+                extra={
+                    "action": "worker_start",
+                    "queues": list(queues),
+                    "inbound": consume_inbound,
+                    "rescued": rescued,
+                },
+            )
+            workers = [
+                asyncio.create_task(
+                    tasks.app.run_worker_async(
+                        queues=list(queues),
+                        concurrency=settings.worker_concurrency,
+                        additional_context={"runtime": rt},
+                        install_signal_handlers=False,
+                        stalled_worker_timeout=settings.stalled_worker_seconds,
+                        update_heartbeat_interval=max(1.0, settings.stalled_worker_seconds / 3),
+                        delete_jobs="successful",
+                    ),
+                    name="procrastinate",
+                )
+            ]
+            if consume_inbound:
+                workers.append(asyncio.create_task(inbound.consume_forever(pool, settings, stop), name="inbound"))
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            for task in workers:
+                if task not in done:
+                    task.cancel()
+            for task in workers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            stopper.cancel()
+    finally:
+        await jobs_pool.close()
+        if runtime is None:
+            await rt.aclose()
+        if own_pool:
+            await pool.close()
+        logger.info("worker stopped", extra={"action": "worker_stop"})
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

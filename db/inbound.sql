@@ -1,0 +1,161 @@
+-- Inbound path: the webhook puts a parsed message on pgmq 'inbound'; the
+-- worker calls process_inbound() once per message, which stores it, finds
+-- the doctor and conversation, defers one reply job and archives the
+-- queue message, all in one transaction.
+
+------------------------------------------------------------
+-- Enqueue (api)
+------------------------------------------------------------
+
+-- Put one parsed webhook message on the inbound queue; returns its msg_id.
+CREATE OR REPLACE FUNCTION public.enqueue_inbound(p_message jsonb)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    SELECT pgmq.send('inbound', p_message);
+$$;
+
+------------------------------------------------------------
+-- Doctor identity (LID-aware)
+------------------------------------------------------------
+
+-- Find or create the cliente for a phone and/or LID, learning the
+-- LID<->phone pair whenever one event carries both.
+CREATE OR REPLACE FUNCTION public.resolve_cliente(p_phone text, p_lid text, p_nome text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _id bigint;
+BEGIN
+    IF p_phone IS NULL AND p_lid IS NULL THEN
+        RAISE EXCEPTION 'resolve_cliente: neither phone nor LID given';
+    END IF;
+    IF p_phone IS NOT NULL THEN
+        SELECT c.id INTO _id FROM public.clientes AS c WHERE c.telefone = p_phone;
+    END IF;
+    IF _id IS NULL AND p_lid IS NOT NULL THEN
+        SELECT c.id INTO _id FROM public.clientes AS c WHERE c.lid = p_lid;
+    END IF;
+    IF _id IS NULL THEN
+        INSERT INTO public.clientes (telefone, lid, nome)
+        VALUES (p_phone, p_lid, nullif(p_nome, ''))
+        ON CONFLICT DO NOTHING
+        RETURNING id INTO _id;
+        IF _id IS NULL THEN
+            -- A concurrent insert won; read its row.
+            SELECT c.id INTO _id FROM public.clientes AS c
+             WHERE c.telefone = p_phone OR c.lid = p_lid
+             ORDER BY c.id LIMIT 1;
+        END IF;
+        RETURN _id;
+    END IF;
+    -- Learn what this event adds, never overwriting a known value with another
+    -- row's (a LID already tied to a different doctor is left alone).
+    UPDATE public.clientes AS c
+       SET telefone = coalesce(c.telefone, p_phone),
+           lid = CASE WHEN c.lid IS NULL
+                       AND NOT EXISTS (SELECT 1 FROM public.clientes AS o WHERE o.lid = p_lid)
+                      THEN p_lid ELSE c.lid END,
+           nome = coalesce(c.nome, nullif(p_nome, '')),
+           updated_at = now()
+     WHERE c.id = _id
+       AND ((c.telefone IS NULL AND p_phone IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM public.clientes AS o WHERE o.telefone = p_phone))
+            OR (c.lid IS NULL AND p_lid IS NOT NULL)
+            OR (c.nome IS NULL AND nullif(p_nome, '') IS NOT NULL));
+    RETURN _id;
+END;
+$$;
+
+------------------------------------------------------------
+-- Processing (worker)
+------------------------------------------------------------
+
+-- Store one inbound queue message and archive it. Returns the conversation,
+-- the stored interacao (NULL for a duplicate) and the deferred reply job
+-- (NULL when none was needed or one is already waiting).
+CREATE OR REPLACE FUNCTION public.process_inbound(p_msg_id bigint, p_body jsonb)
+RETURNS TABLE (conversation_id bigint, interacao_id bigint, duplicate boolean, reply_job_id bigint)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _m jsonb := p_body -> 'message';
+    _message_id text := _m ->> 'message_id';
+    _phone text := _m ->> 'phone';
+    _lid text := _m ->> 'lid';
+    _from_me boolean := coalesce((_m ->> 'from_me')::boolean, false);
+    _cliente_id bigint;
+    _conversation_id bigint;
+    _interacao_id bigint;
+    _job_id bigint;
+    _at timestamptz;
+BEGIN
+    IF _m IS NULL OR coalesce(_message_id, '') = '' THEN
+        RAISE EXCEPTION 'process_inbound: queue message % has no message.message_id', p_msg_id;
+    END IF;
+
+    -- A duplicate delivery is archived without touching anything else.
+    IF EXISTS (SELECT 1 FROM public.interacoes AS i WHERE i.message_id = _message_id) THEN
+        PERFORM pgmq.archive('inbound', p_msg_id);
+        SELECT i.conversation_id INTO _conversation_id
+          FROM public.interacoes AS i WHERE i.message_id = _message_id;
+        RETURN QUERY SELECT _conversation_id, NULL::bigint, true, NULL::bigint;
+        RETURN;
+    END IF;
+
+    _cliente_id := public.resolve_cliente(_phone, _lid, CASE WHEN _from_me THEN NULL ELSE _m ->> 'push_name' END);
+    _at := coalesce(to_timestamp((_m ->> 'timestamp')::bigint), clock_timestamp());
+
+    INSERT INTO public.conversations (cliente_id, reply_jid)
+    VALUES (_cliente_id, coalesce(_phone, _lid))
+    ON CONFLICT (cliente_id) WHERE status = 'aberta' DO NOTHING;
+    SELECT c.id INTO _conversation_id
+      FROM public.conversations AS c
+     WHERE c.cliente_id = _cliente_id AND c.status = 'aberta';
+
+    INSERT INTO public.interacoes
+        (conversation_id, cliente_id, message_id, direcao, autor, tipo, texto, remote_jid, payload, message_at)
+    VALUES (
+        _conversation_id, _cliente_id, _message_id,
+        CASE WHEN _from_me THEN 'saida' ELSE 'entrada' END,
+        CASE WHEN _from_me THEN 'humano' ELSE 'medico' END,
+        coalesce(_m ->> 'media_type', 'texto'),
+        _m ->> 'text',
+        _m ->> 'remote_jid',
+        p_body -> 'raw',
+        _at)
+    ON CONFLICT ON CONSTRAINT interacoes_message_id_key DO NOTHING
+    RETURNING id INTO _interacao_id;
+
+    IF _interacao_id IS NOT NULL AND NOT _from_me THEN
+        UPDATE public.conversations AS c
+           SET last_inbound_at = greatest(c.last_inbound_at, _at),
+               -- Answer to the phone when known; a LID-only doctor gets the LID.
+               reply_jid = coalesce(_phone, (SELECT cl.telefone FROM public.clientes AS cl WHERE cl.id = _cliente_id), _lid, c.reply_jid),
+               updated_at = now()
+         WHERE c.id = _conversation_id;
+        _job_id := public.defer_reply(_conversation_id);
+    END IF;
+
+    PERFORM pgmq.archive('inbound', p_msg_id);
+    RETURN QUERY SELECT _conversation_id, _interacao_id, _interacao_id IS NULL, _job_id;
+END;
+$$;
+
+-- Record a message that failed too often and archive it (poison).
+CREATE OR REPLACE FUNCTION public.archive_poison_inbound(p_msg_id bigint, p_read_ct integer, p_error text, p_body jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    INSERT INTO public.inbound_failures (msg_id, read_ct, error, message)
+    VALUES (p_msg_id, p_read_ct, left(p_error, 2000), coalesce(p_body, 'null'::jsonb))
+    ON CONFLICT (msg_id) DO UPDATE SET read_ct = excluded.read_ct, error = excluded.error;
+    PERFORM pgmq.archive('inbound', p_msg_id);
+END;
+$$;

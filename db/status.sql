@@ -1,0 +1,76 @@
+-- Julia's global pause state: append-only history in julia_status, the
+-- newest row wins, no row means active.
+
+------------------------------------------------------------
+-- Reading the state
+------------------------------------------------------------
+
+-- The current state: status, motivo, alterado_via and since when.
+CREATE OR REPLACE FUNCTION public.julia_state(
+    OUT status text, OUT motivo text, OUT alterado_via text, OUT since timestamptz
+)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT coalesce(s.status, 'ativo'), s.motivo, s.alterado_via, s.created_at
+      FROM (SELECT 1) AS one
+      LEFT JOIN LATERAL (
+          SELECT j.status, j.motivo, j.alterado_via, j.created_at
+            FROM public.julia_status AS j
+           ORDER BY j.id DESC
+           LIMIT 1
+      ) AS s ON true;
+$$;
+
+-- True when Julia must not send anything.
+CREATE OR REPLACE FUNCTION public.julia_is_paused()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT (public.julia_state()).status = 'pausado';
+$$;
+
+------------------------------------------------------------
+-- Changing the state
+------------------------------------------------------------
+
+-- Pause Julia; returns the new history row id.
+CREATE OR REPLACE FUNCTION public.pause_julia(p_motivo text, p_via text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _id bigint;
+BEGIN
+    IF coalesce(trim(p_motivo), '') = '' THEN
+        RAISE EXCEPTION 'pause_julia: a motivo (reason) is required';
+    END IF;
+    INSERT INTO public.julia_status (status, motivo, alterado_via)
+    VALUES ('pausado', p_motivo, p_via)
+    RETURNING id INTO _id;
+    RETURN _id;
+END;
+$$;
+
+-- Resume Julia and re-defer the work held back while paused: replies owed
+-- to doctors who wrote meanwhile and outbox rows that were deferred.
+CREATE OR REPLACE FUNCTION public.resume_julia(p_motivo text, p_via text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _id bigint;
+BEGIN
+    IF coalesce(trim(p_motivo), '') = '' THEN
+        RAISE EXCEPTION 'resume_julia: a motivo (reason) is required';
+    END IF;
+    INSERT INTO public.julia_status (status, motivo, alterado_via)
+    VALUES ('ativo', p_motivo, p_via)
+    RETURNING id INTO _id;
+    PERFORM public.release_held_work(true);
+    RETURN _id;
+END;
+$$;
