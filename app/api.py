@@ -45,6 +45,9 @@ async def evolution_webhook(request: Request) -> JSONResponse:
         request.headers, settings.evolution_webhook_secret
     ):
         return error(401, "missing or invalid webhook credentials")
+    declared = request.headers.get("content-length", "")
+    if declared.isdecimal() and int(declared) > MAX_BODY_BYTES:
+        return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
     raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         return error(413, f"body larger than {MAX_BODY_BYTES} bytes")

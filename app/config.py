@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal
@@ -123,10 +124,21 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"Config '{name}' must be an integer, got {raw!r}.") from None
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"Config '{name}' must be a number, got {raw!r}.") from None
+
+
 def _hhmm(env: Mapping[str, str], name: str, default: str) -> str:
     raw = env.get(name, "").strip() or default
     hours, sep, minutes = raw.partition(":")
-    if not (sep and hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+    valid = sep and re.fullmatch(r"[0-9]{1,2}", hours) and re.fullmatch(r"[0-9]{1,2}", minutes)
+    if not (valid and int(hours) < 24 and int(minutes) < 60):
         raise ConfigError(f"Config '{name}' must look like HH:MM, got {raw!r}.")
     return f"{int(hours):02d}:{int(minutes):02d}"
 
@@ -191,7 +203,7 @@ def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> S
         inbound_visibility_timeout=_int(env, "INBOUND_VISIBILITY_TIMEOUT", 30),
         inbound_max_reads=_int(env, "INBOUND_MAX_READS", 5),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 8),
-        stalled_worker_seconds=float(_int(env, "STALLED_WORKER_SECONDS", 30)),
+        stalled_worker_seconds=_float(env, "STALLED_WORKER_SECONDS", 30.0),
     )
     if role in ("api", "worker", "scheduler", "cli") and not settings.database_url:
         raise ConfigError("Config 'DATABASE_URL' is missing, and has no default.")

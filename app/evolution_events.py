@@ -7,7 +7,11 @@ Pure logic: no I/O, no logging. Only ``messages.upsert`` yields an
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
+
+# ASCII digits only: str.isdigit() also accepts "²", which int() rejects.
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 MESSAGES_UPSERT = "messages.upsert"
 
@@ -206,7 +210,7 @@ def _jid_user(jid: object, domain: str) -> str | None:
     if not isinstance(jid, str) or not jid.endswith(domain):
         return None
     user = jid[: -len(domain)].split(":", 1)[0]
-    return user if user.isdigit() else None
+    return user if _DIGITS.fullmatch(user) else None
 
 
 def _first_phone(jids: tuple[object, ...]) -> str | None:
@@ -259,7 +263,7 @@ def _unix_seconds(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         return int(value)
     if isinstance(value, dict) and isinstance(value.get("low"), int) and isinstance(value.get("high"), int):
         # Long.js keeps two signed 32-bit halves; mask low to read it unsigned.

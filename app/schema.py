@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import psycopg
+from psycopg.rows import tuple_row
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_DIR = ROOT / "db"
@@ -72,10 +73,11 @@ class SchemaStatus:
 
 def schema_status(conn: psycopg.Connection) -> SchemaStatus:
     """Compare the database's alembic revision with the code's head."""
-    row = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()
+    cur = conn.cursor(row_factory=tuple_row)
+    (present,) = cur.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()
     current = None
-    if row and row[0]:
-        found = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
+    if present:
+        found = cur.execute("SELECT version_num FROM public.alembic_version").fetchone()
         current = found[0] if found else None
     return status_for(current)
 

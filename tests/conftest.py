@@ -154,7 +154,7 @@ class WorkerThread:
 
         try:
             self._loop.run_until_complete(main())
-        except BaseException as exc:  # surfaced by stop()
+        except BaseException as exc:  # noqa: BLE001 - surfaced by stop()
             self._error = exc
         finally:
             self._loop.close()

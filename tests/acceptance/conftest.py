@@ -1,0 +1,93 @@
+"""Real `julia` processes (the console script's code, as subprocesses)
+against the test database and stand-in servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import wait_for
+
+JULIA = [sys.executable, "-m", "app.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_julia(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a julia command to completion."""
+    return subprocess.run(
+        [*JULIA, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+class Process:
+    """A julia subprocess whose output goes to a file (a pipe could fill and block it)."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.args = args
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [*JULIA, *args], env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT, text=True
+        )
+
+    def stop(self) -> str:
+        """Stop (SIGTERM, then SIGKILL) and return what the process printed."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.log.closed:
+            return ""
+        self.log.seek(0)
+        output = self.log.read()
+        self.log.close()
+        return output
+
+
+@pytest.fixture
+def spawn(test_env: dict[str, str]) -> Iterator[Callable[..., Process]]:
+    """Start julia subprocesses; all are stopped after the test, before its
+    database and stand-ins go away (hence the dependency on test_env)."""
+    started: list[Process] = []
+
+    def start(args: list[str], env: dict[str, str]) -> Process:
+        process = Process(args, env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def api_url(spawn, test_env) -> str:
+    """A running `julia api` on a free port; waits until /health answers."""
+    port = free_port()
+    process = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], test_env)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert process.proc.poll() is None, process.stop()
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(up, timeout=30, interval=0.1)
+    return url
