@@ -119,8 +119,9 @@ AS $$
         'send_outbox',
         jsonb_build_object('outbox_id', o.id),
         'sends',
-        -- Parts of one conversation go out in order.
-        coalesce('conversation:' || o.conversation_id, 'outbox:' || o.id),
+        -- Parts of one conversation go out in order (a lock apart from the
+        -- reply job's, so a send never waits behind the job that wrote it).
+        coalesce('sends:conversation:' || o.conversation_id, 'outbox:' || o.id),
         'send:' || o.id,
         p_at)
       FROM public.outbox AS o

@@ -116,6 +116,13 @@ def settings(test_env: dict[str, str]) -> Settings:
     return load_settings("worker", test_env)
 
 
+def settled(db: psycopg.Connection) -> bool:
+    """No reply or send job waiting or running: what was going to be sent has been."""
+    return not db.execute(
+        "SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing') AND queue_name <> 'periodic'"
+    ).fetchone()
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
     """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -10,13 +10,9 @@ import pytest
 
 from tests import payloads
 from tests.acceptance.conftest import run_julia
-from tests.conftest import WEBHOOK_SECRET, database_url_for, wait_for
+from tests.conftest import WEBHOOK_SECRET, database_url_for, settled, wait_for
 
 AUTH = {"x-webhook-secret": WEBHOOK_SECRET}
-
-
-def settled(db) -> bool:
-    return not db.execute("SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing')").fetchone()
 
 
 def sent_states(db) -> list[str]:

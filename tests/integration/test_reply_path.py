@@ -4,7 +4,7 @@ stand-in -> outbox -> Evolution stand-in."""
 from __future__ import annotations
 
 from tests import payloads
-from tests.conftest import WEBHOOK_SECRET, wait_for
+from tests.conftest import WEBHOOK_SECRET, settled, wait_for
 
 AUTH = {"x-webhook-secret": WEBHOOK_SECRET}
 
@@ -17,11 +17,6 @@ def post(api_client, body):
 
 def outbound(db):
     return db.execute("SELECT state, number, texto FROM outbox ORDER BY id").fetchall()
-
-
-def settled(db):
-    """No job waiting or running: whatever was going to be sent has been."""
-    return not db.execute("SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing')").fetchone()
 
 
 def test_message_gets_one_reply_to_the_doctors_phone(api_client, db, evolution, claude, start_worker):
