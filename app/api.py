@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TypedDict
 
@@ -18,8 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from app import schema
 from app.config import Settings
 from app.evolution_events import Ignored, InvalidEvent, parse_event
+from app.ops_auth import Unauthorized, verify_ops_token
 from app.queries import queries
 from app.runtime import new_pool
 from app.webhook_auth import webhook_authorized
@@ -92,11 +95,95 @@ async def health_ready(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready", "database": "ok"})
 
 
+async def health_deep(request: Request) -> JSONResponse:
+    """GET /health/deep: every check, and whether this deploy is safe (503 if not)."""
+    settings: Settings = request.state.settings
+    started = time.perf_counter()
+    try:
+        async with request.state.pool.connection(timeout=5) as conn:
+            cur = await conn.execute(
+                queries["health_report"],
+                {
+                    "app_env": settings.app_env,
+                    "project_ref": settings.supabase_project_ref,
+                    "expected_revision": schema.expected_head(),
+                },
+            )
+            report = (await cur.fetchone())["report"]
+    except Exception as exc:  # noqa: BLE001 - an unreachable database is a health answer, not a crash
+        report = {
+            "status": "critical",
+            "checks": {"database": {"status": "critical", "error": type(exc).__name__}},
+            "deploy_safe": False,
+        }
+    else:
+        report["checks"]["database"]["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    if not report["deploy_safe"]:
+        logger.error("deep health failed", extra={"action": "health_deep_critical", "checks": report["checks"]})
+    return JSONResponse(report, status_code=200 if report["deploy_safe"] else 503)
+
+
+async def health_schema(request: Request) -> JSONResponse:
+    """GET /health/schema: the database's migration revision vs the code's."""
+    try:
+        async with request.state.pool.connection(timeout=5) as conn:
+            cur = await conn.execute("SELECT version_num FROM public.alembic_version")
+            row = await cur.fetchone()
+    except psycopg.Error as exc:
+        return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
+    status = schema.status_for(row["version_num"] if row else None)
+    return JSONResponse(status.as_json(), status_code=200 if status.ok else 503)
+
+
+async def health_rate_limit(request: Request) -> JSONResponse:
+    """GET /health/rate-limit: proactive sends this hour and today vs the limits."""
+    settings: Settings = request.state.settings
+    async with request.state.pool.connection(timeout=5) as conn:
+        cur = await conn.execute(
+            queries["rate_limit_status"],
+            {"hour_limit": settings.max_msgs_por_hora, "day_limit": settings.max_msgs_por_dia},
+        )
+        status = (await cur.fetchone())["status"]
+    return JSONResponse(status)
+
+
+async def ops_pause(request: Request) -> JSONResponse:
+    """POST /ops/pause and /ops/resume {"motivo": "..."}: operator JWT required."""
+    settings: Settings = request.state.settings
+    if not settings.jwt_secret_key:
+        return error(503, "ops API disabled: JWT_SECRET_KEY is not set")
+    try:
+        claims = verify_ops_token(request.headers, settings.jwt_secret_key)
+    except Unauthorized as exc:
+        return error(401, str(exc))
+    try:
+        body = await request.json()
+    except ValueError:
+        return error(400, "body must be JSON with a 'motivo'")
+    motivo = body.get("motivo") if isinstance(body, dict) else None
+    if not isinstance(motivo, str) or not motivo.strip():
+        return error(400, "'motivo' (the reason) is required")
+    resume = request.url.path.endswith("/resume")
+    async with request.state.pool.connection() as conn:
+        await conn.execute(queries["resume_julia" if resume else "pause_julia"], {"motivo": motivo, "via": "api"})
+        state = await (await conn.execute(queries["julia_state"])).fetchone()
+    logger.warning(
+        "julia resumed" if resume else "julia paused",
+        extra={"action": "julia_resumed" if resume else "julia_paused", "via": "api", "operator": claims.get("sub")},
+    )
+    return JSONResponse({**state, "since": state["since"].isoformat() if state["since"] else None})
+
+
 ROUTES: list[BaseRoute] = [
     Route("/webhooks/evolution", evolution_webhook, methods=["POST"]),
     Route("/webhooks/evolution/{event}", evolution_webhook, methods=["POST"]),
     Route("/health", health, methods=["GET"]),
     Route("/health/ready", health_ready, methods=["GET"]),
+    Route("/health/deep", health_deep, methods=["GET"]),
+    Route("/health/schema", health_schema, methods=["GET"]),
+    Route("/health/rate-limit", health_rate_limit, methods=["GET"]),
+    Route("/ops/pause", ops_pause, methods=["POST"]),
+    Route("/ops/resume", ops_pause, methods=["POST"]),
 ]
 
 

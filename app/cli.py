@@ -3,8 +3,9 @@
 julia dev                 everything on an embedded Postgres, with stand-ins
 julia api | worker        one process each (production shape)
 julia run                 the container entrypoint: RUN_MODE=api|worker|scheduler
-julia db upgrade|current|bootstrap
+julia db upgrade|current|bootstrap|lint|import
 julia pause|resume --reason R, julia status
+julia kb reindex          embed knowledge chunks that are new, changed or of another model
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from psycopg.rows import dict_row
 
 from app import schema
 from app.config import ConfigError, Role, Settings, load_settings
+from app.dburl import pooler_problem
 from app.logs import setup_logging
 from app.queries import queries
 
@@ -42,6 +44,15 @@ def _settings(role: Role) -> Settings:
 
 def _connect(settings: Settings) -> psycopg.Connection:
     return psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+
+
+def _require_direct_connection(settings: Settings, role: str) -> None:
+    try:
+        problem = pooler_problem(settings.database_url, role)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if problem:
+        raise CommandError(f"refusing to start: {problem}")
 
 
 def _require_schema(settings: Settings) -> None:
@@ -72,7 +83,9 @@ def cmd_api(args: argparse.Namespace) -> None:
 def cmd_worker(args: argparse.Namespace, *, scheduler: bool = False) -> None:
     from app.worker import PERIODIC_QUEUES, run_worker
 
-    settings = _settings("scheduler" if scheduler else "worker")
+    role = "scheduler" if scheduler else "worker"
+    settings = _settings(role)
+    _require_direct_connection(settings, role)
     _require_schema(settings)
     if scheduler:
         asyncio.run(run_worker(settings, consume_inbound=False, queues=PERIODIC_QUEUES))
@@ -127,6 +140,36 @@ def cmd_db_bootstrap(args: argparse.Namespace) -> None:
         print(f"{row['item']}: {row['action']}")
 
 
+def cmd_db_lint(args: argparse.Namespace) -> None:
+    from app import lint
+
+    settings = _settings("cli")
+    with _connect(settings) as conn:
+        try:
+            findings = lint.run_lint(conn)
+        except psycopg.errors.UndefinedFunction:
+            raise CommandError("public.lint_schema() is missing; run `julia db upgrade` first") from None
+    print(lint.format_findings(findings))
+    if lint.at_or_above(findings, args.fail_on):
+        raise SystemExit(1)
+
+
+def cmd_db_import(args: argparse.Namespace) -> None:
+    from app import importer
+
+    settings = _settings("cli")
+    _require_schema(settings)
+    with _connect(settings) as conn:
+        try:
+            reports = importer.load_directory(conn, args.directory, dry_run=args.dry_run)
+        except importer.ImportFailed as exc:
+            raise CommandError(str(exc)) from None
+    for r in reports:
+        print(f"{r.file}: {r.rows} rows, {r.inserted} inserted, {r.updated} updated, {r.skipped} skipped")
+    if args.dry_run:
+        print("dry run: nothing was written")
+
+
 def _state(conn: psycopg.Connection) -> dict:
     row = conn.execute(queries["julia_state"]).fetchone()
     return {**row, "since": row["since"].isoformat() if row["since"] else None}
@@ -143,6 +186,43 @@ def cmd_status(args: argparse.Namespace) -> None:
     settings = _settings("cli")
     with _connect(settings) as conn:
         print(json.dumps(_state(conn), ensure_ascii=False))
+
+
+async def _kb_reindex(settings: Settings, batch_size: int) -> str:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.embeddings import build_embedder
+    from app.knowledge import reindex
+
+    embedder = build_embedder(settings)
+    columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+            with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+                task = bar.add_task("embedding", total=None)
+                result = await reindex(
+                    conn,
+                    embedder,
+                    batch_size=batch_size,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+    finally:
+        await embedder.aclose()
+    return f"embedded {result.embedded} chunks with {result.model}"
+
+
+def cmd_kb_reindex(args: argparse.Namespace) -> None:
+    from app.integrations.voyage import VoyageError
+    from app.knowledge import KnowledgeError
+
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be positive, got {args.batch_size}")
+    settings = _settings("cli")
+    try:
+        print(asyncio.run(_kb_reindex(settings, args.batch_size)))
+    except (VoyageError, KnowledgeError) as exc:
+        raise CommandError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = db.add_parser("bootstrap", help="write environment markers, feature flags, first pause state")
     p.add_argument("--force", action="store_true", help="allow changing an existing environment marker")
     p.set_defaults(func=cmd_db_bootstrap)
+    p = db.add_parser("lint", help="Supabase linter security checks (exit 1 on findings at or above --fail-on)")
+    p.add_argument("--fail-on", choices=("warn", "error"), default="warn")
+    p.set_defaults(func=cmd_db_lint)
+    p = db.add_parser("import", help="load reference data, shifts and knowledge from a directory (see db/demo/)")
+    p.add_argument("directory", help="directory with especialidades.csv, hospitais.csv, vagas.csv, ...")
+    p.add_argument("--dry-run", action="store_true", help="check every file and row, write nothing")
+    p.set_defaults(func=cmd_db_import)
 
     p = sub.add_parser("pause", help="pause Julia (nothing is sent; inbound is still stored)")
     p.add_argument("--reason", required=True)
@@ -185,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda a: cmd_pause(a, resume=True))
     p = sub.add_parser("status", help="show whether Julia is active or paused")
     p.set_defaults(func=cmd_status)
+
+    kb = sub.add_parser("kb", help="knowledge base: embeddings").add_subparsers(
+        dest="kb_command", required=True, metavar="KB_COMMAND"
+    )
+    p = kb.add_parser("reindex", help="embed chunks that are new, changed or of another model")
+    p.add_argument("--batch-size", type=int, default=64, help="chunks per embedding call (default 64)")
+    p.set_defaults(func=cmd_kb_reindex)
     return parser
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import date
 
 PERSONA = """Você é a Julia, recrutadora da {empresa}, uma empresa de escalas médicas.
 Você conversa com médicos pelo WhatsApp para oferecer plantões, tirar dúvidas e
@@ -31,19 +32,54 @@ MEDIA_LABELS = {
 }
 
 
-def build_system(*, empresa: str, cliente: Mapping[str, object]) -> list[dict[str, object]]:
-    """System blocks: the stable persona (cached) and what we know of this doctor."""
-    blocks: list[dict[str, object]] = [
-        {
-            "type": "text",
-            "text": PERSONA.format(empresa=empresa),
-            "cache_control": {"type": "ephemeral"},
-        }
-    ]
+def build_system(
+    *,
+    empresa: str,
+    cliente: Mapping[str, object],
+    prompt: str | None = None,
+    diretrizes: Sequence[str] = (),
+    knowledge: Sequence[Mapping[str, object]] = (),
+    today: date | None = None,
+) -> list[dict[str, object]]:
+    """System blocks for Claude.
+
+    The first block (persona from the active prompt, else the default, plus
+    the active diretrizes) is the same for every conversation and is marked
+    for prompt caching; the second carries what is specific to this turn:
+    the date, the doctor's profile and the knowledge retrieved for it.
+    """
+    persona = (prompt or PERSONA).replace("{empresa}", empresa)
+    stable = persona
+    if diretrizes:
+        stable += "\n\nRegras que você sempre segue:\n" + "\n".join(f"- {d}" for d in diretrizes)
+    blocks: list[dict[str, object]] = [{"type": "text", "text": stable, "cache_control": {"type": "ephemeral"}}]
+
+    lines = []
+    if today is not None:
+        lines.append(f"Hoje é {today.strftime('%d/%m/%Y')} ({_WEEKDAYS[today.weekday()]}).")
     nome = cliente.get("nome")
-    about = f"O médico desta conversa se chama {nome}." if nome else "Ainda não sabemos o nome do médico."
-    blocks.append({"type": "text", "text": about})
+    lines.append(f"O médico desta conversa se chama {nome}." if nome else "Ainda não sabemos o nome do médico.")
+    profile = {k: cliente[k] for k in ("crm", "especialidade", "regiao", "cidade", "preferencias") if cliente.get(k)}
+    if profile:
+        lines.append("Perfil conhecido: " + "; ".join(f"{k}: {v}" for k, v in profile.items()) + ".")
+    if knowledge:
+        lines.append("\nInformações da empresa que podem ajudar (use só se forem pertinentes):")
+        lines.extend(f"- {hit['titulo']}: {hit['conteudo']}" for hit in knowledge)
+    blocks.append({"type": "text", "text": "\n".join(lines)})
     return blocks
+
+
+_WEEKDAYS = ("segunda-feira", "terça-feira", "quarta-feira", "quinta-feira", "sexta-feira", "sábado", "domingo")
+
+
+def latest_doctor_text(history: Sequence[Mapping[str, object]]) -> str:
+    """The doctor's messages since Julia (or a human) last spoke, joined."""
+    texts: list[str] = []
+    for item in reversed(history):
+        if item.get("autor") != "medico":
+            break
+        texts.append(_describe(item))
+    return "\n".join(reversed(texts))
 
 
 def _describe(item: Mapping[str, object]) -> str:

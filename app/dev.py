@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app import schema
+from app import importer, schema
 from app.config import Settings, load_settings
 from app.logs import setup_logging
 from app.queries import queries
@@ -63,7 +63,7 @@ def prepare_database(database_url: str) -> None:
     schema.upgrade(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(queries["bootstrap_database"], {"app_env": "dev", "project_ref": "", "force": False})
-        conn.execute(schema.read_sql("demo.sql"))
+        importer.import_directory(conn, importer.DEMO_DIR)
 
 
 def _webhook_body(phone: str, name: str, text: str, instance: str) -> dict:

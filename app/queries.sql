@@ -69,3 +69,85 @@ SELECT marker, expected, actual, ok FROM public.check_environment(%(app_env)s, %
 -- ping --
 -- Is the database reachable
 SELECT 1 AS ok;
+
+-- record_periodic_run --
+-- Log one run of a periodic task for its tick
+SELECT public.record_periodic_run(%(task_name)s, %(tick)s, %(result)s::jsonb);
+
+-- health_report --
+-- Deep health: markers, queues, jobs, required relations, schema revision
+SELECT public.health_report(%(app_env)s, %(project_ref)s, %(expected_revision)s) AS report;
+
+-- rate_limit_status --
+-- Proactive sends this hour and today vs the limits
+SELECT public.rate_limit_status(%(hour_limit)s, %(day_limit)s) AS status;
+
+-- execute_tool --
+-- Run one of Julia's tools for a conversation
+SELECT public.execute_tool(%(conversation_id)s, %(name)s, %(input)s::jsonb) AS result;
+
+-- feature_enabled --
+-- Is a feature flag on
+SELECT public.feature_enabled(%(key)s) AS enabled;
+
+-- record_job_failure --
+-- Record a failed reply/send job with its classification
+SELECT public.record_job_failure(%(task_name)s, %(job_id)s, %(conversation_id)s, %(outbox_id)s,
+                                 %(classification)s, %(error)s) AS id;
+
+-- transferir_para_humano --
+-- Hand a conversation to a human
+SELECT public.transferir_para_humano(%(conversation_id)s, %(motivo)s) AS result;
+
+-- search_knowledge --
+-- Hybrid knowledge search (vector + full-text, reciprocal rank fusion)
+SELECT id, fonte, titulo, conteudo, tags, score, fts_rank, vector_rank
+  FROM public.buscar_conhecimento(%(query)s, %(embedding)s::extensions.vector, %(model)s, %(limit)s);
+
+-- knowledge_to_embed --
+-- Chunks whose embedding is missing, stale or of another model
+SELECT id, titulo, conteudo, content_hash FROM public.knowledge_to_embed(%(model)s, %(limit)s);
+
+-- count_knowledge_to_embed --
+-- How many chunks need (re-)embedding with a model
+SELECT count(*)::integer AS due FROM public.knowledge_to_embed(%(model)s, NULL);
+
+-- store_embedding --
+-- Store a chunk's embedding if its content is still what was embedded
+SELECT public.store_embedding(%(id)s, %(model)s, %(hash)s, %(embedding)s::extensions.vector) AS stored;
+
+-- import_especialidade --
+-- Upsert one especialidade and its aliases from an imported row
+SELECT public.import_especialidade(%(row)s::jsonb) AS action;
+
+-- import_hospital --
+-- Upsert one hospital and its aliases from an imported row
+SELECT public.import_hospital(%(row)s::jsonb) AS action;
+
+-- import_lookup --
+-- Add one name to a lookup table (setores, tipos_vaga, formas_recebimento, periodos)
+SELECT public.import_lookup(%(table)s, %(row)s::jsonb ->> 'nome') AS action;
+
+-- import_periodo --
+-- Upsert one periodo with its hours from an imported row
+SELECT public.import_periodo(%(row)s::jsonb) AS action;
+
+-- import_medico --
+-- Upsert one doctor (clientes) by telefone from an imported row
+SELECT public.import_medico(%(row)s::jsonb) AS action;
+
+-- import_vaga --
+-- Insert one vaga from an imported row unless the same shift exists
+SELECT public.import_vaga(%(row)s::jsonb) AS action;
+
+-- import_conhecimento --
+-- Upsert one knowledge chunk on (fonte, titulo) from an imported row
+SELECT public.import_conhecimento(%(row)s::jsonb) AS action;
+
+-- import_diretriz --
+-- Upsert one rule on titulo from an imported row
+SELECT public.import_diretriz(%(row)s::jsonb) AS action;
+
+-- import_prompt --
+-- Add one prompt version, activating it (and deactivating the others) when asked
+SELECT public.import_prompt(%(row)s::jsonb) AS action;

@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings
+from app.dburl import parse_database_url
 from app.integrations.evolution import EvolutionClient
 from app.integrations.llm import LLMClient
 
 
 def new_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10, name: str = "julia") -> AsyncConnectionPool:
     """An unopened async pool on DATABASE_URL (autocommit, dict rows)."""
+    kwargs: dict[str, object] = {"autocommit": True, "row_factory": dict_row}
+    if parse_database_url(settings.database_url).is_transaction_pooler:
+        # A transaction pooler cannot keep prepared statements between transactions.
+        kwargs["prepare_threshold"] = None
     return AsyncConnectionPool(
-        settings.database_url,
-        min_size=min_size,
-        max_size=max_size,
-        open=False,
-        name=name,
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        settings.database_url, min_size=min_size, max_size=max_size, open=False, name=name, kwargs=kwargs
     )
 
 
@@ -35,6 +36,7 @@ class Runtime:
     pool: AsyncConnectionPool
     evolution: EvolutionClient
     llm: LLMClient
+    embedder: Any = None  # app.embeddings.Embedder; None = no knowledge retrieval
 
     async def aclose(self) -> None:
         await self.evolution.aclose()

@@ -5,12 +5,16 @@ the periodic upkeep. Each task is a few SQL calls around one outside call.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import procrastinate
 from procrastinate import JobContext, RetryStrategy
+from psycopg.types.json import Jsonb
 
-from app import conversation
+from app import agent, conversation
+from app.errors import classify
 from app.integrations.evolution import EvolutionError
 from app.integrations.llm import LLMError
 from app.queries import queries
@@ -21,6 +25,8 @@ logger = logging.getLogger(__name__)
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=["app.tasks"])
 
 SEND_MAX_ATTEMPTS = 6
+KNOWLEDGE_HITS = 4
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
 
 class TransientError(Exception):
@@ -40,40 +46,84 @@ async def _one(rt: Runtime, name: str, **params: Any) -> dict[str, Any] | None:
         return await cur.fetchone()
 
 
+async def _flag(rt: Runtime, key: str) -> bool:
+    return bool((await _one(rt, "feature_enabled", key=key))["enabled"])
+
+
+async def _handle_failure(
+    rt: Runtime,
+    context: JobContext,
+    exc: Exception,
+    *,
+    conversation_id: int | None = None,
+    outbox_id: int | None = None,
+    final_attempt: bool = False,
+) -> str:
+    """Decide what a failure means for the job: retry (raise) or stop here.
+
+    With the `error_classifier` flag on, a permanent failure stops at once;
+    off, everything is retried until the attempts run out. A stopped job is
+    recorded in job_failures and raised to operators; nothing reaches the doctor.
+    """
+    kind = classify(exc)
+    stop = final_attempt or (kind == "permanent" and await _flag(rt, "error_classifier"))
+    log = {"job_id": context.job.id, "conversation_id": conversation_id, "outbox_id": outbox_id}
+    if not stop:
+        logger.warning(
+            "job will retry", extra={"action": "job_retry", "classification": kind, "error": str(exc), **log}
+        )
+        raise TransientError(str(exc)) from exc
+    await _one(
+        rt,
+        "record_job_failure",
+        task_name=context.job.task_name,
+        job_id=context.job.id,
+        conversation_id=conversation_id,
+        outbox_id=outbox_id,
+        classification=kind,
+        error=str(exc),
+    )
+    logger.error(
+        "job failed for good; operators alerted",
+        extra={"action": "operator_alert", "classification": kind, "error": str(exc), **log},
+    )
+    return "failed"
+
+
 @app.task(name="reply_to_conversation", queue="replies", pass_context=True, retry=RETRY)
 async def reply_to_conversation(context: JobContext, conversation_id: int) -> str:
     """Answer the newest unanswered doctor message of a conversation."""
     rt = _runtime(context)
-    row = await _one(rt, "reply_context", conversation_id=conversation_id)
-    ctx = row["context"]
+    ctx = (await _one(rt, "reply_context", conversation_id=conversation_id))["context"]
     log = {"conversation_id": conversation_id, "job_id": context.job.id}
-    if ctx["paused"]:
-        # resume_julia() re-defers this conversation's reply.
-        logger.info("reply held: Julia is paused", extra={"action": "reply_held", **log})
-        return "paused"
+    if ctx["silence"]:
+        # paused: resume re-defers; handoff/takeover: a human owns the conversation.
+        logger.info("julia stays quiet", extra={"action": "reply_held", "reason": ctx["silence"], **log})
+        return ctx["silence"]
     reply_to_id = ctx["reply_to_id"]
-    if reply_to_id is None:
+    messages = conversation.history_to_messages(ctx["history"])
+    if reply_to_id is None or not messages:
         logger.info("nothing to answer", extra={"action": "reply_skipped", **log})
         return "nothing_to_answer"
-    messages = conversation.history_to_messages(ctx["history"])
-    if not messages:
-        return "nothing_to_answer"
-    system = conversation.build_system(empresa=rt.settings.nome_empresa, cliente=ctx["cliente"])
+    latest = conversation.latest_doctor_text(ctx["history"])
+    system = conversation.build_system(
+        empresa=rt.settings.nome_empresa,
+        cliente=ctx["cliente"],
+        prompt=ctx["prompt"],
+        diretrizes=ctx["diretrizes"],
+        knowledge=await _knowledge(rt, latest, log),
+        today=datetime.now(SAO_PAULO).date(),
+    )
+    attempts = context.job.attempts + 1
     try:
-        reply = await rt.llm.reply(
-            model=rt.settings.llm_model,
-            system=system,
-            messages=messages,
-            max_tokens=rt.settings.llm_max_tokens,
+        result = await agent.run_agent(
+            rt, conversation_id=conversation_id, system=system, messages=messages, latest_text=latest
         )
     except LLMError as exc:
-        logger.warning(
-            "model call failed", extra={"action": "llm_failed", "transient": exc.transient, "error": str(exc), **log}
+        return await _handle_failure(
+            rt, context, exc, conversation_id=conversation_id, final_attempt=attempts >= RETRY.max_attempts
         )
-        if exc.transient:
-            raise TransientError(str(exc)) from exc
-        raise
-    parts = conversation.split_reply(reply.text)
+    parts = conversation.split_reply(result.text)
     if not parts:
         logger.warning("model returned no text", extra={"action": "llm_empty", **log})
         raise TransientError("empty model reply")
@@ -89,13 +139,29 @@ async def reply_to_conversation(context: JobContext, conversation_id: int) -> st
             "action": "reply_queued",
             "reply_to_id": reply_to_id,
             "outbox_ids": outbox_ids,
-            "model": reply.model,
-            "input_tokens": reply.input_tokens,
-            "output_tokens": reply.output_tokens,
+            "tools": result.tool_calls,
+            "models": result.models,
+            "input_tokens": result.input_tokens,
+            "output_tokens": result.output_tokens,
             **log,
         },
     )
     return "queued"
+
+
+async def _knowledge(rt: Runtime, query: str, log: dict[str, Any]) -> list[dict[str, Any]]:
+    """Knowledge chunks for the doctor's latest words; none if retrieval fails."""
+    if rt.embedder is None or not query.strip():
+        return []
+    from app import knowledge  # TODO(wire): move to the top once app/knowledge.py lands
+
+    try:
+        async with rt.pool.connection() as conn:
+            hits = await knowledge.search_knowledge(conn, rt.embedder, query, limit=KNOWLEDGE_HITS)
+    except Exception as exc:  # noqa: BLE001 - a reply without retrieved knowledge beats no reply
+        logger.warning("knowledge search failed", extra={"action": "knowledge_failed", "error": str(exc), **log})
+        return []
+    return [{"titulo": h.titulo, "conteudo": h.conteudo} for h in hits]
 
 
 @app.task(name="send_outbox", queue="sends", pass_context=True, retry=RETRY)
@@ -122,14 +188,27 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
     try:
         sent = await rt.evolution.send_text(claim["number"], claim["texto"])
     except EvolutionError as exc:
-        final = not exc.transient or claim["attempts"] >= SEND_MAX_ATTEMPTS
+        lid_refused = claim["number"].endswith("@lid") and exc.status == 400
+        final = (
+            lid_refused
+            or claim["attempts"] >= SEND_MAX_ATTEMPTS
+            or (classify(exc) == "permanent" and await _flag(rt, "error_classifier"))
+        )
         await _one(rt, "mark_outbox_failed", outbox_id=outbox_id, job_id=job_id, error=str(exc), final=final)
         logger.warning(
             "send failed",
             extra={"action": "send_failed", "status": exc.status, "final": final, "error": str(exc), **log},
         )
+        if lid_refused and claim["conversation_id"] is not None:
+            # Only a LID is known and Evolution cannot reach it: a human takes over.
+            await _one(
+                rt,
+                "transferir_para_humano",
+                conversation_id=claim["conversation_id"],
+                motivo="WhatsApp recusou o envio para o LID (telefone desconhecido)",
+            )
         if final:
-            return "failed"
+            return await _handle_failure(rt, context, exc, outbox_id=outbox_id, final_attempt=True)
         raise TransientError(str(exc)) from exc
     await _one(rt, "mark_outbox_sent", outbox_id=outbox_id, job_id=job_id, evolution_id=sent.message_id)
     logger.info("message sent", extra={"action": "send_done", "evolution_id": sent.message_id, **log})
@@ -166,5 +245,12 @@ async def periodic_rescue_stalled_jobs(context: JobContext, timestamp: int) -> i
     """Every minute: rescue stalled jobs and release deferred sends that are due."""
     rt = _runtime(context)
     rescued = await rescue_stalled_jobs(context.app, rt.settings.stalled_worker_seconds)
-    released = await _one(rt, "release_held_work", replies=False)
-    return rescued + (released["deferred"] if released else 0)
+    released = (await _one(rt, "release_held_work", replies=False))["deferred"]
+    await _one(
+        rt,
+        "record_periodic_run",
+        task_name="periodic_rescue_stalled_jobs",
+        tick=timestamp,
+        result=Jsonb({"rescued": rescued, "released": released}),
+    )
+    return rescued + released

@@ -73,7 +73,7 @@ async def _run(rt: Runtime, *, consume_inbound: bool, queues: tuple[str, ...], s
                 update_heartbeat_interval=max(1.0, settings.stalled_worker_seconds / 3),
                 delete_jobs="successful",
                 # LISTEN/NOTIFY wakes the worker at once; polling is the safety net.
-                fetch_job_polling_interval=1.0,
+                fetch_job_polling_interval=0.5,
             ),
             name="procrastinate",
         )

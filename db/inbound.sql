@@ -108,6 +108,17 @@ BEGIN
     END IF;
 
     _cliente_id := public.resolve_cliente(_phone, _lid, CASE WHEN _from_me THEN NULL ELSE _m ->> 'push_name' END);
+
+    -- A fromMe echo of what Julia is sending right now is hers, not a human's:
+    -- mark_outbox_sent() stores it.
+    IF _from_me AND EXISTS (SELECT 1 FROM public.outbox AS o
+                             WHERE o.cliente_id = _cliente_id AND o.state IN ('claimed', 'sent')
+                               AND (o.evolution_message_id = _message_id
+                                    OR (o.state = 'claimed' AND o.texto = _m ->> 'text'))) THEN
+        PERFORM pgmq.archive('inbound', p_msg_id);
+        RETURN QUERY SELECT NULL::bigint, NULL::bigint, true, NULL::bigint;
+        RETURN;
+    END IF;
     _at := coalesce(to_timestamp((_m ->> 'timestamp')::bigint), clock_timestamp());
 
     INSERT INTO public.conversations (cliente_id, reply_jid)
@@ -131,7 +142,13 @@ BEGIN
     ON CONFLICT ON CONSTRAINT interacoes_message_id_key DO NOTHING
     RETURNING id INTO _interacao_id;
 
-    IF _interacao_id IS NOT NULL AND NOT _from_me THEN
+    IF _interacao_id IS NOT NULL AND _from_me THEN
+        -- A human typed on the company phone: Julia steps back for a while.
+        UPDATE public.conversations AS c
+           SET julia_pausada_ate = clock_timestamp() + make_interval(mins => public.takeover_minutes()),
+               last_outbound_at = greatest(c.last_outbound_at, _at), updated_at = now()
+         WHERE c.id = _conversation_id;
+    ELSIF _interacao_id IS NOT NULL THEN
         UPDATE public.conversations AS c
            SET last_inbound_at = greatest(c.last_inbound_at, _at),
                -- Answer to the phone when known; a LID-only doctor gets the LID.

@@ -7,8 +7,21 @@
 -- Reply jobs
 ------------------------------------------------------------
 
--- Defer the reply job of a conversation; one waits at a time (queueing lock),
--- and replies of one conversation run one after the other (lock).
+-- How long a reply waits for more messages of the same burst (doctors often
+-- write in several short messages). app_settings 'reply_debounce_ms'.
+CREATE OR REPLACE FUNCTION public.reply_debounce()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT make_interval(secs => coalesce((SELECT s.value::integer FROM public.app_settings AS s
+                                             WHERE s.key = 'reply_debounce_ms' AND s.value ~ '^[0-9]+$'),
+                                          2500) / 1000.0);
+$$;
+
+-- Defer the reply job of a conversation after the debounce; one waits at a
+-- time (queueing lock), and replies of one conversation run one after the
+-- other (lock).
 CREATE OR REPLACE FUNCTION public.defer_reply(p_conversation_id bigint)
 RETURNS bigint
 LANGUAGE sql
@@ -19,57 +32,8 @@ AS $$
         jsonb_build_object('conversation_id', p_conversation_id),
         'replies',
         'conversation:' || p_conversation_id,
-        'reply:' || p_conversation_id);
-$$;
-
--- The newest doctor message of a conversation that has no reply yet, or NULL.
-CREATE OR REPLACE FUNCTION public.pending_inbound(p_conversation_id bigint)
-RETURNS bigint
-LANGUAGE sql STABLE
-SET search_path = ''
-AS $$
-    SELECT i.id
-      FROM public.interacoes AS i
-     WHERE i.conversation_id = p_conversation_id
-       AND i.autor = 'medico'
-       AND i.id > coalesce((SELECT max(o.reply_to_id) FROM public.outbox AS o
-                             WHERE o.conversation_id = p_conversation_id AND o.kind = 'reply'), 0)
-     ORDER BY i.id DESC
-     LIMIT 1;
-$$;
-
--- Everything a reply job needs, in one call: pause state, the message to
--- answer, the doctor, and the recent history (oldest first).
-CREATE OR REPLACE FUNCTION public.reply_context(p_conversation_id bigint, p_history_limit integer DEFAULT 30)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _conv public.conversations;
-    _cliente public.clientes;
-BEGIN
-    SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'reply_context: conversation % not found', p_conversation_id;
-    END IF;
-    SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
-    RETURN jsonb_build_object(
-        'conversation_id', _conv.id,
-        'paused', public.julia_is_paused(),
-        'reply_to_id', public.pending_inbound(_conv.id),
-        'reply_jid', _conv.reply_jid,
-        'cliente', jsonb_build_object('id', _cliente.id, 'nome', _cliente.nome,
-                                      'telefone', _cliente.telefone, 'opt_out', _cliente.opt_out),
-        'history', coalesce((
-            SELECT jsonb_agg(jsonb_build_object('autor', h.autor, 'texto', h.texto, 'tipo', h.tipo,
-                                                'at', h.message_at) ORDER BY h.id)
-              FROM (SELECT i.id, i.autor, i.texto, i.tipo, i.message_at
-                      FROM public.interacoes AS i
-                     WHERE i.conversation_id = _conv.id
-                     ORDER BY i.id DESC
-                     LIMIT p_history_limit) AS h), '[]'::jsonb));
-END;
+        'reply:' || p_conversation_id,
+        clock_timestamp() + public.reply_debounce());
 $$;
 
 ------------------------------------------------------------

@@ -7,7 +7,8 @@ stand-in or a proxy is used the same way in every process.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import anthropic
 
@@ -17,14 +18,25 @@ logger = logging.getLogger(__name__)
 class LLMError(Exception):
     """The model call failed."""
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.status = status
 
 
 @dataclass(frozen=True, kw_only=True)
-class LLMReply:
+class ToolUse:
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMResponse:
     text: str
+    tool_uses: list[ToolUse]
+    content: list[dict[str, Any]] = field(repr=False)  # blocks to send back in a tool loop
+    stop_reason: str | None
     model: str
     input_tokens: int
     output_tokens: int
@@ -34,7 +46,7 @@ class LLMClient:
     """One AsyncAnthropic client per process."""
 
     def __init__(self, *, api_key: str, base_url: str = "", max_retries: int = 2, timeout: float = 60.0) -> None:
-        kwargs: dict[str, object] = {"api_key": api_key, "max_retries": max_retries, "timeout": timeout}
+        kwargs: dict[str, Any] = {"api_key": api_key, "max_retries": max_retries, "timeout": timeout}
         if base_url:
             kwargs["base_url"] = base_url
         self._client = anthropic.AsyncAnthropic(**kwargs)
@@ -42,21 +54,42 @@ class LLMClient:
     async def aclose(self) -> None:
         await self._client.close()
 
-    async def reply(self, *, model: str, system: list[dict], messages: list[dict], max_tokens: int) -> LLMReply:
-        """Ask Claude for the next assistant turn; raises LLMError."""
+    async def create(
+        self,
+        *,
+        model: str,
+        system: list[dict[str, Any]],
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        tools: list[dict[str, Any]] | None = None,
+        allow_tools: bool = True,
+    ) -> LLMResponse:
+        """One Messages API call; raises LLMError (transient or permanent)."""
+        kwargs: dict[str, Any] = {"model": model, "system": system, "messages": messages, "max_tokens": max_tokens}
+        if tools:
+            kwargs["tools"] = tools
+            if not allow_tools:
+                # Not a forced choice (some models reject those): just no more tools.
+                kwargs["tool_choice"] = {"type": "none"}
         try:
-            response = await self._client.messages.create(
-                model=model, system=system, messages=messages, max_tokens=max_tokens
-            )
+            response = await self._client.messages.create(**kwargs)
         except anthropic.APIStatusError as exc:
             transient = exc.status_code >= 500 or exc.status_code in (408, 409, 429)
-            raise LLMError(f"Anthropic answered {exc.status_code}", transient=transient) from exc
+            raise LLMError(
+                f"Anthropic answered {exc.status_code}", transient=transient, status=exc.status_code
+            ) from exc
         except anthropic.APIConnectionError as exc:
             raise LLMError(f"Anthropic unreachable: {type(exc).__name__}", transient=True) from exc
-        # Thinking blocks may come first: read text blocks by type.
+        # Thinking blocks may come first: read blocks by type.
         text = "\n\n".join(b.text for b in response.content if b.type == "text").strip()
-        return LLMReply(
+        tool_uses = [
+            ToolUse(id=b.id, name=b.name, input=dict(b.input or {})) for b in response.content if b.type == "tool_use"
+        ]
+        return LLMResponse(
             text=text,
+            tool_uses=tool_uses,
+            content=[b.model_dump(exclude_none=True) for b in response.content],
+            stop_reason=response.stop_reason,
             model=response.model,
             input_tokens=response.usage.input_tokens,
             output_tokens=response.usage.output_tokens,

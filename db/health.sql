@@ -1,0 +1,126 @@
+-- Health and readiness, decided in SQL: one call answers /health/deep
+-- (markers, queues, jobs, required tables and views, schema revision) and
+-- says whether a deploy is safe.
+
+------------------------------------------------------------
+-- What must exist
+------------------------------------------------------------
+
+-- Relations the running code needs; later migrations replace this list.
+CREATE OR REPLACE FUNCTION public.required_relations()
+RETURNS TABLE (kind text, name text)
+LANGUAGE sql IMMUTABLE
+SET search_path = ''
+AS $$
+    VALUES ('table', 'clientes'), ('table', 'conversations'), ('table', 'interacoes'),
+           ('table', 'outbox'), ('table', 'app_settings'), ('table', 'feature_flags'),
+           ('table', 'julia_status'), ('table', 'inbound_failures'),
+           ('table', 'procrastinate_jobs'), ('table', 'procrastinate_periodic_defers');
+$$;
+
+------------------------------------------------------------
+-- Deep health
+------------------------------------------------------------
+
+-- The /health/deep report: every check with its status, and deploy_safe.
+-- p_expected_revision is the alembic head the calling code needs.
+CREATE OR REPLACE FUNCTION public.health_report(p_app_env text, p_project_ref text, p_expected_revision text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _env record;
+    _ref record;
+    _missing_tables text[];
+    _missing_views text[];
+    _revision text;
+    _queue record;
+    _jobs jsonb;
+    _checks jsonb;
+    _critical boolean;
+BEGIN
+    SELECT * INTO _env FROM public.check_environment(p_app_env, p_project_ref) AS c WHERE c.marker = 'environment';
+    SELECT * INTO _ref FROM public.check_environment(p_app_env, p_project_ref) AS c WHERE c.marker = 'supabase_project_ref';
+
+    SELECT coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.kind = 'table'), '{}'),
+           coalesce(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.kind = 'view'), '{}')
+      INTO _missing_tables, _missing_views
+      FROM public.required_relations() AS r
+     WHERE to_regclass('public.' || quote_ident(r.name)) IS NULL;
+
+    IF to_regclass('public.alembic_version') IS NOT NULL THEN
+        SELECT v.version_num INTO _revision FROM public.alembic_version AS v LIMIT 1;
+    END IF;
+
+    SELECT m.queue_length, m.oldest_msg_age_sec INTO _queue FROM pgmq.metrics('inbound') AS m;
+
+    SELECT jsonb_object_agg(s.status, s.n) INTO _jobs
+      FROM (SELECT j.status::text AS status, count(*) AS n
+              FROM public.procrastinate_jobs AS j
+             WHERE j.status IN ('todo', 'doing', 'failed')
+             GROUP BY j.status) AS s;
+
+    _checks := jsonb_build_object(
+        'environment', jsonb_strip_nulls(jsonb_build_object(
+            'status', CASE WHEN _env.ok THEN 'ok' ELSE 'critical' END,
+            'value', _env.actual,
+            'expected', CASE WHEN NOT _env.ok THEN coalesce(_env.expected, '') END,
+            'detail', CASE WHEN _env.actual IS NULL THEN 'marker missing: run julia db bootstrap' END)),
+        'project_ref', jsonb_strip_nulls(jsonb_build_object(
+            'status', CASE WHEN _ref.ok THEN 'ok' ELSE 'critical' END,
+            'value', nullif(_ref.actual, ''),
+            'expected', CASE WHEN NOT _ref.ok THEN coalesce(_ref.expected, '') END)),
+        'database', jsonb_build_object('status', 'ok'),
+        'queues', jsonb_build_object(
+            'status', 'ok',
+            'inbound', jsonb_build_object('depth', _queue.queue_length,
+                                          'oldest_age_seconds', _queue.oldest_msg_age_sec)),
+        'procrastinate', jsonb_build_object('status', 'ok', 'jobs', coalesce(_jobs, '{}'::jsonb)),
+        'tables', jsonb_build_object('status', CASE WHEN cardinality(_missing_tables) = 0 THEN 'ok' ELSE 'critical' END,
+                                     'missing', to_jsonb(_missing_tables)),
+        'views', jsonb_build_object('status', CASE WHEN cardinality(_missing_views) = 0 THEN 'ok' ELSE 'critical' END,
+                                    'missing', to_jsonb(_missing_views)),
+        'schema_version', jsonb_build_object(
+            'status', CASE WHEN _revision = p_expected_revision THEN 'ok' ELSE 'critical' END,
+            'version', _revision, 'expected', p_expected_revision));
+
+    SELECT bool_or(c.value ->> 'status' = 'critical') INTO _critical FROM jsonb_each(_checks) AS c;
+    RETURN jsonb_build_object(
+        'status', CASE WHEN _critical THEN 'critical' ELSE 'healthy' END,
+        'checks', _checks,
+        'deploy_safe', NOT _critical);
+END;
+$$;
+
+------------------------------------------------------------
+-- Proactive rate limits (read-only view of today's and this hour's sends)
+------------------------------------------------------------
+
+-- Proactive messages sent in the current hour and day (America/Sao_Paulo)
+-- against the configured limits.
+CREATE OR REPLACE FUNCTION public.rate_limit_status(p_hour_limit integer, p_day_limit integer)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    WITH now_sp AS (
+        SELECT (clock_timestamp() AT TIME ZONE 'America/Sao_Paulo') AS t
+    ), counts AS (
+        SELECT count(*) FILTER (WHERE date_trunc('hour', o.sent_at AT TIME ZONE 'America/Sao_Paulo')
+                                      = date_trunc('hour', n.t)) AS hour_count,
+               count(*) FILTER (WHERE date_trunc('day', o.sent_at AT TIME ZONE 'America/Sao_Paulo')
+                                      = date_trunc('day', n.t)) AS day_count
+          FROM now_sp AS n
+          LEFT JOIN public.outbox AS o
+            ON o.state = 'sent' AND o.kind IN ('campaign', 'follow_up')
+           AND o.sent_at >= (date_trunc('day', n.t) AT TIME ZONE 'America/Sao_Paulo')
+    )
+    SELECT jsonb_build_object(
+        'timezone', 'America/Sao_Paulo',
+        'hour', jsonb_build_object('window_start', date_trunc('hour', n.t), 'sent', c.hour_count,
+                                   'limit', p_hour_limit, 'remaining', greatest(p_hour_limit - c.hour_count, 0)),
+        'day', jsonb_build_object('window_start', date_trunc('day', n.t), 'sent', c.day_count,
+                                  'limit', p_day_limit, 'remaining', greatest(p_day_limit - c.day_count, 0)))
+      FROM counts AS c, now_sp AS n;
+$$;

@@ -1,0 +1,663 @@
+-- Importing reference and content data (`julia db import DIR`, `julia dev`).
+-- One function per entity: it takes one row as jsonb (a CSV row, all
+-- strings, or a JSON object), resolves names to ids by name or normalized
+-- alias, upserts, and returns what it did: 'inserted', 'updated' or
+-- 'skipped' (already there, nothing to change). An unknown reference or a
+-- bad value raises an error that names the offending value.
+--
+-- Imports add and update; they never delete rows, aliases or tags, and never
+-- clear a doctor's opt-out. Empty cells leave existing values alone.
+
+------------------------------------------------------------
+-- Reading values out of a row
+------------------------------------------------------------
+
+-- The trimmed text of p->key, NULL when absent or blank.
+CREATE OR REPLACE FUNCTION public._import_text(p jsonb, p_key text)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = ''
+AS $$
+    SELECT nullif(pg_catalog.btrim(p ->> p_key), '');
+$$;
+
+-- A list from a JSON array or a ';'-separated string ("GO;Gineco"): trimmed,
+-- blanks dropped, first occurrence kept, order kept. Empty when absent.
+CREATE OR REPLACE FUNCTION public._import_list(p jsonb, p_key text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE
+SET search_path = ''
+AS $$
+    SELECT coalesce(pg_catalog.array_agg(i.item ORDER BY i.pos), '{}')
+      FROM (SELECT DISTINCT ON (t.item) t.item, t.pos
+              FROM (SELECT nullif(pg_catalog.btrim(e.value), '') AS item, e.pos
+                      FROM pg_catalog.jsonb_array_elements_text(
+                               CASE pg_catalog.jsonb_typeof(p -> p_key) WHEN 'array' THEN p -> p_key END)
+                           WITH ORDINALITY AS e (value, pos)
+                    UNION ALL
+                    SELECT nullif(pg_catalog.btrim(s.value), ''), s.pos
+                      FROM pg_catalog.regexp_split_to_table(
+                               CASE WHEN pg_catalog.jsonb_typeof(p -> p_key) = 'string' THEN p ->> p_key END, ';')
+                           WITH ORDINALITY AS s (value, pos)) AS t
+             WHERE t.item IS NOT NULL
+             ORDER BY t.item, t.pos) AS i;
+$$;
+
+-- A number from "1500", "1500.50", "1.500,50" or "R$ 1.500,50"; NULL when blank.
+CREATE OR REPLACE FUNCTION public._import_numeric(p_caller text, p_field text, p_value text)
+RETURNS numeric
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _clean text := pg_catalog.regexp_replace(coalesce(p_value, ''), '^\s*R\$\s*|\s+', '', 'g');
+BEGIN
+    IF _clean = '' THEN
+        RETURN NULL;
+    END IF;
+    IF _clean ~ ',' THEN
+        -- Brazilian format: '.' groups thousands, ',' marks decimals.
+        _clean := pg_catalog.replace(pg_catalog.replace(_clean, '.', ''), ',', '.');
+    END IF;
+    IF _clean !~ '^-?[0-9]+(\.[0-9]+)?$' THEN
+        RAISE EXCEPTION '%: % ''%'' is not a number', p_caller, p_field, p_value;
+    END IF;
+    RETURN _clean::numeric;
+END;
+$$;
+
+-- A whole number; NULL when blank.
+CREATE OR REPLACE FUNCTION public._import_integer(p_caller text, p_field text, p_value text)
+RETURNS integer
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+BEGIN
+    IF nullif(pg_catalog.btrim(p_value), '') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF pg_catalog.btrim(p_value) !~ '^-?[0-9]{1,9}$' THEN
+        RAISE EXCEPTION '%: % ''%'' is not a whole number', p_caller, p_field, p_value;
+    END IF;
+    RETURN pg_catalog.btrim(p_value)::integer;
+END;
+$$;
+
+-- A yes/no value (true/false, sim/não, s/n, yes/no, 1/0); NULL when blank.
+CREATE OR REPLACE FUNCTION public._import_boolean(p_caller text, p_field text, p_value text)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _norm text := public.normalize_text(pg_catalog.btrim(p_value));
+BEGIN
+    IF _norm IS NULL THEN
+        RETURN NULL;
+    ELSIF _norm IN ('true', 't', 'sim', 's', 'yes', 'y', '1') THEN
+        RETURN true;
+    ELSIF _norm IN ('false', 'f', 'nao', 'n', 'no', '0') THEN
+        RETURN false;
+    END IF;
+    RAISE EXCEPTION '%: % ''%'' is not yes/no (sim/não, true/false)', p_caller, p_field, p_value;
+END;
+$$;
+
+-- A date from "2025-03-01" or "01/03/2025"; NULL when blank.
+CREATE OR REPLACE FUNCTION public._import_date(p_caller text, p_field text, p_value text)
+RETURNS date
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _text text := pg_catalog.btrim(p_value);
+BEGIN
+    IF nullif(_text, '') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF _text ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
+        RETURN pg_catalog.to_date(_text, 'YYYY-MM-DD');
+    ELSIF _text ~ '^[0-9]{2}/[0-9]{2}/[0-9]{4}$' THEN
+        RETURN pg_catalog.to_date(_text, 'DD/MM/YYYY');
+    END IF;
+    RAISE EXCEPTION '%: % ''%'' is not a date (AAAA-MM-DD or DD/MM/AAAA)', p_caller, p_field, p_value;
+EXCEPTION
+    WHEN datetime_field_overflow OR invalid_datetime_format THEN
+        RAISE EXCEPTION '%: % ''%'' is not a valid date', p_caller, p_field, p_value;
+END;
+$$;
+
+-- A time of day from "07:00" or "7:00:00"; NULL when blank.
+CREATE OR REPLACE FUNCTION public._import_time(p_caller text, p_field text, p_value text)
+RETURNS time
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _text text := pg_catalog.btrim(p_value);
+BEGIN
+    IF nullif(_text, '') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF _text ~ '^[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?$' THEN
+        RETURN _text::time;
+    END IF;
+    RAISE EXCEPTION '%: % ''%'' is not a time (HH:MM)', p_caller, p_field, p_value;
+EXCEPTION
+    WHEN datetime_field_overflow OR invalid_datetime_format THEN
+        RAISE EXCEPTION '%: % ''%'' is not a valid time', p_caller, p_field, p_value;
+END;
+$$;
+
+-- p->key, which must be present and not blank.
+CREATE OR REPLACE FUNCTION public._import_required(p_caller text, p jsonb, p_key text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _value text := public._import_text(p, p_key);
+BEGIN
+    IF _value IS NULL THEN
+        RAISE EXCEPTION '%: % is required', p_caller, p_key;
+    END IF;
+    RETURN _value;
+END;
+$$;
+
+------------------------------------------------------------
+-- Resolving names to ids
+------------------------------------------------------------
+
+-- The especialidade named (or aliased) p_nome; NULL for a blank name.
+CREATE OR REPLACE FUNCTION public._import_especialidade_id(p_caller text, p_nome text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _norm text := public.normalize_text(p_nome);
+    _id bigint;
+BEGIN
+    IF _norm IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT e.id INTO _id FROM public.especialidades AS e WHERE public.normalize_text(e.nome) = _norm
+     ORDER BY e.id LIMIT 1;
+    IF _id IS NULL THEN
+        SELECT a.especialidade_id INTO _id FROM public.especialidades_alias AS a WHERE a.alias_norm = _norm;
+    END IF;
+    IF _id IS NULL THEN
+        RAISE EXCEPTION '%: especialidade ''%'' not found', p_caller, p_nome;
+    END IF;
+    RETURN _id;
+END;
+$$;
+
+-- The hospital named (or aliased) p_nome; NULL for a blank name.
+CREATE OR REPLACE FUNCTION public._import_hospital_id(p_caller text, p_nome text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _norm text := public.normalize_text(p_nome);
+    _id bigint;
+BEGIN
+    IF _norm IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT h.id INTO _id FROM public.hospitais AS h WHERE public.normalize_text(h.nome) = _norm
+     ORDER BY h.id LIMIT 1;
+    IF _id IS NULL THEN
+        SELECT a.hospital_id INTO _id FROM public.hospitais_alias AS a WHERE a.alias_norm = _norm;
+    END IF;
+    IF _id IS NULL THEN
+        RAISE EXCEPTION '%: hospital ''%'' not found', p_caller, p_nome;
+    END IF;
+    RETURN _id;
+END;
+$$;
+
+-- Raise unless p_table is one of the name-only lookup tables.
+CREATE OR REPLACE FUNCTION public._import_check_lookup(p_caller text, p_table text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+BEGIN
+    IF p_table IS NULL OR p_table NOT IN ('setores', 'periodos', 'tipos_vaga', 'formas_recebimento') THEN
+        RAISE EXCEPTION '%: ''%'' is not a lookup table (setores, periodos, tipos_vaga, formas_recebimento)',
+            p_caller, p_table;
+    END IF;
+END;
+$$;
+
+-- The row of lookup table p_table named p_nome (accents and case ignored);
+-- NULL for a blank name.
+CREATE OR REPLACE FUNCTION public._import_lookup_id(p_caller text, p_table text, p_nome text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _id bigint;
+BEGIN
+    PERFORM public._import_check_lookup(p_caller, p_table);
+    IF public.normalize_text(p_nome) IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE pg_catalog.format(
+        'SELECT t.id FROM public.%I AS t WHERE public.normalize_text(t.nome) = public.normalize_text($1)
+          ORDER BY t.id LIMIT 1', p_table)
+       INTO _id
+      USING p_nome;
+    IF _id IS NULL THEN
+        -- "setores" -> "setor", "tipos_vaga" -> "tipo_vaga": the column name people write.
+        RAISE EXCEPTION '%: % ''%'' not found', p_caller,
+            CASE p_table WHEN 'setores' THEN 'setor' WHEN 'periodos' THEN 'periodo'
+                         WHEN 'tipos_vaga' THEN 'tipo_vaga' ELSE 'forma_recebimento' END,
+            p_nome;
+    END IF;
+    RETURN _id;
+END;
+$$;
+
+------------------------------------------------------------
+-- Reference data
+------------------------------------------------------------
+
+-- Add aliases to an especialidade or hospital; returns how many were new.
+-- An alias already used by another row is an error naming both.
+CREATE OR REPLACE FUNCTION public._import_aliases(p_caller text, p_kind text, p_id bigint, p_aliases text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _alias text;
+    _new bigint;
+    _owner text;
+    _added integer := 0;
+BEGIN
+    FOREACH _alias IN ARRAY p_aliases LOOP
+        IF p_kind = 'especialidade' THEN
+            INSERT INTO public.especialidades_alias (especialidade_id, alias) VALUES (p_id, _alias)
+            ON CONFLICT (alias_norm) DO NOTHING
+            RETURNING id INTO _new;
+            IF _new IS NULL THEN
+                SELECT e.nome INTO _owner
+                  FROM public.especialidades_alias AS a
+                  JOIN public.especialidades AS e ON e.id = a.especialidade_id
+                 WHERE a.alias_norm = public.normalize_text(_alias) AND a.especialidade_id <> p_id;
+            END IF;
+        ELSE
+            INSERT INTO public.hospitais_alias (hospital_id, alias) VALUES (p_id, _alias)
+            ON CONFLICT (alias_norm) DO NOTHING
+            RETURNING id INTO _new;
+            IF _new IS NULL THEN
+                SELECT h.nome INTO _owner
+                  FROM public.hospitais_alias AS a
+                  JOIN public.hospitais AS h ON h.id = a.hospital_id
+                 WHERE a.alias_norm = public.normalize_text(_alias) AND a.hospital_id <> p_id;
+            END IF;
+        END IF;
+        IF _owner IS NOT NULL THEN
+            RAISE EXCEPTION '%: alias ''%'' already belongs to % ''%''', p_caller, _alias, p_kind, _owner;
+        END IF;
+        _added := _added + (_new IS NOT NULL)::integer;
+        _new := NULL;
+    END LOOP;
+    RETURN _added;
+END;
+$$;
+
+-- Upsert one especialidade: {nome, aliases}.
+CREATE OR REPLACE FUNCTION public.import_especialidade(p jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _nome text := public._import_required('import_especialidade', p, 'nome');
+    _id bigint;
+    _action text := 'skipped';
+BEGIN
+    INSERT INTO public.especialidades (nome) VALUES (_nome)
+    ON CONFLICT (nome) DO NOTHING
+    RETURNING id INTO _id;
+    IF _id IS NOT NULL THEN
+        _action := 'inserted';
+    ELSE
+        SELECT e.id INTO STRICT _id FROM public.especialidades AS e WHERE e.nome = _nome;
+    END IF;
+    IF public._import_aliases('import_especialidade', 'especialidade', _id, public._import_list(p, 'aliases')) > 0
+       AND _action = 'skipped' THEN
+        _action := 'updated';
+    END IF;
+    RETURN _action;
+END;
+$$;
+
+-- Upsert one hospital: {nome, cidade, regiao, endereco, aliases}.
+CREATE OR REPLACE FUNCTION public.import_hospital(p jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _nome text := public._import_required('import_hospital', p, 'nome');
+    _cidade text := public._import_required('import_hospital', p, 'cidade');
+    _regiao text := public._import_required('import_hospital', p, 'regiao');
+    _endereco text := public._import_text(p, 'endereco');
+    _id bigint;
+    _inserted boolean;
+    _action text := 'skipped';
+BEGIN
+    INSERT INTO public.hospitais AS h (nome, cidade, regiao, endereco)
+    VALUES (_nome, _cidade, _regiao, _endereco)
+    ON CONFLICT (nome) DO UPDATE
+       SET cidade = excluded.cidade, regiao = excluded.regiao, endereco = coalesce(excluded.endereco, h.endereco)
+     WHERE (h.cidade, h.regiao, h.endereco) IS DISTINCT FROM (excluded.cidade, excluded.regiao,
+                                                             coalesce(excluded.endereco, h.endereco))
+    -- xmax = 0 only on a freshly inserted row version.
+    RETURNING h.id, h.xmax = 0 INTO _id, _inserted;
+    IF _id IS NOT NULL THEN
+        _action := CASE WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+    ELSE
+        SELECT h.id INTO STRICT _id FROM public.hospitais AS h WHERE h.nome = _nome;
+    END IF;
+    IF public._import_aliases('import_hospital', 'hospital', _id, public._import_list(p, 'aliases')) > 0
+       AND _action = 'skipped' THEN
+        _action := 'updated';
+    END IF;
+    RETURN _action;
+END;
+$$;
+
+-- Add one name to a lookup table (setores, periodos, tipos_vaga,
+-- formas_recebimento) unless it is there.
+CREATE OR REPLACE FUNCTION public.import_lookup(p_table text, p_nome text)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _nome text := nullif(pg_catalog.btrim(p_nome), '');
+    _id bigint;
+BEGIN
+    PERFORM public._import_check_lookup('import_lookup', p_table);
+    IF _nome IS NULL THEN
+        RAISE EXCEPTION 'import_lookup: nome is required (table %)', p_table;
+    END IF;
+    EXECUTE pg_catalog.format(
+        'INSERT INTO public.%I (nome) VALUES ($1) ON CONFLICT (nome) DO NOTHING RETURNING id', p_table)
+       INTO _id
+      USING _nome;
+    RETURN CASE WHEN _id IS NULL THEN 'skipped' ELSE 'inserted' END;
+END;
+$$;
+
+-- Upsert one periodo with its hours: {nome, hora_inicio, hora_fim}.
+CREATE OR REPLACE FUNCTION public.import_periodo(p jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _nome text := public._import_required('import_periodo', p, 'nome');
+    _inicio time := public._import_time('import_periodo', 'hora_inicio', p ->> 'hora_inicio');
+    _fim time := public._import_time('import_periodo', 'hora_fim', p ->> 'hora_fim');
+    _inserted boolean;
+BEGIN
+    INSERT INTO public.periodos AS t (nome, hora_inicio, hora_fim) VALUES (_nome, _inicio, _fim)
+    ON CONFLICT (nome) DO UPDATE
+       SET hora_inicio = coalesce(excluded.hora_inicio, t.hora_inicio),
+           hora_fim = coalesce(excluded.hora_fim, t.hora_fim)
+     WHERE (t.hora_inicio, t.hora_fim) IS DISTINCT FROM (coalesce(excluded.hora_inicio, t.hora_inicio),
+                                                         coalesce(excluded.hora_fim, t.hora_fim))
+    RETURNING t.xmax = 0 INTO _inserted;
+    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+END;
+$$;
+
+------------------------------------------------------------
+-- Doctors
+------------------------------------------------------------
+
+-- Upsert one doctor by telefone: {telefone, nome, crm, especialidade, regiao,
+-- cidade, tags, preferencias, opt_out}. Tags are added, preferencias merged;
+-- opt_out = sim opts the doctor out, and nothing here ever opts one back in.
+CREATE OR REPLACE FUNCTION public.import_medico(p jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _raw text := public._import_required('import_medico', p, 'telefone');
+    _telefone text := pg_catalog.regexp_replace(_raw, '[^0-9]', '', 'g');
+    _nome text := public._import_text(p, 'nome');
+    _crm text := public._import_text(p, 'crm');
+    _especialidade_id bigint := public._import_especialidade_id('import_medico', public._import_text(p, 'especialidade'));
+    _regiao text := public._import_text(p, 'regiao');
+    _cidade text := public._import_text(p, 'cidade');
+    _tags text[] := public._import_list(p, 'tags');
+    _opt_out boolean := coalesce(public._import_boolean('import_medico', 'opt_out', p ->> 'opt_out'), false);
+    _preferencias jsonb;
+    _inserted boolean;
+BEGIN
+    IF _telefone !~ '^[0-9]{8,15}$' OR _raw ~ '[A-Za-z]' THEN
+        RAISE EXCEPTION 'import_medico: telefone ''%'' must have 8 to 15 digits', _raw;
+    END IF;
+    BEGIN
+        _preferencias := CASE pg_catalog.jsonb_typeof(p -> 'preferencias')
+                             WHEN 'object' THEN p -> 'preferencias'
+                             WHEN 'string' THEN nullif(pg_catalog.btrim(p ->> 'preferencias'), '')::jsonb
+                         END;
+    EXCEPTION WHEN invalid_text_representation THEN
+        RAISE EXCEPTION 'import_medico: preferencias ''%'' is not JSON', p ->> 'preferencias';
+    END;
+    IF _preferencias IS NOT NULL AND pg_catalog.jsonb_typeof(_preferencias) <> 'object' THEN
+        RAISE EXCEPTION 'import_medico: preferencias ''%'' is not a JSON object', p ->> 'preferencias';
+    END IF;
+
+    INSERT INTO public.clientes AS c (telefone, nome, crm, especialidade_id, regiao, cidade, tags, preferencias,
+                                      opt_out, opt_out_em, opt_out_motivo)
+    VALUES (_telefone, _nome, _crm, _especialidade_id, _regiao, _cidade, _tags, coalesce(_preferencias, '{}'),
+            _opt_out, CASE WHEN _opt_out THEN pg_catalog.now() END, CASE WHEN _opt_out THEN 'importação' END)
+    ON CONFLICT (telefone) DO UPDATE
+       SET nome = coalesce(_nome, c.nome),
+           crm = coalesce(_crm, c.crm),
+           especialidade_id = coalesce(_especialidade_id, c.especialidade_id),
+           regiao = coalesce(_regiao, c.regiao),
+           cidade = coalesce(_cidade, c.cidade),
+           tags = c.tags || ARRAY(SELECT t.tag FROM pg_catalog.unnest(_tags) WITH ORDINALITY AS t (tag, pos)
+                                   WHERE t.tag <> ALL (c.tags) ORDER BY t.pos),
+           preferencias = c.preferencias || coalesce(_preferencias, '{}'),
+           opt_out = c.opt_out OR _opt_out,
+           opt_out_em = CASE WHEN _opt_out AND NOT c.opt_out THEN pg_catalog.now() ELSE c.opt_out_em END,
+           opt_out_motivo = CASE WHEN _opt_out AND NOT c.opt_out THEN 'importação' ELSE c.opt_out_motivo END,
+           updated_at = pg_catalog.now()
+     WHERE (c.nome, c.crm, c.especialidade_id, c.regiao, c.cidade, c.opt_out)
+           IS DISTINCT FROM (coalesce(_nome, c.nome), coalesce(_crm, c.crm),
+                             coalesce(_especialidade_id, c.especialidade_id), coalesce(_regiao, c.regiao),
+                             coalesce(_cidade, c.cidade), c.opt_out OR _opt_out)
+        OR NOT (c.tags @> _tags)
+        OR NOT (c.preferencias @> coalesce(_preferencias, '{}'))
+    RETURNING c.xmax = 0 INTO _inserted;
+    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+END;
+$$;
+
+------------------------------------------------------------
+-- Shifts
+------------------------------------------------------------
+
+-- Insert one vaga unless the same shift exists. {hospital, especialidade,
+-- setor, periodo, tipo_vaga, forma_recebimento, data | dias_a_partir_de_hoje,
+-- valor, status, reservada_por (telefone), observacoes}. Natural key:
+-- hospital + especialidade + data + periodo + setor (any status); an existing
+-- shift is left as it is (skipped), so re-importing never duplicates or
+-- overwrites a shift someone already reserved.
+CREATE OR REPLACE FUNCTION public.import_vaga(p jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _hospital_id bigint := public._import_hospital_id('import_vaga', public._import_required('import_vaga', p, 'hospital'));
+    _especialidade_id bigint := public._import_especialidade_id(
+        'import_vaga', public._import_required('import_vaga', p, 'especialidade'));
+    _periodo_id bigint := public._import_lookup_id(
+        'import_vaga', 'periodos', public._import_required('import_vaga', p, 'periodo'));
+    _setor_id bigint := public._import_lookup_id('import_vaga', 'setores', public._import_text(p, 'setor'));
+    _tipo_vaga_id bigint := public._import_lookup_id(
+        'import_vaga', 'tipos_vaga', coalesce(public._import_text(p, 'tipo_vaga'), public._import_text(p, 'tipo')));
+    _forma_id bigint := public._import_lookup_id(
+        'import_vaga', 'formas_recebimento', public._import_text(p, 'forma_recebimento'));
+    _dias integer := public._import_integer('import_vaga', 'dias_a_partir_de_hoje', p ->> 'dias_a_partir_de_hoje');
+    _data date := public._import_date('import_vaga', 'data', p ->> 'data');
+    _valor numeric := public._import_numeric('import_vaga', 'valor', public._import_required('import_vaga', p, 'valor'));
+    _status text := lower(coalesce(public._import_text(p, 'status'), 'aberta'));
+    _reservada text := public._import_text(p, 'reservada_por');
+    _reservada_por bigint;
+BEGIN
+    IF _data IS NULL AND _dias IS NULL THEN
+        RAISE EXCEPTION 'import_vaga: data or dias_a_partir_de_hoje is required';
+    END IF;
+    -- Shift dates are Brazilian calendar days, whatever the session time zone.
+    _data := coalesce(_data, (pg_catalog.now() AT TIME ZONE 'America/Sao_Paulo')::date + _dias);
+    IF _valor < 0 THEN
+        RAISE EXCEPTION 'import_vaga: valor ''%'' is negative', p ->> 'valor';
+    END IF;
+    IF _status NOT IN ('aberta', 'reservada', 'preenchida', 'cancelada') THEN
+        RAISE EXCEPTION 'import_vaga: status ''%'' is not aberta, reservada, preenchida or cancelada', p ->> 'status';
+    END IF;
+    IF _reservada IS NOT NULL THEN
+        SELECT c.id INTO _reservada_por FROM public.clientes AS c
+         WHERE c.telefone = pg_catalog.regexp_replace(_reservada, '[^0-9]', '', 'g');
+        IF _reservada_por IS NULL THEN
+            RAISE EXCEPTION 'import_vaga: reservada_por ''%'' is not a known doctor telefone', _reservada;
+        END IF;
+    END IF;
+    IF _status = 'reservada' AND _reservada_por IS NULL THEN
+        RAISE EXCEPTION 'import_vaga: status reservada needs reservada_por (the doctor''s telefone)';
+    END IF;
+    IF _status NOT IN ('reservada', 'preenchida') AND _reservada_por IS NOT NULL THEN
+        RAISE EXCEPTION 'import_vaga: reservada_por ''%'' given for a vaga with status %', _reservada, _status;
+    END IF;
+
+    -- Two imports of the same shift at once: the second waits, then skips.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(
+        pg_catalog.format('import_vaga:%s:%s:%s:%s:%s', _hospital_id, _especialidade_id, _data, _periodo_id, _setor_id),
+        0));
+    IF EXISTS (SELECT 1 FROM public.vagas AS v
+                WHERE v.hospital_id = _hospital_id AND v.especialidade_id = _especialidade_id
+                  AND v.data = _data AND v.periodo_id = _periodo_id
+                  AND v.setor_id IS NOT DISTINCT FROM _setor_id) THEN
+        RETURN 'skipped';
+    END IF;
+    INSERT INTO public.vagas (hospital_id, especialidade_id, setor_id, periodo_id, tipo_vaga_id, forma_recebimento_id,
+                              data, valor, status, reservada_por, reservada_em, observacoes)
+    VALUES (_hospital_id, _especialidade_id, _setor_id, _periodo_id, _tipo_vaga_id, _forma_id,
+            _data, _valor, _status, _reservada_por, CASE WHEN _reservada_por IS NOT NULL THEN pg_catalog.now() END,
+            public._import_text(p, 'observacoes'));
+    RETURN 'inserted';
+END;
+$$;
+
+------------------------------------------------------------
+-- Knowledge, rules, prompts
+------------------------------------------------------------
+
+-- Upsert one knowledge chunk on (fonte, titulo): {fonte, titulo, conteudo,
+-- tags}. New conteudo changes content_hash, so `julia kb reindex` re-embeds it.
+CREATE OR REPLACE FUNCTION public.import_conhecimento(p jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _inserted boolean;
+BEGIN
+    INSERT INTO public.conhecimento_julia AS k (fonte, titulo, conteudo, tags)
+    VALUES (public._import_required('import_conhecimento', p, 'fonte'),
+            public._import_required('import_conhecimento', p, 'titulo'),
+            public._import_required('import_conhecimento', p, 'conteudo'),
+            public._import_list(p, 'tags'))
+    ON CONFLICT ON CONSTRAINT conhecimento_fonte_titulo DO UPDATE
+       SET conteudo = excluded.conteudo, tags = excluded.tags, updated_at = pg_catalog.now()
+     WHERE (k.conteudo, k.tags) IS DISTINCT FROM (excluded.conteudo, excluded.tags)
+    RETURNING k.xmax = 0 INTO _inserted;
+    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+END;
+$$;
+
+-- Upsert one rule on titulo: {titulo, texto, ativa (default sim), prioridade
+-- (default 100; lower comes first)}.
+CREATE OR REPLACE FUNCTION public.import_diretriz(p jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _ativa boolean := public._import_boolean('import_diretriz', 'ativa', p ->> 'ativa');
+    _prioridade integer := public._import_integer('import_diretriz', 'prioridade', p ->> 'prioridade');
+    _inserted boolean;
+BEGIN
+    INSERT INTO public.diretrizes AS d (titulo, texto, ativa, prioridade)
+    VALUES (public._import_required('import_diretriz', p, 'titulo'),
+            public._import_required('import_diretriz', p, 'texto'),
+            coalesce(_ativa, true), coalesce(_prioridade, 100))
+    ON CONFLICT (titulo) DO UPDATE
+       SET texto = excluded.texto,
+           ativa = coalesce(_ativa, d.ativa),
+           prioridade = coalesce(_prioridade, d.prioridade)
+     WHERE (d.texto, d.ativa, d.prioridade)
+           IS DISTINCT FROM (excluded.texto, coalesce(_ativa, d.ativa), coalesce(_prioridade, d.prioridade))
+    RETURNING d.xmax = 0 INTO _inserted;
+    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+END;
+$$;
+
+-- Add one prompt version: {nome, versao, conteudo, ativo}. Versions are
+-- immutable: the same (nome, versao) with other conteudo is an error.
+-- ativo = sim activates this version and deactivates the others of the same
+-- nome; ativo absent or não never deactivates anything.
+CREATE OR REPLACE FUNCTION public.import_prompt(p jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _nome text := public._import_required('import_prompt', p, 'nome');
+    _versao integer := public._import_integer('import_prompt', 'versao',
+                                              public._import_required('import_prompt', p, 'versao'));
+    _conteudo text := public._import_required('import_prompt', p, 'conteudo');
+    _ativo boolean := coalesce(public._import_boolean('import_prompt', 'ativo', p ->> 'ativo'), false);
+    _old public.prompts;
+BEGIN
+    IF _versao < 1 THEN
+        RAISE EXCEPTION 'import_prompt: versao ''%'' must be 1 or more', p ->> 'versao';
+    END IF;
+    -- One activation per nome at a time (prompts_one_active allows one active row).
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('import_prompt:' || _nome, 0));
+    SELECT * INTO _old FROM public.prompts AS r WHERE r.nome = _nome AND r.versao = _versao;
+    IF FOUND AND _old.conteudo IS DISTINCT FROM _conteudo THEN
+        RAISE EXCEPTION 'import_prompt: prompt ''%'' versao % already exists with other conteudo; import it as a new versao',
+            _nome, _versao;
+    END IF;
+    IF FOUND AND (_old.ativo OR NOT _ativo) THEN
+        RETURN 'skipped';
+    END IF;
+    IF _ativo THEN
+        UPDATE public.prompts AS r SET ativo = false WHERE r.nome = _nome AND r.ativo;
+    END IF;
+    IF _old.id IS NULL THEN
+        INSERT INTO public.prompts (nome, versao, conteudo, ativo) VALUES (_nome, _versao, _conteudo, _ativo);
+        RETURN 'inserted';
+    END IF;
+    UPDATE public.prompts AS r SET ativo = true WHERE r.id = _old.id;
+    RETURN 'updated';
+END;
+$$;

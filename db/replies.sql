@@ -1,0 +1,87 @@
+-- What a reply job needs to know, decided in SQL: is there a doctor message
+-- to answer, may Julia speak in this conversation now, and the context
+-- (doctor profile, rules, active prompt, recent history) in one call.
+
+------------------------------------------------------------
+-- Is something owed?
+------------------------------------------------------------
+
+-- The newest doctor message of a conversation still waiting for an answer:
+-- no reply was written for it and nobody (Julia or a human) spoke after it.
+CREATE OR REPLACE FUNCTION public.pending_inbound(p_conversation_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT last_in.id
+      FROM (SELECT max(i.id) AS id FROM public.interacoes AS i
+             WHERE i.conversation_id = p_conversation_id AND i.autor = 'medico') AS last_in
+     WHERE last_in.id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM public.interacoes AS i
+                        WHERE i.conversation_id = p_conversation_id AND i.autor <> 'medico' AND i.id > last_in.id)
+       AND NOT EXISTS (SELECT 1 FROM public.outbox AS o
+                        WHERE o.conversation_id = p_conversation_id AND o.kind = 'reply'
+                          AND o.reply_to_id >= last_in.id);
+$$;
+
+-- Why Julia must stay quiet in a conversation right now, or NULL:
+-- paused (globally), handoff (a human owns it), takeover (a human typed on
+-- the company phone recently).
+CREATE OR REPLACE FUNCTION public.silence_reason(p_conversation_id bigint)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT CASE
+               WHEN public.julia_is_paused() THEN 'paused'
+               WHEN c.handoff_ativo THEN 'handoff'
+               WHEN c.julia_pausada_ate > clock_timestamp() THEN 'takeover'
+           END
+      FROM public.conversations AS c
+     WHERE c.id = p_conversation_id;
+$$;
+
+------------------------------------------------------------
+-- Context
+------------------------------------------------------------
+
+-- Everything a reply job needs, in one call.
+CREATE OR REPLACE FUNCTION public.reply_context(p_conversation_id bigint, p_history_limit integer DEFAULT 30)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _conv public.conversations;
+    _cliente public.clientes;
+BEGIN
+    SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'reply_context: conversation % not found', p_conversation_id;
+    END IF;
+    SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
+    RETURN jsonb_build_object(
+        'conversation_id', _conv.id,
+        'silence', public.silence_reason(_conv.id),
+        'paused', public.julia_is_paused(),
+        'reply_to_id', public.pending_inbound(_conv.id),
+        'reply_jid', _conv.reply_jid,
+        'cliente', jsonb_strip_nulls(jsonb_build_object(
+            'id', _cliente.id, 'nome', _cliente.nome, 'telefone', _cliente.telefone, 'crm', _cliente.crm,
+            'especialidade', (SELECT e.nome FROM public.especialidades AS e WHERE e.id = _cliente.especialidade_id),
+            'regiao', _cliente.regiao, 'cidade', _cliente.cidade,
+            'preferencias', nullif(_cliente.preferencias, '{}'::jsonb),
+            'opt_out', _cliente.opt_out)),
+        'prompt', (SELECT p.conteudo FROM public.prompts AS p WHERE p.nome = 'julia_system' AND p.ativo),
+        'diretrizes', coalesce((SELECT jsonb_agg(d.texto ORDER BY d.prioridade, d.id)
+                                  FROM public.diretrizes AS d WHERE d.ativa), '[]'::jsonb),
+        'history', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('autor', h.autor, 'texto', h.texto, 'tipo', h.tipo,
+                                                'at', h.message_at) ORDER BY h.id)
+              FROM (SELECT i.id, i.autor, i.texto, i.tipo, i.message_at
+                      FROM public.interacoes AS i
+                     WHERE i.conversation_id = _conv.id
+                     ORDER BY i.id DESC
+                     LIMIT p_history_limit) AS h), '[]'::jsonb));
+END;
+$$;

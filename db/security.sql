@@ -1,0 +1,125 @@
+-- What keeps the schema clean for the Supabase database linter (db/lint.sql):
+-- RLS on every table in `public`, nothing granted to the API roles (anon,
+-- authenticated) on our tables or on pgmq, a fixed search_path on every
+-- function. The app connects as the table owner (or service_role, which has
+-- BYPASSRLS), so RLS without policies shuts out only the Data API.
+--
+-- Idempotent. A migration that adds tables or functions ends with
+-- `SELECT public.secure_public_schema();`.
+
+------------------------------------------------------------
+-- Securing
+------------------------------------------------------------
+
+-- Enable RLS on every table in `public`, revoke the API roles' privileges on
+-- `public` and `pgmq` (now and by default for new objects), keep SECURITY
+-- DEFINER functions away from them, and fix the search_path of functions in
+-- `public` and `pgmq` that lack one. Must run as the owner of those objects.
+CREATE OR REPLACE FUNCTION public.secure_public_schema()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _table regclass;
+    _function regprocedure;
+    _fixed_path text;
+    _role text;
+    _has_pgmq boolean := pg_catalog.to_regnamespace('pgmq') IS NOT NULL;
+BEGIN
+    -- Two migrations running at once must not interleave their ALTERs.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia.secure_public_schema'));
+
+    FOR _table IN
+        SELECT c.oid::regclass
+          FROM pg_catalog.pg_class AS c
+         WHERE c.relnamespace = 'public'::regnamespace
+           AND c.relkind IN ('r', 'p')
+           AND NOT c.relrowsecurity
+    LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', _table);
+    END LOOP;
+
+    -- Functions added without a search_path, and pgmq/procrastinate functions a
+    -- package upgrade re-created (CREATE OR REPLACE drops SET clauses).
+    -- Extension members are the extension's to fix.
+    FOR _function, _fixed_path IN
+        SELECT p.oid::regprocedure,
+               CASE n.nspname WHEN 'pgmq' THEN 'pgmq, pg_catalog' ELSE 'public, pg_catalog' END
+          FROM pg_catalog.pg_proc AS p
+          JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+         WHERE n.nspname IN ('public', 'pgmq')
+           AND p.prokind IN ('f', 'p', 'w')
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                            WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                              AND d.deptype = 'e')
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(p.proconfig) AS s (setting)
+                            WHERE s.setting LIKE 'search\_path=%')
+    LOOP
+        EXECUTE pg_catalog.format('ALTER ROUTINE %s SET search_path = %s', _function, _fixed_path);
+    END LOOP;
+
+    -- SECURITY DEFINER functions run as their owner: only the owner (and
+    -- whoever it grants explicitly) may call them.
+    FOR _function IN
+        SELECT p.oid::regprocedure
+          FROM pg_catalog.pg_proc AS p
+          JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+         WHERE n.nspname IN ('public', 'pgmq')
+           AND p.prosecdef
+           AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM PUBLIC', _function);
+    END LOOP;
+
+    -- The API roles exist on Supabase, not necessarily elsewhere.
+    FOR _role IN
+        SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA public FROM %I', _role);
+        EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM %I', _role);
+        EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM %I', _role);
+        EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM %I', _role);
+        FOR _function IN
+            SELECT p.oid::regprocedure
+              FROM pg_catalog.pg_proc AS p
+             WHERE p.pronamespace = 'public'::regnamespace
+               AND p.prosecdef
+        LOOP
+            EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM %I', _function, _role);
+        END LOOP;
+
+        IF _has_pgmq THEN
+            EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA pgmq FROM %I', _role);
+            EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA pgmq FROM %I', _role);
+            EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgmq FROM %I', _role);
+            EXECUTE pg_catalog.format('REVOKE ALL ON ALL ROUTINES IN SCHEMA pgmq FROM %I', _role);
+            EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES IN SCHEMA pgmq REVOKE ALL ON TABLES FROM %I', _role);
+            EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES IN SCHEMA pgmq REVOKE ALL ON SEQUENCES FROM %I', _role);
+            EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES IN SCHEMA pgmq REVOKE ALL ON ROUTINES FROM %I', _role);
+        END IF;
+    END LOOP;
+END;
+$$;
+
+------------------------------------------------------------
+-- Applying
+------------------------------------------------------------
+
+-- The two maintenance functions are for migrations and operators, not the Data API.
+REVOKE ALL ON FUNCTION public.secure_public_schema() FROM PUBLIC;
+REVOKE ALL ON FUNCTION public.lint_schema() FROM PUBLIC;
+
+DO $$
+DECLARE
+    _role text;
+BEGIN
+    FOR _role IN
+        SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION public.secure_public_schema() FROM %I', _role);
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION public.lint_schema() FROM %I', _role);
+    END LOOP;
+END $$;
+
+SELECT public.secure_public_schema();

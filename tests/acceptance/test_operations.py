@@ -1,0 +1,72 @@
+"""Operating Julia from the command line: pause/resume/status, bootstrap,
+scheduler replicas, and connection-string rules."""
+
+from __future__ import annotations
+
+import json
+
+from tests.acceptance.conftest import run_julia
+from tests.conftest import wait_for
+
+
+def test_pause_resume_status_go_through_sql_with_manual_channel(test_env, db):
+    paused = run_julia(["pause", "--reason", "manutenção programada"], test_env)
+    assert paused.returncode == 0, paused.stderr
+    assert json.loads(paused.stdout)["status"] == "pausado"
+    status = json.loads(run_julia(["status"], test_env).stdout)
+    assert (status["status"], status["motivo"], status["alterado_via"]) == (
+        "pausado",
+        "manutenção programada",
+        "manual",
+    )
+    assert json.loads(run_julia(["resume", "--reason", "ok"], test_env).stdout)["status"] == "ativo"
+    history = db.execute("SELECT status, alterado_via FROM julia_status ORDER BY id").fetchall()
+    assert history[-2:] == [
+        {"status": "pausado", "alterado_via": "manual"},
+        {"status": "ativo", "alterado_via": "manual"},
+    ]
+
+
+def test_pause_without_reason_is_refused(test_env):
+    result = run_julia(["pause"], test_env)
+    assert result.returncode == 2
+    assert "--reason" in result.stderr
+
+
+def test_bootstrap_cli_is_idempotent_and_needs_force_to_change_a_marker(test_env, db):
+    first = run_julia(["db", "bootstrap"], test_env)
+    assert first.returncode == 0, first.stderr
+    assert "environment: unchanged" in first.stdout
+    changed = run_julia(["db", "bootstrap"], {**test_env, "APP_ENV": "staging"})
+    assert changed.returncode == 1
+    assert "use --force" in changed.stderr
+    assert db.execute("SELECT value FROM app_settings WHERE key='environment'").fetchone()["value"] == "test"
+
+
+def test_two_schedulers_run_each_periodic_tick_once(spawn, test_env, db):
+    schedulers = [spawn(["run"], {**test_env, "RUN_MODE": "scheduler"}) for _ in range(2)]
+    wait_for(lambda: db.execute("SELECT 1 FROM periodic_runs").fetchone(), timeout=40)
+    # Both schedulers are up and had the chance to run the same tick.
+    wait_for(lambda: db.execute("SELECT count(*) AS n FROM procrastinate_workers").fetchone()["n"] >= 2, timeout=20)
+    assert all(s.proc.poll() is None for s in schedulers)
+    ticks = db.execute(
+        "SELECT task_name, tick, count(*) AS runs FROM periodic_runs GROUP BY task_name, tick"
+    ).fetchall()
+    assert ticks and all(t["runs"] == 1 for t in ticks), ticks
+
+
+def test_worker_refuses_a_transaction_pooler_url(test_env):
+    url = "postgresql://postgres.abcdefghijklmnopqrst:p%40ss%21w0rd@aws-0-sa-east-1.pooler.example.com:6543/postgres"
+    result = run_julia(["worker"], {**test_env, "DATABASE_URL": url})
+    assert result.returncode == 1
+    assert "transaction pooler" in result.stderr
+    assert "p@ss!w0rd" not in result.stderr + result.stdout
+    assert "p%40ss%21w0rd" not in result.stderr + result.stdout
+
+
+def test_unreachable_database_fails_without_leaking_the_password(test_env):
+    url = "postgresql://julia:s3cr%3Ft%40pw@127.0.0.1:1/julia?connect_timeout=2"
+    result = run_julia(["status"], {**test_env, "DATABASE_URL": url})
+    assert result.returncode == 1
+    assert "cannot reach the database" in result.stderr
+    assert "s3cr" not in result.stderr + result.stdout

@@ -1,0 +1,130 @@
+"""All migrations, applied to an empty database shaped like a Supabase project
+(API roles that get everything in `public` by default), give a schema that
+works and that the linter finds clean; applying them again changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from app import schema
+from app.lint import at_or_above, run_lint
+from tests.conftest import database_url_for
+
+API_ROLES = ("anon", "authenticated", "service_role")
+
+# What a Supabase project grants the API roles on `public` before any migration.
+SUPABASE_DEFAULTS = (
+    "GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role",
+)
+
+# Catalog state that a repeated upgrade must leave alone.
+SNAPSHOT = """
+SELECT c.oid::regclass::text AS object, c.relkind::text AS kind, c.relrowsecurity::text AS detail,
+       coalesce(c.relacl::text, '') AS acl
+  FROM pg_class AS c
+ WHERE c.relnamespace IN ('public'::regnamespace, 'pgmq'::regnamespace)
+UNION ALL
+SELECT p.oid::regprocedure::text, 'function', coalesce(p.proconfig::text, ''), coalesce(p.proacl::text, '')
+  FROM pg_proc AS p
+ WHERE p.pronamespace IN ('public'::regnamespace, 'pgmq'::regnamespace)
+ ORDER BY 1
+"""
+
+
+@pytest.fixture
+def empty_url(postgresql: psycopg.Connection) -> Iterator[str]:
+    """URL of a new, empty database with Supabase's roles and default grants."""
+    name = f"julia_migration_{uuid.uuid4().hex[:12]}"
+    postgresql.autocommit = True
+    postgresql.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = database_url_for(name)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for role in API_ROLES:
+                # Roles are cluster-wide: the template may have created them already.
+                conn.execute(
+                    sql.SQL(
+                        "DO $$ BEGIN CREATE ROLE {} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+                    ).format(sql.Identifier(role))
+                )
+            for statement in SUPABASE_DEFAULTS:
+                conn.execute(statement)
+        yield url
+    finally:
+        postgresql.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def connect(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+
+
+def current_revision(conn: psycopg.Connection) -> str:
+    return conn.execute("SELECT version_num FROM public.alembic_version").fetchone()["version_num"]
+
+
+def assert_works_and_is_clean(conn: psycopg.Connection) -> None:
+    assert current_revision(conn) == schema.expected_head()
+    assert conn.execute("SELECT to_regprocedure('public.process_inbound(bigint, jsonb)') IS NOT NULL AS ok").fetchone()[
+        "ok"
+    ]
+    msg_id = conn.execute("""SELECT pgmq.send('inbound', '{"probe": true}'::jsonb) AS id""").fetchone()["id"]
+    read = conn.execute("SELECT msg_id, message FROM pgmq.read('inbound', 30, 1)").fetchall()
+    assert read == [{"msg_id": msg_id, "message": {"probe": True}}]
+    assert conn.execute("SELECT pgmq.archive('inbound', %s::bigint) AS ok", (msg_id,)).fetchone()["ok"] is True
+    assert at_or_above(run_lint(conn), "warn") == []
+
+
+def test_upgrade_from_empty_to_head(empty_url):
+    schema.upgrade(empty_url)
+    with connect(empty_url) as conn:
+        assert_works_and_is_clean(conn)
+        # The Supabase default grants were revoked, and stay revoked for new tables.
+        exposed = conn.execute(
+            """
+            SELECT c.oid::regclass::text AS tbl FROM pg_class AS c
+             WHERE c.relnamespace IN ('public'::regnamespace, 'pgmq'::regnamespace) AND c.relkind IN ('r', 'S')
+               AND (has_table_privilege('anon', c.oid, 'SELECT')
+                    OR has_table_privilege('authenticated', c.oid, 'SELECT'))
+            """
+        ).fetchall()
+        assert exposed == []
+        conn.execute("CREATE TABLE public.added_later (id int)")
+        assert conn.execute("SELECT has_table_privilege('anon', 'public.added_later', 'SELECT') AS ok").fetchone() == {
+            "ok": False
+        }
+        # service_role keeps what Supabase gave it.
+        assert conn.execute(
+            "SELECT has_table_privilege('service_role', 'public.clientes', 'SELECT') AS ok"
+        ).fetchone() == {"ok": True}
+
+
+def test_upgrade_again_is_a_no_op(empty_url):
+    schema.upgrade(empty_url)
+    with connect(empty_url) as conn:
+        before = conn.execute(SNAPSHOT).fetchall()
+    schema.upgrade(empty_url)
+    with connect(empty_url) as conn:
+        assert conn.execute(SNAPSHOT).fetchall() == before
+        assert current_revision(conn) == schema.expected_head()
+
+
+def test_downgrade_to_0002_and_upgrade_again(empty_url):
+    from alembic import command
+
+    schema.upgrade(empty_url)
+    command.downgrade(schema.alembic_config(empty_url), "0002")
+    with connect(empty_url) as conn:
+        assert current_revision(conn) == "0002"
+        assert conn.execute("SELECT to_regprocedure('public.lint_schema()') IS NULL AS gone").fetchone()["gone"]
+    schema.upgrade(empty_url)
+    with connect(empty_url) as conn:
+        assert_works_and_is_clean(conn)
