@@ -107,6 +107,7 @@ async def health_deep(request: Request) -> JSONResponse:
                     "app_env": settings.app_env,
                     "project_ref": settings.supabase_project_ref,
                     "expected_revision": schema.expected_head(),
+                    "known_revisions": list(schema.revision_chain()),
                 },
             )
             report = (await cur.fetchone())["report"]
@@ -132,7 +133,7 @@ async def health_schema(request: Request) -> JSONResponse:
     except psycopg.Error as exc:
         return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
     status = schema.status_for(row["version_num"] if row else None)
-    return JSONResponse(status.as_json(), status_code=200 if status.ok else 503)
+    return JSONResponse(status.as_json(), status_code=200 if status.ok else 503)  # "ahead" is ok
 
 
 async def health_rate_limit(request: Request) -> JSONResponse:

@@ -60,7 +60,13 @@ def _require_schema(settings: Settings) -> None:
         status = schema.require_current_schema(settings.database_url)
     except schema.SchemaBehind as exc:
         raise CommandError(f"refusing to start: {exc}") from None
-    logger.info("schema is current", extra={"action": "schema_ok", "revision": status.current})
+    if status.ahead:
+        logger.warning(
+            "database is ahead of this code (a newer release migrated it); starting anyway",
+            extra={"action": "schema_ahead", "revision": status.current, "expected": status.expected},
+        )
+    else:
+        logger.info("schema is current", extra={"action": "schema_ok", "revision": status.current})
 
 
 def cmd_api(args: argparse.Namespace) -> None:

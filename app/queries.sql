@@ -76,7 +76,7 @@ SELECT public.record_periodic_run(%(task_name)s, %(tick)s, %(result)s::jsonb);
 
 -- health_report --
 -- Deep health: markers, queues, jobs, required relations, schema revision
-SELECT public.health_report(%(app_env)s, %(project_ref)s, %(expected_revision)s) AS report;
+SELECT public.health_report(%(app_env)s, %(project_ref)s, %(expected_revision)s, %(known_revisions)s) AS report;
 
 -- rate_limit_status --
 -- Proactive sends this hour and today vs the limits

@@ -57,6 +57,10 @@ class SchemaStatus:
     current: str | None
     expected: str
     missing: tuple[str, ...]
+    # The database carries a revision this code does not know: a newer
+    # release migrated it (migrations before code). Older code still runs on
+    # it, because migrations are additive; that is what makes rollback work.
+    ahead: bool = False
 
     @property
     def ok(self) -> bool:
@@ -64,7 +68,7 @@ class SchemaStatus:
 
     def as_json(self) -> dict[str, object]:
         return {
-            "status": "ok" if self.ok else "behind",
+            "status": "ahead" if self.ahead else "ok" if self.ok else "behind",
             "current": self.current,
             "expected": self.expected,
             "missing": list(self.missing),
@@ -84,6 +88,8 @@ def schema_status(conn: psycopg.Connection) -> SchemaStatus:
 
 def status_for(current: str | None) -> SchemaStatus:
     chain = revision_chain()
+    if current is not None and current not in chain:
+        return SchemaStatus(current=current, expected=chain[-1], missing=(), ahead=True)
     missing = chain[chain.index(current) + 1 :] if current in chain else chain
     return SchemaStatus(current=current, expected=chain[-1], missing=tuple(missing))
 

@@ -24,7 +24,11 @@ $$;
 
 -- The /health/deep report: every check with its status, and deploy_safe.
 -- p_expected_revision is the alembic head the calling code needs.
-CREATE OR REPLACE FUNCTION public.health_report(p_app_env text, p_project_ref text, p_expected_revision text)
+-- p_known_revisions lists every revision the code knows: a database at a
+-- revision outside it is ahead (a newer release migrated it), which is fine.
+CREATE OR REPLACE FUNCTION public.health_report(
+    p_app_env text, p_project_ref text, p_expected_revision text, p_known_revisions text[] DEFAULT NULL
+)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = ''
@@ -81,9 +85,15 @@ BEGIN
                                      'missing', to_jsonb(_missing_tables)),
         'views', jsonb_build_object('status', CASE WHEN cardinality(_missing_views) = 0 THEN 'ok' ELSE 'critical' END,
                                     'missing', to_jsonb(_missing_views)),
-        'schema_version', jsonb_build_object(
-            'status', CASE WHEN _revision = p_expected_revision THEN 'ok' ELSE 'critical' END,
-            'version', _revision, 'expected', p_expected_revision));
+        'schema_version', jsonb_strip_nulls(jsonb_build_object(
+            'status', CASE WHEN _revision = p_expected_revision THEN 'ok'
+                           WHEN _revision IS NOT NULL AND p_known_revisions IS NOT NULL
+                                AND NOT _revision = ANY (p_known_revisions) THEN 'ok'
+                           ELSE 'critical' END,
+            'detail', CASE WHEN _revision IS NOT NULL AND p_known_revisions IS NOT NULL
+                                AND NOT _revision = ANY (p_known_revisions)
+                           THEN 'database is ahead of this code (newer release migrated it)' END,
+            'version', _revision, 'expected', p_expected_revision)));
 
     SELECT bool_or(c.value ->> 'status' = 'critical') INTO _critical FROM jsonb_each(_checks) AS c;
     RETURN jsonb_build_object(

@@ -8,6 +8,30 @@
 -- Search
 ------------------------------------------------------------
 
+-- The `p_k` chunks embedded with `p_model` nearest to `p_embedding` by cosine
+-- distance, ranked from 1; no rows when an argument is NULL.
+CREATE OR REPLACE FUNCTION public._nearest_knowledge(p_embedding extensions.vector, p_model text, p_k integer)
+RETURNS TABLE (id bigint, rank integer)
+LANGUAGE sql STABLE STRICT
+SET search_path = ''
+-- The planner does not cost a sequential scan's reads of TOASTed vectors, so it picks
+-- one up to ~10k chunks where HNSW is ~9x faster (bench/retrieval.py).
+SET enable_seqscan = off
+-- Keep walking the HNSW graph until p_k rows of p_model are found (pgvector >= 0.8).
+SET hnsw.iterative_scan = 'relaxed_order'
+AS $$
+    WITH nearest AS MATERIALIZED (
+        SELECT k.id, k.embedding OPERATOR(extensions.<=>) p_embedding AS distance
+          FROM public.conhecimento_julia AS k
+         WHERE k.embedding_model = p_model
+         ORDER BY k.embedding OPERATOR(extensions.<=>) p_embedding
+         LIMIT p_k
+    )
+    -- relaxed_order may return rows slightly out of order: rank them again.
+    SELECT n.id, (pg_catalog.row_number() OVER (ORDER BY n.distance, n.id))::integer
+      FROM nearest AS n;
+$$;
+
 -- The best `p_limit` chunks for a question: the 40 nearest by cosine distance
 -- (rows embedded with `p_model` only; skipped when `p_embedding` is NULL) and
 -- the 40 best full-text matches of any of the question's words (rows matching
@@ -30,8 +54,6 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql STABLE
 SET search_path = ''
--- Keep walking the HNSW graph until 40 rows of `p_model` are found (pgvector >= 0.8).
-SET hnsw.iterative_scan = 'relaxed_order'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -58,18 +80,8 @@ BEGIN
     END IF;
 
     RETURN QUERY
-    WITH nearest AS MATERIALIZED (
-        SELECT k.id, k.embedding OPERATOR(extensions.<=>) p_embedding AS distance
-          FROM public.conhecimento_julia AS k
-         WHERE p_embedding IS NOT NULL
-           AND k.embedding_model = p_model
-         ORDER BY k.embedding OPERATOR(extensions.<=>) p_embedding
-         LIMIT _candidates
-    ),
-    by_vector AS (
-        -- relaxed_order may return rows slightly out of order: rank them again.
-        SELECT n.id, (pg_catalog.row_number() OVER (ORDER BY n.distance, n.id))::integer AS rank
-          FROM nearest AS n
+    WITH by_vector AS (
+        SELECT v.id, v.rank FROM public._nearest_knowledge(p_embedding, p_model, _candidates) AS v
     ),
     matches AS MATERIALIZED (
         SELECT k.id,

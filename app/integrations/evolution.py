@@ -33,10 +33,13 @@ class EvolutionClient:
     """Thin async client over one httpx.AsyncClient; create once per process."""
 
     def __init__(self, *, base_url: str, api_key: str, instance: str, timeout: float = 30.0) -> None:
-        if not base_url or not instance:
-            raise ValueError("EvolutionClient needs EVOLUTION_API_URL and EVOLUTION_INSTANCE")
+        # A process that never sends (the scheduler) may run without Evolution
+        # settings; a send then fails loudly, naming what is missing.
+        self._missing = [n for n, v in (("EVOLUTION_API_URL", base_url), ("EVOLUTION_INSTANCE", instance)) if not v]
         self._instance = instance
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers={"apikey": api_key}, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") or "http://evolution.invalid", headers={"apikey": api_key}, timeout=timeout
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -64,6 +67,10 @@ class EvolutionClient:
             logger.info("presence not sent", extra={"action": "presence_failed", "status": exc.status})
 
     async def _post(self, path: str, body: dict[str, object]) -> dict:
+        if self._missing:
+            raise EvolutionError(
+                f"Evolution is not configured: {', '.join(self._missing)}", status=None, transient=False
+            )
         try:
             response = await self._http.post(path, json=body)
         except httpx.TimeoutException as exc:

@@ -85,6 +85,16 @@ def test_schema_behind_is_critical(db, api_client):
     assert response.json()["missing"] == list(schema.revision_chain()[2:])
 
 
+def test_database_ahead_of_the_code_is_healthy_so_rollback_works(db, api_client):
+    db.execute("UPDATE alembic_version SET version_num = '9999_from_a_newer_release'")
+    response = api_client.get("/health/schema")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ahead"
+    deep = api_client.get("/health/deep")
+    assert deep.status_code == 200
+    assert "ahead" in deep.json()["checks"]["schema_version"]["detail"]
+
+
 def test_schema_endpoint_reports_current_and_expected(api_client):
     body = api_client.get("/health/schema").json()
     assert body == {

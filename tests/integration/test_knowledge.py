@@ -215,8 +215,8 @@ async def test_search_falls_back_to_keywords_when_voyage_fails(database_url, aco
 # --- models and staleness -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seqscan", ["on", "off"])
-async def test_vector_side_only_compares_the_same_model(db, aconn, chunks, seqscan):
+@pytest.mark.parametrize("scan", ["hnsw", "seq"])
+async def test_vector_side_only_compares_the_same_model(db, aconn, chunks, scan):
     await reindex(aconn, LocalEmbedder())
     target = chunks["Estacionamento"]
     other = random_unit(3)
@@ -228,7 +228,8 @@ async def test_vector_side_only_compares_the_same_model(db, aconn, chunks, seqsc
             params = {"id": chunk_id, "model": "other-model", "hash": row["content_hash"]}
             stored = db.execute(queries["store_embedding"], {**params, "embedding": vector_literal(vector)}).fetchone()
             assert stored["stored"] is True
-    db.execute(f"SET enable_seqscan = {seqscan}")  # off: the HNSW index path with its model filter
+    if scan == "seq":  # otherwise the HNSW index path, with its model filter
+        db.execute("SET enable_indexscan = off")
 
     rows = search_sql(db, None, other, LOCAL_MODEL)
     assert [(r["titulo"], r["vector_rank"]) for r in rows] == [("Uniforme", 1)]
