@@ -15,13 +15,15 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app import schema
+from app import chatwoot_webhook, ops_api, schema, slack_commands
 from app.config import Settings
-from app.evolution_events import Ignored, InvalidEvent, parse_event
+from app.evolution_events import Ignored, InvalidEvent, StatusUpdate, parse_event
 from app.ops_auth import Unauthorized, verify_ops_token
 from app.queries import queries
 from app.runtime import new_pool
@@ -64,6 +66,8 @@ async def evolution_webhook(request: Request) -> JSONResponse:
         return error(400, f"not an Evolution event: {exc}")
     if isinstance(event, Ignored):
         return JSONResponse({"status": "ignored", "event": event.event, "reason": event.reason})
+    if isinstance(event, list):
+        return await _record_statuses(request, event)
     message = {"v": 1, "event": "messages.upsert", "message": event.to_json(), "raw": body.get("data")}
     try:
         async with request.state.pool.connection() as conn:
@@ -78,6 +82,28 @@ async def evolution_webhook(request: Request) -> JSONResponse:
         extra={"action": "webhook_queued", "msg_id": row["msg_id"], "message_id": event.message_id},
     )
     return JSONResponse({"status": "queued", "msg_id": row["msg_id"]})
+
+
+async def _record_statuses(request: Request, updates: list[StatusUpdate]) -> JSONResponse:
+    """messages.update: one SQL call per status (usually one) records it."""
+    matched = 0
+    try:
+        async with request.state.pool.connection() as conn:
+            for update in updates:
+                cur = await conn.execute(
+                    queries["record_delivery_status"],
+                    {
+                        "message_id": update.message_id,
+                        "status": update.status,
+                        "error_code": update.error_code,
+                        "remote_jid": update.remote_jid,
+                    },
+                )
+                matched += (await cur.fetchone())["outbox_id"] is not None
+    except psycopg.Error as exc:
+        logger.error("status update failed", extra={"action": "webhook_status_failed", "error": type(exc).__name__})
+        return error(503, "database unavailable, retry later")
+    return JSONResponse({"status": "recorded", "updates": len(updates), "matched": matched})
 
 
 async def health(request: Request) -> JSONResponse:
@@ -175,6 +201,20 @@ async def ops_pause(request: Request) -> JSONResponse:
     return JSONResponse({**state, "since": state["since"].isoformat() if state["since"] else None})
 
 
+async def jobs_reconcile_touches(request: Request) -> JSONResponse:
+    """POST /jobs/reconcile-touches (the seed's smoke-test job): operator JWT required."""
+    settings: Settings = request.state.settings
+    if not settings.jwt_secret_key:
+        return error(503, "ops API disabled: JWT_SECRET_KEY is not set")
+    try:
+        verify_ops_token(request.headers, settings.jwt_secret_key)
+    except Unauthorized as exc:
+        return error(401, str(exc))
+    async with request.state.pool.connection() as conn:
+        updated = (await (await conn.execute(queries["reconcile_touches"])).fetchone())["updated"]
+    return JSONResponse({"status": "ok", "updated": updated})
+
+
 ROUTES: list[BaseRoute] = [
     Route("/webhooks/evolution", evolution_webhook, methods=["POST"]),
     Route("/webhooks/evolution/{event}", evolution_webhook, methods=["POST"]),
@@ -183,8 +223,13 @@ ROUTES: list[BaseRoute] = [
     Route("/health/deep", health_deep, methods=["GET"]),
     Route("/health/schema", health_schema, methods=["GET"]),
     Route("/health/rate-limit", health_rate_limit, methods=["GET"]),
+    Route("/jobs/reconcile-touches", jobs_reconcile_touches, methods=["POST"]),
     Route("/ops/pause", ops_pause, methods=["POST"]),
     Route("/ops/resume", ops_pause, methods=["POST"]),
+    # Humans in the loop (issue 7): Chatwoot, Slack, ops console reads.
+    *chatwoot_webhook.ROUTES,
+    *slack_commands.ROUTES,
+    *ops_api.ROUTES,
 ]
 
 
@@ -206,4 +251,18 @@ def create_app(
             if own:
                 await the_pool.close()
 
-    return Starlette(routes=[*ROUTES, *extra_routes], lifespan=lifespan)
+    # The ops console is served from other origins (CORS_ORIGINS); none set, no CORS.
+    middleware = (
+        [
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+                max_age=600,
+            )
+        ]
+        if settings.cors_origins
+        else []
+    )
+    return Starlette(routes=[*ROUTES, *extra_routes], middleware=middleware, lifespan=lifespan)

@@ -3,8 +3,9 @@
 julia dev                 everything on an embedded Postgres, with stand-ins
 julia api | worker        one process each (production shape)
 julia run                 the container entrypoint: RUN_MODE=api|worker|scheduler
-julia db upgrade|current|bootstrap|lint|import
+julia db upgrade|current|bootstrap|lint|import|copy
 julia pause|resume --reason R, julia status
+julia token --subject NAME [--minutes N]   an operator JWT for the ops API
 julia kb reindex          embed knowledge chunks that are new, changed or of another model
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg.rows import dict_row
 
-from app import schema
+from app import campaign_cli, schema
 from app.config import ConfigError, Role, Settings, load_settings
 from app.dburl import pooler_problem
 from app.logs import setup_logging
@@ -176,6 +177,19 @@ def cmd_db_import(args: argparse.Namespace) -> None:
         print("dry run: nothing was written")
 
 
+def cmd_db_copy(args: argparse.Namespace) -> None:
+    from app import dbcopy
+
+    setup_logging(os.environ.get("LOG_LEVEL", "WARNING"))
+    tables = [t for group in args.tables or () for t in group.split(",") if t]
+    try:
+        report = dbcopy.run_copy(args.source, args.target, tables=tables, dry_run=args.dry_run, assume_yes=args.yes)
+    except dbcopy.CopyError as exc:
+        raise CommandError(str(exc)) from None
+    if not report.ok:
+        raise SystemExit(1)
+
+
 def _state(conn: psycopg.Connection) -> dict:
     row = conn.execute(queries["julia_state"]).fetchone()
     return {**row, "since": row["since"].isoformat() if row["since"] else None}
@@ -192,6 +206,18 @@ def cmd_status(args: argparse.Namespace) -> None:
     settings = _settings("cli")
     with _connect(settings) as conn:
         print(json.dumps(_state(conn), ensure_ascii=False))
+
+
+def cmd_token(args: argparse.Namespace) -> None:
+    from app.ops_auth import mint_ops_token
+
+    # Minting needs only JWT_SECRET_KEY, not the database ("dev" requires nothing).
+    settings = load_settings("dev")
+    if not settings.jwt_secret_key:
+        raise CommandError("JWT_SECRET_KEY is not set; the ops API needs it to verify tokens")
+    if not 1 <= args.minutes <= 60 * 24 * 30:
+        raise CommandError(f"--minutes must be from 1 to 43200 (30 days), got {args.minutes}")
+    print(mint_ops_token(settings.jwt_secret_key, args.subject, args.minutes))
 
 
 async def _kb_reindex(settings: Settings, batch_size: int) -> str:
@@ -269,6 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", help="directory with especialidades.csv, hospitais.csv, vagas.csv, ...")
     p.add_argument("--dry-run", action="store_true", help="check every file and row, write nothing")
     p.set_defaults(func=cmd_db_import)
+    p = db.add_parser("copy", help="copy reference/content tables DEV → PROD: COPY, never overwrites, verified")
+    p.add_argument("--from", dest="source", required=True, metavar="URL", help="source database URL (DEV)")
+    p.add_argument("--to", dest="target", required=True, metavar="URL", help="target database URL (PROD)")
+    p.add_argument("--tables", nargs="+", metavar="TABLE", help="tables to copy (default: the seed's list)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan with row counts, write nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)")
+    p.set_defaults(func=cmd_db_copy)
 
     p = sub.add_parser("pause", help="pause Julia (nothing is sent; inbound is still stored)")
     p.add_argument("--reason", required=True)
@@ -278,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda a: cmd_pause(a, resume=True))
     p = sub.add_parser("status", help="show whether Julia is active or paused")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("token", help="print an operator JWT for the ops API (/ops/*)")
+    p.add_argument("--subject", required=True, help="who the token is for (logged with each ops call)")
+    p.add_argument("--minutes", type=int, default=60, help="validity in minutes (default 60)")
+    p.set_defaults(func=cmd_token)
+
+    campaign_cli.register(sub)
 
     kb = sub.add_parser("kb", help="knowledge base: embeddings").add_subparsers(
         dest="kb_command", required=True, metavar="KB_COMMAND"
@@ -292,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, CommandError) as exc:
+    except (ConfigError, CommandError, campaign_cli.CampaignError) as exc:
         print(f"julia: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except psycopg.OperationalError as exc:

@@ -29,6 +29,7 @@ SECRET_NAMES = frozenset(
         "SLACK_BOT_TOKEN",
         "SLACK_SIGNING_SECRET",
         "SLACK_WEBHOOK_URL",
+        "CHATWOOT_WEBHOOK_SECRET",
         "DATABASE_URL",
     }
 )
@@ -82,6 +83,10 @@ class Settings:
     max_msgs_por_dia: int = 100
     horario_inicio: str = "08:00"
     horario_fim: str = "20:00"
+    dias_semana: tuple[int, ...] = (1, 2, 3, 4, 5)  # ISO weekdays for proactive messages
+    cooldown_horas: int = 72
+    max_respostas_por_hora: int = 30
+    follow_up_horas: int = 24
     jwt_secret_key: str = field(default="", repr=False)
     cors_origins: tuple[str, ...] = ()
     chatwoot_url: str = ""
@@ -92,6 +97,11 @@ class Settings:
     slack_channel: str = ""
     slack_bot_token: str = field(default="", repr=False)
     slack_signing_secret: str = field(default="", repr=False)
+    # Humans in the loop (issue 7): Chatwoot webhook signing, Slack API base
+    # (a stand-in in tests), the external handoff system's endpoint.
+    chatwoot_webhook_secret: str = field(default="", repr=False)
+    slack_api_url: str = "https://slack.com/api"
+    external_handoff_url: str = ""
     # Worker tuning (not in the seed; sane defaults).
     inbound_visibility_timeout: int = 30
     inbound_max_reads: int = 5
@@ -101,6 +111,18 @@ class Settings:
     @property
     def is_dev(self) -> bool:
         return self.app_env == "dev"
+
+    def send_policy(self) -> dict[str, object]:
+        """The outreach policy handed to the SQL send gate (claim_send_slot)."""
+        return {
+            "hour_limit": self.max_msgs_por_hora,
+            "day_limit": self.max_msgs_por_dia,
+            "start": self.horario_inicio,
+            "end": self.horario_fim,
+            "weekdays": list(self.dias_semana),
+            "cooldown_hours": self.cooldown_horas,
+            "reply_cap_per_hour": self.max_respostas_por_hora,
+        }
 
     def describe(self) -> dict[str, object]:
         """Settings safe to print: secrets shown only as set/unset."""
@@ -132,6 +154,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"Config '{name}' must be a number, got {raw!r}.") from None
+
+
+def _weekdays(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    raw = env.get(name, "").strip() or "1,2,3,4,5"
+    try:
+        days = tuple(sorted({int(part) for part in raw.replace(" ", "").split(",") if part}))
+    except ValueError:
+        raise ConfigError(f"Config '{name}' must list ISO weekdays (1=Monday … 7=Sunday), got {raw!r}.") from None
+    if not days or any(d < 1 or d > 7 for d in days):
+        raise ConfigError(f"Config '{name}' must list ISO weekdays (1=Monday … 7=Sunday), got {raw!r}.")
+    return days
 
 
 def _hhmm(env: Mapping[str, str], name: str, default: str) -> str:
@@ -190,6 +223,10 @@ def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> S
         max_msgs_por_dia=_int(env, "MAX_MSGS_POR_DIA", 100),
         horario_inicio=_hhmm(env, "HORARIO_INICIO", "08:00"),
         horario_fim=_hhmm(env, "HORARIO_FIM", "20:00"),
+        dias_semana=_weekdays(env, "DIAS_SEMANA"),
+        cooldown_horas=_int(env, "COOLDOWN_HORAS", 72),
+        max_respostas_por_hora=_int(env, "MAX_RESPOSTAS_POR_HORA", 30),
+        follow_up_horas=_int(env, "FOLLOW_UP_HORAS", 24),
         jwt_secret_key=get("JWT_SECRET_KEY"),
         cors_origins=tuple(o.strip() for o in get("CORS_ORIGINS").split(",") if o.strip()),
         chatwoot_url=get("CHATWOOT_URL").rstrip("/"),
@@ -200,6 +237,9 @@ def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> S
         slack_channel=get("SLACK_CHANNEL"),
         slack_bot_token=get("SLACK_BOT_TOKEN"),
         slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+        chatwoot_webhook_secret=get("CHATWOOT_WEBHOOK_SECRET"),
+        slack_api_url=get("SLACK_API_URL", "https://slack.com/api").rstrip("/"),
+        external_handoff_url=get("EXTERNAL_HANDOFF_URL"),
         inbound_visibility_timeout=_int(env, "INBOUND_VISIBILITY_TIMEOUT", 30),
         inbound_max_reads=_int(env, "INBOUND_MAX_READS", 5),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 8),

@@ -109,7 +109,62 @@ def normalize_event_name(name: str) -> str:
     return name.strip().strip("/").lower().replace("_", ".").replace("-", ".")
 
 
-def parse_event(body: object, path_event: str | None = None) -> InboundMessage | Ignored:
+@dataclass(frozen=True, kw_only=True)
+class StatusUpdate:
+    """A messages.update: the delivery status of a message Julia sent."""
+
+    message_id: str  # data.keyId: the key.id Evolution returned on sendText
+    status: str  # PENDING, SERVER_ACK, DELIVERY_ACK, READ, PLAYED, ERROR
+    error_code: int | None
+    remote_jid: str | None
+
+
+DELIVERY_STATUSES = frozenset({"PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED", "ERROR"})
+MESSAGES_UPDATE = "messages.update"
+
+
+def _error_code(data: dict) -> int | None:
+    """A numeric WhatsApp error code (e.g. 463) wherever Evolution puts it."""
+    stub = data.get("messageStubParameters")
+    candidates = [data.get("errorCode"), data.get("code"), data.get("error")]
+    if isinstance(stub, list) and stub:
+        candidates.append(stub[0])
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+            return int(value)
+    return None
+
+
+def parse_status_updates(data: object) -> list[StatusUpdate]:
+    """Delivery statuses in a messages.update's data (an object or a list).
+
+    Entries without a key id or with a status we do not track (e.g. DELETED)
+    are skipped; a data that is neither object nor list raises InvalidEvent.
+    """
+    items = data if isinstance(data, list) else [data]
+    updates = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise InvalidEvent("'data' must be an object or a list of objects")
+        key = item.get("key") if isinstance(item.get("key"), dict) else {}
+        message_id = item.get("keyId") or key.get("id")
+        status = str(item.get("status") or "").upper()
+        if isinstance(message_id, str) and message_id and status in DELIVERY_STATUSES:
+            remote = item.get("remoteJid") or key.get("remoteJid")
+            updates.append(
+                StatusUpdate(
+                    message_id=message_id,
+                    status=status,
+                    error_code=_error_code(item),
+                    remote_jid=remote if isinstance(remote, str) else None,
+                )
+            )
+    return updates
+
+
+def parse_event(body: object, path_event: str | None = None) -> InboundMessage | Ignored | list[StatusUpdate]:
     """Parse an Evolution v2 webhook body.
 
     ``path_event`` is the suffix of ``/webhooks/evolution/{event}`` (webhook by
@@ -126,6 +181,9 @@ def parse_event(body: object, path_event: str | None = None) -> InboundMessage |
     event = normalize_event_name(raw_event or "")
     if not event:
         raise InvalidEvent("missing 'event'")
+    if event == MESSAGES_UPDATE:
+        updates = parse_status_updates(body.get("data"))
+        return updates or Ignored(event=event, reason="no tracked delivery status")
     if event != MESSAGES_UPSERT:
         return Ignored(event=event, reason=f"event {event} not handled")
 

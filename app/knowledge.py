@@ -107,10 +107,13 @@ async def reindex(
 
     `progress(done, total)` is called after each batch. A chunk edited while its
     embedding was computed is not stored (it stays due, and is picked up again).
-    Raises VoyageError (the batches stored so far stay stored) or KnowledgeError.
+    `conn` must be in autocommit mode. Raises VoyageError (the batches stored so
+    far stay stored), KnowledgeError or ValueError.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not conn.autocommit:
+        raise ValueError("reindex needs an autocommit connection (each batch commits on its own)")
     due = total = await count_due(conn, embedder.model)
     done = embedded = stale = 0
     seen: set[tuple[int, str]] = set()

@@ -1,7 +1,7 @@
 """Named SQL queries, read from `app/queries.sql` (procrastinate's format).
 
 Python never glues SQL together: it looks a query up by name,
-`queries["claim_outbox"]`, and passes parameters.
+`queries["claim_send_slot"]`, and passes parameters.
 """
 
 from __future__ import annotations

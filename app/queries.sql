@@ -29,10 +29,10 @@ SELECT public.reply_context(%(conversation_id)s) AS context;
 -- Write a reply's parts to the outbox and defer their send jobs
 SELECT public.enqueue_reply(%(conversation_id)s, %(reply_to_id)s, %(parts)s::text[]) AS outbox_id;
 
--- claim_outbox --
--- Claim one outbox row for this job, checking pause and environment guard
-SELECT claimed, reason, number, texto, attempts
-  FROM public.claim_outbox(%(outbox_id)s, %(job_id)s, %(app_env)s, %(project_ref)s);
+-- claim_send_slot --
+-- The send gate: may this outbox row go now? Claims it if so
+SELECT claimed, reason, next_at, number, texto, attempts, conversation_id, cliente_id
+  FROM public.claim_send_slot(%(outbox_id)s, %(job_id)s, %(app_env)s, %(project_ref)s, %(policy)s::jsonb, %(now)s);
 
 -- mark_outbox_sent --
 -- Record a successful send
@@ -151,3 +151,149 @@ SELECT public.import_diretriz(%(row)s::jsonb) AS action;
 -- import_prompt --
 -- Add one prompt version, activating it (and deactivating the others) when asked
 SELECT public.import_prompt(%(row)s::jsonb) AS action;
+
+-- record_delivery_status --
+-- Apply a messages.update (delivery ack or error) to its outbox row
+SELECT public.record_delivery_status(%(message_id)s, %(status)s, %(error_code)s, %(remote_jid)s) AS outbox_id;
+
+-- mark_contact_blocked --
+-- WhatsApp refuses this doctor: no more proactive outreach
+SELECT public.mark_contact_blocked(%(cliente_id)s, %(motivo)s);
+
+-- dispatch_outreach --
+-- Defer send jobs for queued proactive rows, within the window's capacity
+SELECT outbox_id FROM public.dispatch_outreach(%(policy)s::jsonb, %(now)s) AS d (outbox_id);
+
+-- queue_follow_ups --
+-- One follow-up for doctors who showed interest and went silent
+SELECT public.queue_follow_ups(make_interval(hours => %(hours)s)) AS queued;
+
+-- reconcile_touches --
+-- Recompute each doctor's last touch
+SELECT public.reconcile_touches() AS updated;
+
+-- prune_history --
+-- Forget archived queue messages, old counters and run logs
+SELECT public.prune_history(make_interval(days => %(days)s)) AS pruned;
+
+-- daily_summary --
+-- The day's numbers
+SELECT public.daily_summary() AS summary;
+
+-- create_campaign --
+-- Create a campaign in draft
+SELECT public.create_campaign(%(nome)s, %(template)s, %(filtro)s::jsonb, %(inicio)s, %(fim)s) AS id;
+
+-- start_campaign --
+-- Start a campaign: queue one message per doctor of its audience
+SELECT public.start_campaign(%(id)s) AS queued;
+
+-- pause_campaign --
+-- Pause a campaign
+SELECT public.pause_campaign(%(id)s);
+
+-- preview_campaign --
+-- What a campaign would send today under the limits
+SELECT public.preview_campaign(%(id)s, %(policy)s::jsonb, NULL) AS preview;
+
+-- campaign_by_name --
+-- A campaign's id by name or id
+SELECT id FROM public.campanhas WHERE nome = %(ref)s OR id::text = %(ref)s;
+
+-- campaign_metrics --
+-- Metrics of all campaigns, or of one
+SELECT * FROM public.campaign_metrics WHERE %(id)s::bigint IS NULL OR campanha_id = %(id)s ORDER BY campanha_id;
+
+-- rollup_metricas_conversa --
+-- Recount conversation metrics from the history (repairs drift)
+SELECT public.rollup_metricas_conversa(make_interval(days => %(days)s)) AS updated;
+
+-- ------------------------------------------------------------------
+-- Humans in the loop (issue 7): Chatwoot mirror, handoff, Slack, ops API
+-- ------------------------------------------------------------------
+
+-- chatwoot_sync_work --
+-- What a mirror job must post for a conversation (ids, doctor, pending messages and events)
+SELECT public.chatwoot_sync_work(%(conversation_id)s, %(limit)s) AS work;
+
+-- skip_chatwoot_sync --
+-- Chatwoot is not configured: skip what waits for a conversation
+SELECT public.skip_chatwoot_sync(%(conversation_id)s) AS skipped;
+
+-- record_chatwoot_contact --
+-- Remember a doctor's Chatwoot contact
+SELECT public.record_chatwoot_contact(%(cliente_id)s, %(contact_id)s, %(source_id)s);
+
+-- record_chatwoot_conversation --
+-- Remember the Chatwoot conversation mirroring a conversation
+SELECT public.record_chatwoot_conversation(%(conversation_id)s, %(chatwoot_conversation_id)s, %(contact_id)s);
+
+-- begin_chatwoot_message --
+-- Mark a message as being posted; its state before (NULL if already done)
+SELECT public.begin_chatwoot_message(%(interacao_id)s) AS before;
+
+-- mark_chatwoot_message_synced --
+-- Record a message as mirrored under its Chatwoot id
+SELECT public.mark_chatwoot_message_synced(%(interacao_id)s, %(chatwoot_message_id)s);
+
+-- mark_chatwoot_event_done --
+-- Record a handoff/hand-back event as shown in Chatwoot
+SELECT public.mark_chatwoot_event_done(%(event_id)s);
+
+-- record_chatwoot_sync_error --
+-- Record a failed mirror attempt on the oldest waiting item
+SELECT public.record_chatwoot_sync_error(%(conversation_id)s, %(error)s);
+
+-- record_chatwoot_agent_message --
+-- Queue an agent's Chatwoot message to the doctor once (outbox 'human')
+SELECT status, outbox_id, conversation_id
+  FROM public.record_chatwoot_agent_message(%(chatwoot_conversation_id)s, %(chatwoot_message_id)s, %(texto)s);
+
+-- resolve_chatwoot_conversation --
+-- A resolved Chatwoot conversation hands its conversation back to Julia
+SELECT status, conversation_id FROM public.resolve_chatwoot_conversation(%(chatwoot_conversation_id)s);
+
+-- handoff_context --
+-- What an external system sees through a signed handoff link
+SELECT public.handoff_context(%(conversation_id)s) AS context;
+
+-- notify_humans --
+-- Record an operator notification (Slack) and defer its job; NULL if the dedupe key exists
+SELECT public.notify_humans(%(kind)s, %(payload)s::jsonb, %(dedupe_key)s) AS id;
+
+-- claim_notification --
+-- Take a pending notification for sending, with its links' data
+SELECT known, state, kind, payload, critical, attempts, chatwoot_conversation_id, external_handoff
+  FROM public.claim_notification(%(notification_id)s);
+
+-- finish_notification --
+-- Record a notification's outcome
+SELECT public.finish_notification(%(notification_id)s, %(state)s, %(error)s);
+
+-- claim_manager_alert --
+-- Queue a rate-limited WhatsApp alert to the manager (NULL over the hourly limit)
+SELECT public.claim_manager_alert(%(notification_id)s, %(number)s, %(texto)s) AS outbox_id;
+
+-- claim_slack_request --
+-- Accept a signed Slack request once (false for a replay)
+SELECT public.claim_slack_request(%(signature)s, %(timestamp)s) AS fresh;
+
+-- redefer_humans_work --
+-- Re-defer mirror and notification jobs for work left waiting
+SELECT public.redefer_humans_work() AS deferred;
+
+-- ops_status --
+-- Pause state, open handoffs and conversations, failures, queues
+SELECT public.ops_status() AS status;
+
+-- ops_queue_depths --
+-- Inbound, jobs per queue and state, outbox, mirror and notification backlog
+SELECT public.ops_queue_depths() AS result;
+
+-- ops_recent_conversations --
+-- The most recently active conversations
+SELECT public.ops_recent_conversations(%(limit)s) AS result;
+
+-- ops_open_handoffs --
+-- Conversations a human owns now
+SELECT public.ops_open_handoffs() AS result;

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings
 from app.dburl import parse_database_url
+from app.embeddings import Embedder, build_embedder
 from app.integrations.evolution import EvolutionClient
 from app.integrations.llm import LLMClient
 
@@ -36,11 +36,13 @@ class Runtime:
     pool: AsyncConnectionPool
     evolution: EvolutionClient
     llm: LLMClient
-    embedder: Any = None  # app.embeddings.Embedder; None = no knowledge retrieval
+    embedder: Embedder | None = None  # None = no knowledge retrieval
 
     async def aclose(self) -> None:
         await self.evolution.aclose()
         await self.llm.aclose()
+        if self.embedder is not None:
+            await self.embedder.aclose()
 
 
 def build_runtime(settings: Settings, pool: AsyncConnectionPool) -> Runtime:
@@ -54,6 +56,7 @@ def build_runtime(settings: Settings, pool: AsyncConnectionPool) -> Runtime:
             instance=settings.evolution_instance,
         ),
         llm=LLMClient(api_key=settings.anthropic_api_key, base_url=settings.anthropic_base_url),
+        embedder=build_embedder(settings),
     )
 
 

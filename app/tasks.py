@@ -13,7 +13,7 @@ import procrastinate
 from procrastinate import JobContext, RetryStrategy
 from psycopg.types.json import Jsonb
 
-from app import agent, conversation
+from app import agent, conversation, knowledge
 from app.errors import classify
 from app.integrations.evolution import EvolutionError
 from app.integrations.llm import LLMError
@@ -27,6 +27,7 @@ app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths
 SEND_MAX_ATTEMPTS = 6
 KNOWLEDGE_HITS = 4
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+PRUNE_DAYS = 30
 
 
 class TransientError(Exception):
@@ -153,8 +154,6 @@ async def _knowledge(rt: Runtime, query: str, log: dict[str, Any]) -> list[dict[
     """Knowledge chunks for the doctor's latest words; none if retrieval fails."""
     if rt.embedder is None or not query.strip():
         return []
-    from app import knowledge  # TODO(wire): move to the top once app/knowledge.py lands
-
     try:
         async with rt.pool.connection() as conn:
             hits = await knowledge.search_knowledge(conn, rt.embedder, query, limit=KNOWLEDGE_HITS)
@@ -173,15 +172,21 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
     log = {"outbox_id": outbox_id, "job_id": job_id}
     claim = await _one(
         rt,
-        "claim_outbox",
+        "claim_send_slot",
         outbox_id=outbox_id,
         job_id=job_id,
         app_env=s.app_env,
         project_ref=s.supabase_project_ref,
+        policy=Jsonb(s.send_policy()),
+        now=None,
     )
     if not claim["claimed"]:
-        level = logging.WARNING if claim["reason"] == "guard" else logging.INFO
-        logger.log(level, "send not claimed", extra={"action": "send_refused", "reason": claim["reason"], **log})
+        level = logging.WARNING if claim["reason"] in ("guard", "reply_loop_cap") else logging.INFO
+        logger.log(
+            level,
+            "send not claimed",
+            extra={"action": "send_refused", "reason": claim["reason"], "next_at": str(claim["next_at"]), **log},
+        )
         return claim["reason"]
     fault_point(s, "after_claim")
     await rt.evolution.send_presence(claim["number"], delay_ms=_typing_ms(claim["texto"]))
@@ -199,6 +204,8 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
             "send failed",
             extra={"action": "send_failed", "status": exc.status, "final": final, "error": str(exc), **log},
         )
+        if exc.blocked and claim["cliente_id"] is not None:
+            await _one(rt, "mark_contact_blocked", cliente_id=claim["cliente_id"], motivo=str(exc))
         if lid_refused and claim["conversation_id"] is not None:
             # Only a LID is known and Evolution cannot reach it: a human takes over.
             await _one(
@@ -239,18 +246,150 @@ async def rescue_stalled_jobs(proc_app: procrastinate.App, stalled_seconds: floa
     return rescued
 
 
+async def _record_run(rt: Runtime, task_name: str, tick: int, result: dict[str, Any]) -> None:
+    await _one(rt, "record_periodic_run", task_name=task_name, tick=tick, result=Jsonb(result))
+    logger.info("periodic job ran", extra={"action": "periodic_run", "task": task_name, "tick": tick, **result})
+
+
 @app.periodic(cron="* * * * *", periodic_id="rescue")
 @app.task(name="periodic_rescue_stalled_jobs", queue="periodic", pass_context=True)
-async def periodic_rescue_stalled_jobs(context: JobContext, timestamp: int) -> int:
+async def periodic_rescue_stalled_jobs(context: JobContext, timestamp: int) -> dict[str, Any]:
     """Every minute: rescue stalled jobs and release deferred sends that are due."""
     rt = _runtime(context)
     rescued = await rescue_stalled_jobs(context.app, rt.settings.stalled_worker_seconds)
     released = (await _one(rt, "release_held_work", replies=False))["deferred"]
-    await _one(
-        rt,
-        "record_periodic_run",
-        task_name="periodic_rescue_stalled_jobs",
-        tick=timestamp,
-        result=Jsonb({"rescued": rescued, "released": released}),
-    )
-    return rescued + released
+    result = {"rescued": rescued, "released": released}
+    await _record_run(rt, "periodic_rescue_stalled_jobs", timestamp, result)
+    return result
+
+
+@app.periodic(cron="* * * * *", periodic_id="dispatch")
+@app.task(name="periodic_dispatch_outreach", queue="periodic", pass_context=True)
+async def periodic_dispatch_outreach(context: JobContext, timestamp: int) -> dict[str, Any]:
+    """Every minute: let queued campaign and follow-up messages trickle out, within the limits."""
+    rt = _runtime(context)
+    async with rt.pool.connection() as conn:
+        cur = await conn.execute(
+            queries["dispatch_outreach"], {"policy": Jsonb(rt.settings.send_policy()), "now": None}
+        )
+        dispatched = len(await cur.fetchall())
+    result = {"dispatched": dispatched}
+    await _record_run(rt, "periodic_dispatch_outreach", timestamp, result)
+    return result
+
+
+@app.periodic(cron="*/15 * * * *", periodic_id="follow_ups")
+@app.task(name="periodic_follow_ups", queue="periodic", pass_context=True)
+async def periodic_follow_ups(context: JobContext, timestamp: int) -> dict[str, Any]:
+    """Every 15 minutes: one follow-up for doctors who showed interest and went silent."""
+    rt = _runtime(context)
+    queued = (await _one(rt, "queue_follow_ups", hours=rt.settings.follow_up_horas))["queued"]
+    result = {"queued": queued}
+    await _record_run(rt, "periodic_follow_ups", timestamp, result)
+    return result
+
+
+@app.periodic(cron="7 * * * *", periodic_id="touches")
+@app.task(name="periodic_reconcile_touches", queue="periodic", pass_context=True)
+async def periodic_reconcile_touches(context: JobContext, timestamp: int) -> dict[str, Any]:
+    """Hourly: recompute each doctor's last touch and repair conversation metrics."""
+    rt = _runtime(context)
+    touches = (await _one(rt, "reconcile_touches"))["updated"]
+    metrics = (await _one(rt, "rollup_metricas_conversa", days=1))["updated"]
+    result = {"touches": touches, "metricas": metrics}
+    await _record_run(rt, "periodic_reconcile_touches", timestamp, result)
+    return result
+
+
+@app.periodic(cron="30 6 * * *", periodic_id="prune")
+@app.task(name="periodic_prune", queue="periodic", pass_context=True)
+async def periodic_prune(context: JobContext, timestamp: int) -> dict[str, Any]:
+    """Daily (03:30 in Sao Paulo): drop finished jobs, archived queue messages, old counters."""
+    rt = _runtime(context)
+    await context.app.job_manager.delete_old_jobs(nb_hours=PRUNE_DAYS * 24, include_failed=False)
+    pruned = (await _one(rt, "prune_history", days=PRUNE_DAYS))["pruned"]
+    await _record_run(rt, "periodic_prune", timestamp, pruned)
+    return pruned
+
+
+@app.periodic(cron="10 23 * * *", periodic_id="summary")
+@app.task(name="periodic_daily_summary", queue="periodic", pass_context=True)
+async def periodic_daily_summary(context: JobContext, timestamp: int) -> dict[str, Any]:
+    """Daily (20:10 in Sao Paulo): the day's numbers, to operators."""
+    rt = _runtime(context)
+    summary = (await _one(rt, "daily_summary"))["summary"]
+    await notify_operators(rt, "daily_summary", summary)
+    await _record_run(rt, "periodic_daily_summary", timestamp, summary)
+    return summary
+
+
+async def notify_operators(rt: Runtime, event: str, detail: dict[str, Any]) -> None:
+    """Tell operators something (the log always; Slack when configured)."""
+    logger.warning("operator notification", extra={"action": "operator_notice", "event": event, "detail": detail})
+
+
+# ----------------------------------------------------------------------------
+# Humans in the loop (issue 7): Chatwoot mirror, operator notifications.
+# Their own 'humans' queue, so an outage never delays a reply or a send.
+# ----------------------------------------------------------------------------
+
+HUMANS_RETRY = RetryStrategy(max_attempts=6, exponential_wait=2, retry_exceptions={TransientError})
+
+
+@app.task(name="sync_chatwoot_conversation", queue="humans", pass_context=True, retry=HUMANS_RETRY)
+async def sync_chatwoot_conversation(context: JobContext, conversation_id: int) -> str:
+    """Mirror a conversation's new messages, handoff and hand-back to Chatwoot."""
+    from app import chatwoot_sync  # kept local: this block is appended to the task module
+    from app.integrations.chatwoot import ChatwootClient, ChatwootError, chatwoot_configured
+
+    rt = _runtime(context)
+    log = {"conversation_id": conversation_id, "job_id": context.job.id}
+    if not chatwoot_configured(rt.settings):
+        skipped = (await _one(rt, "skip_chatwoot_sync", conversation_id=conversation_id))["skipped"]
+        logger.debug("chatwoot not configured", extra={"action": "chatwoot_skipped", "skipped": skipped, **log})
+        return "unconfigured"
+    try:
+        async with ChatwootClient.from_settings(rt.settings) as client:
+            counts = await chatwoot_sync.sync_conversation(rt.pool, client, conversation_id)
+    except ChatwootError as exc:
+        await _one(rt, "record_chatwoot_sync_error", conversation_id=conversation_id, error=str(exc))
+        if context.job.attempts + 1 >= HUMANS_RETRY.max_attempts:
+            # What waits stays pending: periodic_humans_sweep defers a new job later.
+            logger.error("chatwoot mirror failed", extra={"action": "chatwoot_sync_failed", "error": str(exc), **log})
+            return "failed"
+        logger.warning("chatwoot mirror will retry", extra={"action": "chatwoot_sync_retry", "error": str(exc), **log})
+        raise TransientError(str(exc)) from exc
+    logger.info("chatwoot mirrored", extra={"action": "chatwoot_synced", **counts, **log})
+    return "synced"
+
+
+@app.task(name="send_notification", queue="humans", pass_context=True, retry=HUMANS_RETRY)
+async def send_notification(context: JobContext, notification_id: int) -> str:
+    """Post one operator notification to Slack (critical ones also alert the manager)."""
+    from app.integrations.slack import SlackClient, SlackError
+    from app.notifications import deliver_notification
+
+    rt = _runtime(context)
+    log = {"notification_id": notification_id, "job_id": context.job.id}
+    try:
+        async with SlackClient.from_settings(rt.settings) as slack:
+            result = await deliver_notification(rt.pool, rt.settings, slack, notification_id)
+    except SlackError as exc:
+        if not exc.transient or context.job.attempts + 1 >= HUMANS_RETRY.max_attempts:
+            await _one(rt, "finish_notification", notification_id=notification_id, state="failed", error=str(exc))
+            logger.error("notification failed", extra={"action": "notification_failed", "error": str(exc), **log})
+            return "failed"
+        logger.warning("notification will retry", extra={"action": "notification_retry", "error": str(exc), **log})
+        raise TransientError(str(exc)) from exc
+    logger.info("notification done", extra={"action": "notification_" + result, **log})
+    return result
+
+
+@app.periodic(cron="*/5 * * * *", periodic_id="humans_sweep")
+@app.task(name="periodic_humans_sweep", queue="periodic", pass_context=True)
+async def periodic_humans_sweep(context: JobContext, timestamp: int) -> dict[str, Any]:
+    """Every 5 minutes: re-defer mirror and notification jobs whose retries ran out."""
+    rt = _runtime(context)
+    result = {"deferred": (await _one(rt, "redefer_humans_work"))["deferred"]}
+    await _record_run(rt, "periodic_humans_sweep", timestamp, result)
+    return result

@@ -17,7 +17,7 @@ from app.runtime import Runtime, build_runtime, new_pool
 
 logger = logging.getLogger(__name__)
 
-JOB_QUEUES = ("replies", "sends")
+JOB_QUEUES = ("replies", "sends", "humans")
 PERIODIC_QUEUES = ("periodic",)
 
 

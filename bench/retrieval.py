@@ -35,7 +35,6 @@ from app.queries import queries
 
 BENCH_DB = "julia_bench"
 SEED = 20240611
-WARMUP = 20
 LIMIT = 5
 
 CREATE_DATABASE = f"CREATE DATABASE {BENCH_DB}"
@@ -46,7 +45,7 @@ COPY_CHUNKS = (
     "COPY public.conhecimento_julia (fonte, titulo, conteudo, tags, embedding, embedding_model, embedded_hash)"
     " FROM STDIN"
 )
-ANALYZE = "ANALYZE public.conhecimento_julia"
+ANALYZE = "VACUUM (ANALYZE) public.conhecimento_julia"  # and nothing left for autovacuum to do mid-run
 COUNT_DUE = "SELECT count(*) AS n FROM public.knowledge_to_embed(%s, NULL)"
 SEQ_SCAN = ("SET enable_indexscan = off", "SET enable_bitmapscan = off")
 INDEX_SCANS = """
@@ -350,12 +349,14 @@ def measure(url: str, name: str, questions: Sequence[tuple[str | None, str]], *,
         if seq_scan:
             for statement in SEQ_SCAN:
                 conn.execute(statement)
-        for i, (text, embedding) in enumerate([*questions[:WARMUP], *questions]):
+        # One unmeasured pass first: the index, heap and TOAST (~150 MB at 10k chunks) do not
+        # all fit in the default 128 MB of shared buffers, and the previous mode evicted pages.
+        for i, (text, embedding) in enumerate([*questions, *questions]):
             params = {"query": text, "embedding": embedding, "model": LOCAL_MODEL, "limit": LIMIT}
             start = time.perf_counter()
             rows = conn.execute(queries["search_knowledge"], params).fetchall()
             elapsed = time.perf_counter() - start
-            if i >= WARMUP:
+            if i >= len(questions):
                 latencies.append(elapsed)
                 results.append([row["id"] for row in rows])
         conn.execute("SELECT pg_stat_force_next_flush()")
@@ -431,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"embedding and loading {len(chunks)} chunks ({LOCAL_MODEL}) ...", flush=True)
         embed_s, copy_s, index_s = load(url, chunks)
         print(f"embed {embed_s:.1f}s, COPY {copy_s:.1f}s, HNSW build + ANALYZE {index_s:.1f}s", flush=True)
-        print(f"{WARMUP} warm-up + {len(texts)} questions per mode ...", flush=True)
+        print(f"{len(texts)} questions per mode, after one warm-up pass ...", flush=True)
         runs = [
             measure(url, "hybrid, indexes", hybrid, seq_scan=False),
             measure(url, "hybrid, seq scan", hybrid, seq_scan=True),
@@ -449,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"hybrid speed-up, index vs seq scan: p50 ×{seq.percentile_ms(50) / index.percentile_ms(50):.1f}, "
         f"p99 ×{seq.percentile_ms(99) / index.percentile_ms(99):.1f}"
     )
+    # Sparse hash vectors are a hard case for HNSW graphs; dense model embeddings recall better.
     print(f"recall@{LIMIT} of the HNSW vector side vs exact: {recall_at(LIMIT, hnsw, exact):.3f}")
     same = sum(a == b for a, b in zip(index.results, seq.results, strict=True))
     print(f"hybrid top-{LIMIT} identical in both modes: {same}/{len(texts)} questions")

@@ -6,7 +6,8 @@
 -- What must exist
 ------------------------------------------------------------
 
--- Relations the running code needs; later migrations replace this list.
+-- Relations the running code needs. A migration that adds one edits this
+-- list and re-applies this file.
 CREATE OR REPLACE FUNCTION public.required_relations()
 RETURNS TABLE (kind text, name text)
 LANGUAGE sql IMMUTABLE
@@ -15,7 +16,10 @@ AS $$
     VALUES ('table', 'clientes'), ('table', 'conversations'), ('table', 'interacoes'),
            ('table', 'outbox'), ('table', 'app_settings'), ('table', 'feature_flags'),
            ('table', 'julia_status'), ('table', 'inbound_failures'),
-           ('table', 'procrastinate_jobs'), ('table', 'procrastinate_periodic_defers');
+           ('table', 'procrastinate_jobs'), ('table', 'procrastinate_periodic_defers'),
+           ('table', 'vagas'), ('table', 'conhecimento_julia'), ('table', 'campanhas'),
+           ('table', 'send_counters'), ('table', 'metricas_conversa'),
+           ('view', 'campaign_sends'), ('view', 'campaign_metrics');
 $$;
 
 ------------------------------------------------------------
@@ -101,36 +105,4 @@ BEGIN
         'checks', _checks,
         'deploy_safe', NOT _critical);
 END;
-$$;
-
-------------------------------------------------------------
--- Proactive rate limits (read-only view of today's and this hour's sends)
-------------------------------------------------------------
-
--- Proactive messages sent in the current hour and day (America/Sao_Paulo)
--- against the configured limits.
-CREATE OR REPLACE FUNCTION public.rate_limit_status(p_hour_limit integer, p_day_limit integer)
-RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = ''
-AS $$
-    WITH now_sp AS (
-        SELECT (clock_timestamp() AT TIME ZONE 'America/Sao_Paulo') AS t
-    ), counts AS (
-        SELECT count(*) FILTER (WHERE date_trunc('hour', o.sent_at AT TIME ZONE 'America/Sao_Paulo')
-                                      = date_trunc('hour', n.t)) AS hour_count,
-               count(*) FILTER (WHERE date_trunc('day', o.sent_at AT TIME ZONE 'America/Sao_Paulo')
-                                      = date_trunc('day', n.t)) AS day_count
-          FROM now_sp AS n
-          LEFT JOIN public.outbox AS o
-            ON o.state = 'sent' AND o.kind IN ('campaign', 'follow_up')
-           AND o.sent_at >= (date_trunc('day', n.t) AT TIME ZONE 'America/Sao_Paulo')
-    )
-    SELECT jsonb_build_object(
-        'timezone', 'America/Sao_Paulo',
-        'hour', jsonb_build_object('window_start', date_trunc('hour', n.t), 'sent', c.hour_count,
-                                   'limit', p_hour_limit, 'remaining', greatest(p_hour_limit - c.hour_count, 0)),
-        'day', jsonb_build_object('window_start', date_trunc('day', n.t), 'sent', c.day_count,
-                                  'limit', p_day_limit, 'remaining', greatest(p_day_limit - c.day_count, 0)))
-      FROM counts AS c, now_sp AS n;
 $$;

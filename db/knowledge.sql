@@ -13,6 +13,7 @@
 CREATE OR REPLACE FUNCTION public._nearest_knowledge(p_embedding extensions.vector, p_model text, p_k integer)
 RETURNS TABLE (id bigint, rank integer)
 LANGUAGE sql STABLE STRICT
+ROWS 40
 SET search_path = ''
 -- The planner does not cost a sequential scan's reads of TOASTed vectors, so it picks
 -- one up to ~10k chunks where HNSW is ~9x faster (bench/retrieval.py).
@@ -57,7 +58,6 @@ SET search_path = ''
 AS $$
 #variable_conflict use_column
 DECLARE
-    _candidates CONSTANT integer := 40;
     _rrf_k CONSTANT double precision := 60;
     _all_words pg_catalog.tsquery;
     _any_word pg_catalog.tsquery;
@@ -81,7 +81,7 @@ BEGIN
 
     RETURN QUERY
     WITH by_vector AS (
-        SELECT v.id, v.rank FROM public._nearest_knowledge(p_embedding, p_model, _candidates) AS v
+        SELECT v.id, v.rank FROM public._nearest_knowledge(p_embedding, p_model, 40) AS v
     ),
     matches AS MATERIALIZED (
         SELECT k.id,
@@ -91,7 +91,7 @@ BEGIN
          WHERE _any_word IS NOT NULL
            AND k.tsv @@ _any_word
          ORDER BY 2 DESC, 3 DESC, k.id
-         LIMIT _candidates
+         LIMIT 40  -- a literal, so that a generic plan knows how few rows come out
     ),
     by_text AS (
         SELECT m.id, (pg_catalog.row_number() OVER (ORDER BY m.has_all DESC, m.rank_cd DESC, m.id))::integer AS rank

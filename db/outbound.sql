@@ -92,52 +92,6 @@ AS $$
      WHERE o.id = p_outbox_id;
 $$;
 
--- Claim an outbox row for sending by a job. Refuses (claimed = false) with a
--- reason: not_found, already_sent, failed, claimed_elsewhere, paused, guard.
--- The same job may re-claim its own claim: that is a retry after a crash
--- before the HTTP call, so the message has not gone out.
-CREATE OR REPLACE FUNCTION public.claim_outbox(
-    p_outbox_id bigint, p_job_id bigint, p_app_env text, p_project_ref text,
-    OUT claimed boolean, OUT reason text, OUT number text, OUT texto text, OUT attempts integer
-)
-LANGUAGE plpgsql
-SET search_path = ''
-AS $$
-DECLARE
-    _row public.outbox;
-BEGIN
-    SELECT * INTO _row FROM public.outbox AS o WHERE o.id = p_outbox_id FOR UPDATE;
-    claimed := false;
-    IF NOT FOUND THEN
-        reason := 'not_found'; RETURN;
-    END IF;
-    number := _row.number; texto := _row.texto; attempts := _row.attempts;
-    IF _row.state = 'sent' THEN
-        reason := 'already_sent'; RETURN;
-    ELSIF _row.state = 'failed' THEN
-        reason := 'failed'; RETURN;
-    ELSIF _row.state = 'claimed' AND _row.claimed_by_job IS DISTINCT FROM p_job_id THEN
-        reason := 'claimed_elsewhere'; RETURN;
-    END IF;
-    IF NOT coalesce(public.environment_guard_ok(p_app_env, p_project_ref), false) THEN
-        UPDATE public.outbox SET state = 'deferred', last_error = 'environment guard failed', updated_at = now()
-         WHERE id = p_outbox_id;
-        reason := 'guard'; RETURN;
-    END IF;
-    IF public.julia_is_paused() THEN
-        UPDATE public.outbox SET state = 'deferred', last_error = 'paused', updated_at = now()
-         WHERE id = p_outbox_id;
-        reason := 'paused'; RETURN;
-    END IF;
-    UPDATE public.outbox AS o
-       SET state = 'claimed', claimed_by_job = p_job_id, claimed_at = clock_timestamp(),
-           attempts = o.attempts + 1, updated_at = now()
-     WHERE o.id = p_outbox_id
-    RETURNING o.attempts INTO attempts;
-    claimed := true; reason := 'claimed';
-END;
-$$;
-
 -- Record a successful send: the row becomes 'sent' and the message joins
 -- the conversation's history.
 CREATE OR REPLACE FUNCTION public.mark_outbox_sent(p_outbox_id bigint, p_job_id bigint, p_evolution_id text)
@@ -166,6 +120,12 @@ BEGIN
         UPDATE public.conversations SET last_outbound_at = _row.sent_at, updated_at = now()
          WHERE id = _row.conversation_id;
     END IF;
+    IF _row.cliente_id IS NOT NULL THEN
+        UPDATE public.clientes SET ultimo_contato_em = greatest(ultimo_contato_em, _row.sent_at)
+         WHERE id = _row.cliente_id;
+    END IF;
+    -- Delivery acks may have arrived before this row knew its Evolution id.
+    PERFORM public._apply_delivery_events(p_outbox_id);
 END;
 $$;
 

@@ -274,6 +274,7 @@ SET search_path = ''
 AS $$
 DECLARE
     _cliente_id bigint;
+    _result jsonb;
     _in jsonb := coalesce(p_input, '{}'::jsonb);
 BEGIN
     SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
@@ -282,9 +283,15 @@ BEGIN
     END IF;
     CASE p_name
         WHEN 'buscar_vagas' THEN
-            RETURN public.buscar_vagas(_cliente_id, _in ->> 'especialidade', _in ->> 'regiao', _in ->> 'periodo',
-                                       (_in ->> 'data_inicio')::date, (_in ->> 'data_fim')::date,
-                                       coalesce((_in ->> 'limite')::integer, 5));
+            _result := public.buscar_vagas(_cliente_id, _in ->> 'especialidade', _in ->> 'regiao', _in ->> 'periodo',
+                                           (_in ->> 'data_inicio')::date, (_in ->> 'data_fim')::date,
+                                           coalesce((_in ->> 'limite')::integer, 5));
+            IF jsonb_array_length(_result -> 'vagas') > 0 THEN
+                -- Shifts were offered: the doctor showed interest (follow-ups key on it).
+                UPDATE public.conversations SET interesse_em = coalesce(interesse_em, clock_timestamp())
+                 WHERE id = p_conversation_id;
+            END IF;
+            RETURN _result;
         WHEN 'reservar_vaga' THEN
             IF NOT (_in ? 'vaga_id') THEN
                 RAISE EXCEPTION 'reservar_vaga: vaga_id is required';

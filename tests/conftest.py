@@ -121,7 +121,7 @@ def settings(test_env: dict[str, str]) -> Settings:
 def settled(db: psycopg.Connection) -> bool:
     """No reply or send job waiting or running: what was going to be sent has been."""
     return not db.execute(
-        "SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing') AND queue_name <> 'periodic'"
+        "SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing') AND queue_name IN ('replies', 'sends')"
     ).fetchone()
 
 

@@ -25,7 +25,6 @@ def downgrade() -> None:
     op.execute(
         """
         DROP FUNCTION IF EXISTS public.health_report(text, text, text, text[]);
-        DROP FUNCTION IF EXISTS public.rate_limit_status(integer, integer);
         DROP FUNCTION IF EXISTS public.required_relations();
         DROP FUNCTION IF EXISTS public.record_periodic_run(text, bigint, jsonb);
         DROP FUNCTION IF EXISTS public.prune_periodic_runs(interval);

@@ -155,6 +155,30 @@ def test_negotiation_goes_to_the_complex_model_and_thinking_is_not_sent(
     assert claude.calls()[0]["model"] == "claude-sonnet-4-6"
 
 
+def test_retrieved_knowledge_reaches_the_model(api_client, db, evolution, claude, start_worker, database_url):
+    import subprocess
+    import sys
+
+    db.execute(
+        "INSERT INTO conhecimento_julia (fonte, titulo, conteudo) VALUES "
+        "('manual', 'Adiantamento', 'O adiantamento do plantão é pago em até 2 dias úteis via PIX.'), "
+        "('manual', 'Estacionamento', 'O Hospital Santa Aurora tem estacionamento conveniado.')"
+    )
+    reindex = subprocess.run(
+        [sys.executable, "-m", "app.cli", "kb", "reindex"],
+        env={"APP_ENV": "test", "DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert reindex.returncode == 0, reindex.stderr
+    start_worker()
+    post(api_client, text="Como funciona o adiantamento?")
+    sent_and_settled(db, evolution)
+    context = claude.calls()[0]["system"][1]["text"]
+    assert "O adiantamento do plantão é pago em até 2 dias úteis via PIX." in context
+
+
 def test_prompt_rules_and_profile_reach_the_model(api_client, db, evolution, claude, start_worker):
     db.execute(
         "INSERT INTO prompts (nome, versao, conteudo, ativo) VALUES "

@@ -8,6 +8,7 @@ import time
 import jwt
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 from starlette.testclient import TestClient
 
 from app import schema
@@ -106,13 +107,16 @@ def test_schema_endpoint_reports_current_and_expected(api_client):
 
 
 def test_rate_limit_endpoint_counts_proactive_sends_against_the_limits(db, test_env):
-    cliente = db.execute("INSERT INTO clientes (telefone) VALUES ('5511900000001') RETURNING id").fetchone()["id"]
+    policy = Jsonb({"weekdays": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59"})
     for n, kind in enumerate(("campaign", "follow_up", "reply")):
-        db.execute(
-            "INSERT INTO outbox (idempotency_key, kind, cliente_id, number, texto, state, sent_at) "
-            "VALUES (%s, %s, %s, '5511900000001', 'oi', 'sent', now())",
-            (f"k{n}", kind, cliente),
-        )
+        cliente = db.execute("INSERT INTO clientes (telefone) VALUES (%s) RETURNING id", (f"551190000000{n}",))
+        outbox = db.execute(
+            "INSERT INTO outbox (idempotency_key, kind, cliente_id, number, texto) "
+            "VALUES (%s, %s, %s, '5511900000001', 'oi') RETURNING id",
+            (f"k{n}", kind, cliente.fetchone()["id"]),
+        ).fetchone()["id"]
+        claim = db.execute("SELECT claimed FROM claim_send_slot(%s, %s, 'test', '', %s)", (outbox, n + 1, policy))
+        assert claim.fetchone()["claimed"]
     with client_for({**test_env, "MAX_MSGS_POR_HORA": "7", "MAX_MSGS_POR_DIA": "30"}) as client:
         body = client.get("/health/rate-limit").json()
     assert body["hour"]["sent"] == 2  # replies are not proactive
@@ -127,8 +131,8 @@ def test_worker_with_the_wrong_environment_sends_nothing(test_env, db, evolution
         api_client.post("/webhooks/evolution", json=payloads.upsert(), headers={"x-webhook-secret": WEBHOOK_SECRET})
         wait_for(lambda: db.execute("SELECT state FROM outbox").fetchone(), timeout=20)
         wait_for(lambda: settled(db))
-        row = db.execute("SELECT state, last_error FROM outbox").fetchone()
-        assert row == {"state": "deferred", "last_error": "environment guard failed"}
+        row = db.execute("SELECT state, refusal FROM outbox").fetchone()
+        assert row == {"state": "deferred", "refusal": "guard"}
         assert evolution.sent_texts() == []
     finally:
         worker.stop()

@@ -1,0 +1,39 @@
+"""Outreach: the send gate (claim_send_slot), counters, campaigns and their views,
+delivery status, follow-ups, touches and upkeep.
+
+Revision ID: 0009
+Revises: 0008
+"""
+
+from __future__ import annotations
+
+from alembic import op
+from app.schema import read_sql
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(read_sql("outreach.sql"))
+    op.execute(read_sql("health.sql"))  # required_relations() now lists the campaign views
+    op.execute("SELECT public.secure_public_schema()")
+
+
+def downgrade() -> None:
+    op.execute(
+        """
+        DROP VIEW IF EXISTS public.campaign_metrics, public.campaign_sends;
+        DROP INDEX IF EXISTS public.outbox_evolution_id_idx, public.outbox_proactive_sent_idx,
+            public.outbox_one_follow_up_per_conversation;
+        ALTER TABLE public.outbox DROP COLUMN IF EXISTS campanha_id, DROP COLUMN IF EXISTS dispatched_at,
+            DROP COLUMN IF EXISTS refusal, DROP COLUMN IF EXISTS delivery_status,
+            DROP COLUMN IF EXISTS delivered_at, DROP COLUMN IF EXISTS read_at;
+        ALTER TABLE public.clientes DROP COLUMN IF EXISTS bloqueado_em, DROP COLUMN IF EXISTS bloqueio_motivo,
+            DROP COLUMN IF EXISTS ultimo_contato_em;
+        ALTER TABLE public.conversations DROP COLUMN IF EXISTS interesse_em, DROP COLUMN IF EXISTS follow_up_em;
+        DROP TABLE IF EXISTS public.delivery_events, public.campanhas, public.send_counters CASCADE;
+        """
+    )

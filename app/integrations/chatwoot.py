@@ -1,0 +1,182 @@
+"""Chatwoot application API client: contacts, conversations, messages,
+private notes, status. Holds no rules; the mirror job decides what to call.
+
+Errors carry whether a retry may help (timeouts, 5xx, 429) or not (4xx).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from app.config import Settings
+
+logger = logging.getLogger(__name__)
+
+# Marks the messages Julia posts, so their webhook echo is never relayed back.
+MARKER = "julia_interacao_id"
+
+
+class ChatwootError(Exception):
+    """Chatwoot refused or failed a request."""
+
+    def __init__(self, message: str, *, status: int | None, transient: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+
+
+@dataclass(frozen=True, kw_only=True)
+class Contact:
+    id: int
+    source_id: str | None
+
+
+def chatwoot_configured(settings: Settings) -> bool:
+    """True when every setting the mirror needs is set."""
+    return all(
+        (settings.chatwoot_url, settings.chatwoot_api_key, settings.chatwoot_account_id, settings.chatwoot_inbox_id)
+    )
+
+
+class ChatwootClient:
+    """Async client for one account and inbox; use `async with`."""
+
+    def __init__(self, *, base_url: str, api_key: str, account_id: str, inbox_id: str, timeout: float = 10.0) -> None:
+        self._account = account_id
+        self.inbox_id = int(inbox_id)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers={"api_access_token": api_key}, timeout=timeout
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ChatwootClient:
+        return cls(
+            base_url=settings.chatwoot_url,
+            api_key=settings.chatwoot_api_key,
+            account_id=settings.chatwoot_account_id,
+            inbox_id=settings.chatwoot_inbox_id,
+        )
+
+    async def __aenter__(self) -> ChatwootClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ------------------------------------------------------------------ contacts
+
+    async def find_or_create_contact(self, *, phone: str | None, identifier: str | None, name: str | None) -> Contact:
+        """The contact with this phone (E.164) or identifier, created in the inbox if missing."""
+        e164 = f"+{phone}" if phone else None
+        found = await self._search_contact(e164, identifier)
+        if found is not None:
+            return found
+        body: dict[str, Any] = {"inbox_id": self.inbox_id, "name": name or e164 or identifier}
+        if e164:
+            body["phone_number"] = e164
+        if identifier:
+            body["identifier"] = identifier
+        try:
+            data = await self._request("POST", "/contacts", body)
+        except ChatwootError as exc:
+            if exc.status != 422:
+                raise
+            # Taken meanwhile (another worker, or search missed it): look again.
+            found = await self._search_contact(e164, identifier)
+            if found is None:
+                raise
+            return found
+        payload = data.get("payload", data) if isinstance(data, dict) else {}
+        contact = payload.get("contact", payload)
+        inbox = payload.get("contact_inbox") or {}
+        return Contact(id=int(contact["id"]), source_id=inbox.get("source_id"))
+
+    async def create_contact_inbox(self, contact_id: int) -> str | None:
+        """Attach a contact to the inbox; returns the contact inbox's source id."""
+        data = await self._request("POST", f"/contacts/{contact_id}/contact_inboxes", {"inbox_id": self.inbox_id})
+        return data.get("source_id") if isinstance(data, dict) else None
+
+    async def _search_contact(self, e164: str | None, identifier: str | None) -> Contact | None:
+        for query in (e164, identifier):
+            if not query:
+                continue
+            data = await self._request("GET", "/contacts/search", params={"q": query})
+            for item in data.get("payload", []) if isinstance(data, dict) else []:
+                if (e164 and item.get("phone_number") == e164) or (identifier and item.get("identifier") == identifier):
+                    inboxes = item.get("contact_inboxes") or []
+                    source = next(
+                        (ci.get("source_id") for ci in inboxes if (ci.get("inbox") or {}).get("id") == self.inbox_id),
+                        None,
+                    )
+                    return Contact(id=int(item["id"]), source_id=source)
+        return None
+
+    # ------------------------------------------------------------------ conversations
+
+    async def create_conversation(self, *, contact_id: int, source_id: str | None) -> int:
+        """Open a conversation in the inbox; returns its (display) id."""
+        body: dict[str, Any] = {"inbox_id": self.inbox_id, "contact_id": contact_id, "status": "open"}
+        if source_id:
+            body["source_id"] = source_id
+        data = await self._request("POST", "/conversations", body)
+        return int(data["id"])
+
+    async def create_message(
+        self,
+        conversation_id: int,
+        content: str,
+        *,
+        message_type: str = "outgoing",
+        private: bool = False,
+        attributes: dict[str, Any] | None = None,
+    ) -> int:
+        """Post a message (incoming/outgoing) or a private note; returns its id."""
+        body: dict[str, Any] = {"content": content, "message_type": message_type, "private": private}
+        if attributes:
+            body["content_attributes"] = attributes
+        data = await self._request("POST", f"/conversations/{conversation_id}/messages", body)
+        return int(data["id"])
+
+    async def find_marked_message(self, conversation_id: int, interacao_id: int) -> int | None:
+        """The id of the message Julia posted for an interacao, if it is there."""
+        data = await self._request("GET", f"/conversations/{conversation_id}/messages")
+        for item in data.get("payload", []) if isinstance(data, dict) else []:
+            if (item.get("content_attributes") or {}).get(MARKER) == interacao_id:
+                return int(item["id"])
+        return None
+
+    async def toggle_status(self, conversation_id: int, status: str) -> None:
+        """Set a conversation's status: open, resolved, pending."""
+        await self._request("POST", f"/conversations/{conversation_id}/toggle_status", {"status": status})
+
+    # ------------------------------------------------------------------ transport
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, params: dict[str, str] | None = None
+    ) -> Any:
+        url = f"/api/v1/accounts/{self._account}{path}"
+        try:
+            response = await self._http.request(method, url, json=body, params=params)
+        except httpx.TimeoutException as exc:
+            raise ChatwootError(f"Chatwoot timed out on {method} {path}", status=None, transient=True) from exc
+        except httpx.TransportError as exc:
+            raise ChatwootError(
+                f"Chatwoot unreachable on {method} {path}: {type(exc).__name__}", status=None, transient=True
+            ) from exc
+        if response.status_code >= 400:
+            raise ChatwootError(
+                f"Chatwoot answered {response.status_code} on {method} {path}: {response.text[:200]}",
+                status=response.status_code,
+                transient=response.status_code >= 500 or response.status_code in (408, 429),
+            )
+        try:
+            return response.json()
+        except ValueError:
+            return {}

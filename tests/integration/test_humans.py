@@ -1,0 +1,455 @@
+"""Humans in the loop, end to end against fake Chatwoot and Slack servers on
+127.0.0.1: handoff mirrored with a note, agent messages relayed once,
+resolve hands back, signed Slack commands, JWT ops endpoints, manager
+alerts, and a Chatwoot outage that never touches Julia's replies."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import jwt
+import pytest
+from starlette.testclient import TestClient
+
+from app.api import create_app
+from app.config import load_settings
+from app.handoff_link import mint_handoff_token
+from app.ops_auth import mint_ops_token
+from app.standins.chatwoot import ChatwootStandin, message_created_event, sign_webhook, status_changed_event
+from app.standins.slack import SlackStandin, sign_request, slash_command_body
+from tests import payloads
+from tests.conftest import WEBHOOK_SECRET, settled, wait_for
+
+AUTH = {"x-webhook-secret": WEBHOOK_SECRET}
+CHATWOOT_KEY = "test-chatwoot-key"
+CHATWOOT_SECRET = "test-chatwoot-webhook-secret"
+SLACK_SECRET = "test-slack-signing-secret"
+JWT_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
+GESTOR = "5511999990000"
+HANDOFF_REPLY = "Claro! Vou chamar alguém da equipe para falar com você."
+
+
+@pytest.fixture
+def chatwoot() -> Iterator[ChatwootStandin]:
+    with ChatwootStandin(api_key=CHATWOOT_KEY, account_id="1") as server:
+        yield server
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackStandin]:
+    with SlackStandin() as server:
+        yield server
+
+
+@pytest.fixture
+def test_env(test_env: dict[str, str], chatwoot: ChatwootStandin, slack: SlackStandin) -> dict[str, str]:
+    """The production environment plus Chatwoot, Slack, JWT and the manager's number."""
+    return {
+        **test_env,
+        "CHATWOOT_URL": chatwoot.url,
+        "CHATWOOT_API_KEY": CHATWOOT_KEY,
+        "CHATWOOT_ACCOUNT_ID": "1",
+        "CHATWOOT_INBOX_ID": "1",
+        "CHATWOOT_WEBHOOK_SECRET": CHATWOOT_SECRET,
+        "SLACK_WEBHOOK_URL": slack.webhook_url,
+        "SLACK_SIGNING_SECRET": SLACK_SECRET,
+        "JWT_SECRET_KEY": JWT_SECRET,
+        "GESTOR_WHATSAPP": GESTOR,
+        "EXTERNAL_HANDOFF_URL": "https://handoff.example.com/receber",
+    }
+
+
+def quiet(db) -> bool:
+    """Replies and sends settled, and no mirror or notification job waiting or running."""
+    busy = db.execute("SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing') AND queue_name = 'humans'")
+    return settled(db) and not busy.fetchone()
+
+
+def post(api_client, **kwargs) -> None:
+    response = api_client.post("/webhooks/evolution", json=payloads.upsert(**kwargs), headers=AUTH)
+    assert response.status_code == 200, response.text
+
+
+def post_chatwoot(api_client, body: dict[str, Any], **sign: Any):
+    raw = json.dumps(body).encode()
+    return api_client.post("/webhooks/chatwoot", content=raw, headers=sign_webhook(CHATWOOT_SECRET, raw, **sign))
+
+
+def the_conversation(chatwoot: ChatwootStandin) -> dict[str, Any]:
+    (conversation,) = chatwoot.conversations()
+    return conversation
+
+
+def public_texts(chatwoot: ChatwootStandin) -> list[tuple[str, str]]:
+    conversation = the_conversation(chatwoot)
+    return [(m["message_type"], m["content"]) for m in chatwoot.messages(conversation["id"], private=False)]
+
+
+def notes(chatwoot: ChatwootStandin) -> list[str]:
+    return [m["content"] for m in chatwoot.messages(the_conversation(chatwoot)["id"], private=True)]
+
+
+def hand_off(api_client, db, evolution, claude, chatwoot, start_worker) -> int:
+    """A doctor asks for a person; Julia hands off. Returns the Chatwoot conversation id."""
+    claude.queue_tool_use("transferir_para_humano", {"motivo": "pediu para falar com uma pessoa"})
+    claude.queue_reply(HANDOFF_REPLY)
+    start_worker()
+    post(api_client, text="Quero falar com uma pessoa")
+    wait_for(lambda: evolution.sent_texts() and quiet(db), timeout=30)
+    return the_conversation(chatwoot)["id"]
+
+
+def ops_get(client, path: str, token: str | None):
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return client.get(path, headers=headers)
+
+
+# ---------------------------------------------------------------------- handoff
+
+
+def test_handoff_mirrors_to_chatwoot_with_a_note_notifies_slack_and_silences_julia(
+    api_client, db, evolution, claude, chatwoot, slack, start_worker
+):
+    hand_off(api_client, db, evolution, claude, chatwoot, start_worker)
+    conversation = the_conversation(chatwoot)
+    assert conversation["status"] == "open"
+    assert "open" in conversation["status_history"]
+    assert public_texts(chatwoot) == [("incoming", "Quero falar com uma pessoa"), ("outgoing", HANDOFF_REPLY)]
+    (note,) = notes(chatwoot)
+    assert "Motivo: pediu para falar com uma pessoa" in note
+    assert "medico: Quero falar com uma pessoa" in note
+    (handoff_text,) = [t for t in slack.texts() if "Handoff" in t]
+    assert "pediu para falar com uma pessoa" in handoff_text
+
+    # Julia stays quiet; the doctor's next words still reach the humans in Chatwoot.
+    post(api_client, text="Alô? Tem alguém aí?")
+    wait_for(lambda: len(public_texts(chatwoot)) == 3 and quiet(db), timeout=20)
+    assert public_texts(chatwoot)[-1] == ("incoming", "Alô? Tem alguém aí?")
+    assert len(evolution.sent_texts()) == 1
+    assert len(claude.calls()) == 2
+    metrics = db.execute("SELECT houve_handoff, motivo_handoff FROM metricas_conversa").fetchone()
+    assert metrics == {"houve_handoff": True, "motivo_handoff": "pediu para falar com uma pessoa"}
+    states = db.execute("SELECT state, count(*) AS n FROM chatwoot_mensagens GROUP BY state").fetchall()
+    assert states == [{"state": "synced", "n": 3}]
+
+
+def test_agent_message_in_chatwoot_reaches_the_doctor_exactly_once(
+    api_client, db, evolution, claude, chatwoot, start_worker
+):
+    cw_id = hand_off(api_client, db, evolution, claude, chatwoot, start_worker)
+    body = message_created_event(conversation_id=cw_id, message_id=9001, content="Oi doutor, aqui é a Ana da equipe")
+    first = post_chatwoot(api_client, body)
+    again = post_chatwoot(api_client, body)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "queued"
+    assert again.json()["status"] == "duplicate"
+    wait_for(lambda: len(evolution.sent_texts()) == 2 and quiet(db), timeout=20)
+    time.sleep(0.5)
+    assert evolution.texts_to(payloads.PHONE) == [HANDOFF_REPLY, "Oi doutor, aqui é a Ana da equipe"]
+    # Stored as the human's message, and not mirrored back into Chatwoot.
+    last = db.execute("SELECT autor, texto FROM interacoes ORDER BY id DESC LIMIT 1").fetchone()
+    assert last == {"autor": "humano", "texto": "Oi doutor, aqui é a Ana da equipe"}
+    assert ("outgoing", "Oi doutor, aqui é a Ana da equipe") not in public_texts(chatwoot)
+    synced = db.execute("SELECT chatwoot_message_id FROM chatwoot_mensagens ORDER BY interacao_id DESC LIMIT 1")
+    assert synced.fetchone()["chatwoot_message_id"] == 9001
+
+
+def test_chatwoot_echoes_notes_and_bots_are_not_sent_to_the_doctor(
+    api_client, db, evolution, claude, chatwoot, start_worker
+):
+    cw_id = hand_off(api_client, db, evolution, claude, chatwoot, start_worker)
+    mirrored = chatwoot.messages(cw_id, private=False)[-1]  # Julia's reply, as the mirror posted it
+    echo_by_id = message_created_event(conversation_id=cw_id, message_id=mirrored["id"], content=mirrored["content"])
+    echo_by_marker = message_created_event(
+        conversation_id=cw_id, message_id=777, content="x", content_attributes=mirrored["content_attributes"]
+    )
+    note = message_created_event(conversation_id=cw_id, message_id=778, content="nota interna", private=True)
+    bot = message_created_event(conversation_id=cw_id, message_id=779, content="bot", sender_type="agent_bot")
+    incoming = message_created_event(conversation_id=cw_id, message_id=780, content="oi", message_type="incoming")
+    assert post_chatwoot(api_client, echo_by_id).json()["status"] == "echo"
+    for body in (echo_by_marker, note, bot, incoming):
+        response = post_chatwoot(api_client, body)
+        assert response.status_code == 200
+        assert response.json()["status"] == "ignored", response.json()
+    unknown = message_created_event(conversation_id=424242, message_id=781, content="quem?")
+    assert post_chatwoot(api_client, unknown).json()["status"] == "unknown_conversation"
+    wait_for(lambda: quiet(db))
+    assert len(evolution.sent_texts()) == 1
+    assert db.execute("SELECT count(*) AS n FROM outbox WHERE kind = 'human'").fetchone()["n"] == 0
+
+
+def test_chatwoot_webhook_signature_is_required(api_client, db, test_env):
+    body = json.dumps(status_changed_event(conversation_id=1, status="resolved")).encode()
+    assert api_client.post("/webhooks/chatwoot", content=body).status_code == 401
+    wrong = sign_webhook("another-secret", body)
+    assert api_client.post("/webhooks/chatwoot", content=body, headers=wrong).status_code == 401
+    stale = sign_webhook(CHATWOOT_SECRET, body, timestamp=int(time.time()) - 600)
+    response = api_client.post("/webhooks/chatwoot", content=body, headers=stale)
+    assert response.status_code == 401
+    assert "5 minutes" in response.json()["error"]
+    assert api_client.post("/webhooks/chatwoot", content=body, headers=sign_webhook(CHATWOOT_SECRET, body)).json() == {
+        "status": "unknown_conversation"
+    }
+    # No secret outside dev: refused, saying why.
+    unsigned_env = {k: v for k, v in test_env.items() if k != "CHATWOOT_WEBHOOK_SECRET"}
+    with TestClient(create_app(load_settings("api", unsigned_env))) as client:
+        response = client.post("/webhooks/chatwoot", content=body, headers=sign_webhook(CHATWOOT_SECRET, body))
+    assert response.status_code == 401
+    assert "CHATWOOT_WEBHOOK_SECRET" in response.json()["error"]
+
+
+def test_resolving_in_chatwoot_hands_back_to_julia(api_client, db, evolution, claude, chatwoot, slack, start_worker):
+    cw_id = hand_off(api_client, db, evolution, claude, chatwoot, start_worker)
+    response = post_chatwoot(api_client, status_changed_event(conversation_id=cw_id, status="resolved"))
+    assert response.json() == {"status": "handed_back", "conversation_id": response.json()["conversation_id"]}
+    assert db.execute("SELECT handoff_ativo FROM conversations").fetchone()["handoff_ativo"] is False
+    assert post_chatwoot(api_client, status_changed_event(conversation_id=cw_id, status="resolved")).json()[
+        "status"
+    ] == ("not_handed_off")
+
+    claude.queue_reply("Oi de novo! Em que posso ajudar?")
+    post(api_client, text="Voltei, tem plantão?")
+    wait_for(lambda: len(evolution.sent_texts()) == 2 and quiet(db), timeout=30)
+    assert evolution.sent_texts()[-1]["text"] == "Oi de novo! Em que posso ajudar?"
+    assert any("devolvida para a Julia" in n for n in notes(chatwoot))
+    # Chatwoot resolved it itself: the mirror does not toggle it again.
+    assert the_conversation(chatwoot)["status_history"] == ["open"]
+    assert any("devolvida para a Julia (via chatwoot)" in t for t in slack.texts())
+
+
+def test_external_handoff_link_is_a_signed_jwt_for_the_conversation(
+    api_client, db, evolution, claude, chatwoot, slack, start_worker
+):
+    db.execute("UPDATE feature_flags SET value = '{\"enabled\": true}' WHERE key = 'external_handoff'")
+    hand_off(api_client, db, evolution, claude, chatwoot, start_worker)
+    (text,) = [t for t in slack.texts() if "Handoff" in t]
+    link = next(line for line in text.splitlines() if "Sistema externo" in line)
+    assert "https://handoff.example.com/receber?token=" in link
+    token = link.split("token=", 1)[1]
+    claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"], audience="julia-handoff")
+    assert claims["exp"] > time.time()
+    conversation_id = db.execute("SELECT id FROM conversations").fetchone()["id"]
+    assert claims["sub"] == str(conversation_id)
+
+    context = api_client.get("/handoff/context", params={"token": token})
+    assert context.status_code == 200, context.text
+    assert context.json()["motivo"] == "pediu para falar com uma pessoa"
+    assert context.json()["mensagens"][0]["texto"] == "Quero falar com uma pessoa"
+    expired = mint_handoff_token(JWT_SECRET, conversation_id, minutes=-1)
+    ops_token = mint_ops_token(JWT_SECRET, "marina")  # right key, wrong audience
+    for bad in (expired, ops_token, "not-a-jwt", ""):
+        assert api_client.get("/handoff/context", params={"token": bad}).status_code == 401
+    assert (
+        api_client.get("/handoff/context", params={"token": mint_handoff_token(JWT_SECRET, 999999)}).status_code == 404
+    )
+
+
+# ---------------------------------------------------------------------- Chatwoot outage
+
+
+def test_chatwoot_failing_never_delays_or_drops_julias_reply(api_client, db, evolution, claude, chatwoot, start_worker):
+    chatwoot.fail_all(500)
+    claude.queue_reply("Oi! Tenho plantões sim.")
+    start_worker()
+    started = time.monotonic()
+    post(api_client, text="Oi, tem plantão?")
+    wait_for(lambda: evolution.sent_texts(), timeout=10)
+    assert time.monotonic() - started < 5
+    assert evolution.texts_to(payloads.PHONE) == ["Oi! Tenho plantões sim."]
+    # The mirror keeps failing and retrying on its own queue.
+    wait_for(
+        lambda: db.execute(
+            "SELECT 1 FROM procrastinate_jobs WHERE task_name = 'sync_chatwoot_conversation' AND attempts >= 2"
+        ).fetchone(),
+        timeout=20,
+    )
+    assert db.execute("SELECT count(*) AS n FROM chatwoot_mensagens WHERE last_error LIKE '%500%'").fetchone()["n"] >= 1
+    # Chatwoot is back: everything is mirrored once, in order.
+    chatwoot.fail_all(None)
+    wait_for(lambda: chatwoot.conversations() and len(public_texts(chatwoot)) == 2, timeout=40)
+    assert public_texts(chatwoot) == [("incoming", "Oi, tem plantão?"), ("outgoing", "Oi! Tenho plantões sim.")]
+
+
+def test_chatwoot_hanging_never_delays_julias_replies(api_client, db, evolution, claude, chatwoot, start_worker):
+    chatwoot.hang()
+    try:
+        start_worker()
+        for n, phone in enumerate(("5511900000001", "5511900000002", "5511900000003")):
+            claude.queue_reply(f"Resposta {n}")
+            started = time.monotonic()
+            post(api_client, text=f"Oi {n}", phone=phone)
+            wait_for(lambda n=n: len(evolution.sent_texts()) == n + 1, timeout=10)
+            assert time.monotonic() - started < 5
+        hanging = db.execute(
+            "SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = 'sync_chatwoot_conversation' "
+            "AND status = 'doing'"
+        ).fetchone()["n"]
+        assert 1 <= hanging <= 2  # at most two mirror jobs hold worker slots
+    finally:
+        chatwoot.release()
+
+
+# ---------------------------------------------------------------------- Slack commands
+
+
+def slack_post(client, text: str, *, timestamp: int | None = None, secret: str = SLACK_SECRET, headers=None):
+    body = slash_command_body(text)
+    return client.post("/slack/commands", content=body, headers=headers or sign_request(secret, body, timestamp))
+
+
+def newest_status(db) -> dict[str, Any]:
+    return db.execute("SELECT status, motivo, alterado_via FROM julia_status ORDER BY id DESC LIMIT 1").fetchone()
+
+
+def test_slack_pause_and_resume_with_a_valid_signature(api_client, db, slack, start_worker):
+    response = slack_post(api_client, "pause Evolution instável")
+    assert response.status_code == 200, response.text
+    assert response.json()["response_type"] == "in_channel"
+    assert "pausada" in response.json()["text"]
+    assert newest_status(db) == {"status": "pausado", "motivo": "Evolution instável", "alterado_via": "slack"}
+
+    status = slack_post(api_client, "status").json()
+    assert status["response_type"] == "ephemeral"
+    assert "PAUSADA" in status["text"]
+    limits = slack_post(api_client, "limites").json()
+    assert "hora: 0/20" in limits["text"]
+    assert "dia: 0/100" in limits["text"]
+    assert "Diga o motivo" in slack_post(api_client, "resume").json()["text"]
+    assert "Comandos" in slack_post(api_client, "ajuda").json()["text"]
+
+    assert slack_post(api_client, "resume tudo certo").status_code == 200
+    assert newest_status(db) == {"status": "ativo", "motivo": "tudo certo", "alterado_via": "slack"}
+    start_worker()
+    wait_for(lambda: len(slack.texts()) == 2 and quiet(db))
+    assert "pausada* (via slack): Evolution instável" in slack.texts()[0]
+    assert "retomada* (via slack): tudo certo" in slack.texts()[1]
+
+
+@pytest.mark.parametrize("case", ["bad_signature", "old", "replayed", "no_headers"])
+def test_slack_commands_refuse_bad_old_and_replayed_signatures(api_client, db, case):
+    before = db.execute("SELECT count(*) AS n FROM julia_status").fetchone()["n"]
+    if case == "bad_signature":
+        response = slack_post(api_client, "pause ataque", secret="not-the-secret")
+    elif case == "old":
+        response = slack_post(api_client, "pause ataque", timestamp=int(time.time()) - 6 * 60)
+    elif case == "no_headers":
+        response = slack_post(api_client, "pause ataque", headers={"content-type": "application/x-www-form-urlencoded"})
+    else:
+        body = slash_command_body("pause legítimo")
+        headers = sign_request(SLACK_SECRET, body)
+        assert api_client.post("/slack/commands", content=body, headers=headers).status_code == 200
+        before += 1
+        response = api_client.post("/slack/commands", content=body, headers=headers)
+        assert response.json() == {"error": "replayed Slack request"}
+    assert response.status_code == 401
+    assert db.execute("SELECT count(*) AS n FROM julia_status").fetchone()["n"] == before
+
+
+# ---------------------------------------------------------------------- ops API
+
+
+def test_ops_endpoints_require_a_valid_operator_jwt(api_client, db):
+    now = int(time.time())
+    expired = jwt.encode({"sub": "x", "aud": "julia-ops", "exp": now - 10}, JWT_SECRET, algorithm="HS256")
+    wrong_aud = jwt.encode({"sub": "x", "aud": "other", "exp": now + 60}, JWT_SECRET, algorithm="HS256")
+    no_exp = jwt.encode({"sub": "x", "aud": "julia-ops"}, JWT_SECRET, algorithm="HS256")
+    forged = mint_ops_token("another-secret-of-enough-length-for-hs256", "x")
+    for path in ("/ops/status", "/ops/queues", "/ops/conversations", "/ops/handoffs"):
+        for token in (None, expired, wrong_aud, no_exp, forged):
+            assert ops_get(api_client, path, token).status_code == 401, (path, token)
+    assert ops_get(api_client, "/ops/status", expired).json() == {"error": "token expired"}
+    assert ops_get(api_client, "/ops/status", wrong_aud).json() == {"error": "token audience is not julia-ops"}
+
+
+def test_ops_endpoints_answer_with_state_queues_conversations_and_handoffs(
+    api_client, db, evolution, claude, chatwoot, start_worker
+):
+    hand_off(api_client, db, evolution, claude, chatwoot, start_worker)
+    token = mint_ops_token(JWT_SECRET, "marina", minutes=5)
+    status = ops_get(api_client, "/ops/status", token).json()
+    assert status["julia"]["status"] == "ativo"
+    assert status["handoffs_abertos"] == 1
+    assert status["filas"]["inbound"]["depth"] == 0
+    queues = ops_get(api_client, "/ops/queues", token).json()
+    assert queues["chatwoot"] == {"mensagens_pendentes": 0, "eventos_pendentes": 0}
+    assert set(queues) >= {"inbound", "jobs", "outbox", "notificacoes_pendentes"}
+    conversations = ops_get(api_client, "/ops/conversations?limit=5", token).json()["conversations"]
+    assert conversations[0]["medico"]["telefone"] == payloads.PHONE
+    assert conversations[0]["ultima_mensagem"]["texto"] == HANDOFF_REPLY
+    assert conversations[0]["chatwoot_conversation_id"] == the_conversation(chatwoot)["id"]
+    (handoff,) = ops_get(api_client, "/ops/handoffs", token).json()["handoffs"]
+    assert handoff["motivo"] == "pediu para falar com uma pessoa"
+    for bad in ("0", "201", "abc", "-1"):
+        assert ops_get(api_client, f"/ops/conversations?limit={bad}", token).status_code == 400
+    paused = api_client.post("/ops/pause", json={"motivo": "manutenção"}, headers={"authorization": f"Bearer {token}"})
+    assert paused.json()["alterado_via"] == "api"
+
+
+def test_cors_only_when_origins_are_configured(test_env, db):
+    preflight = {
+        "origin": "https://console.example.com",
+        "access-control-request-method": "GET",
+        "access-control-request-headers": "authorization",
+    }
+    env = {**test_env, "CORS_ORIGINS": "https://console.example.com"}
+    with TestClient(create_app(load_settings("api", env))) as client:
+        allowed = client.options("/ops/status", headers=preflight)
+        other = client.options("/ops/status", headers={**preflight, "origin": "https://evil.example.com"})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://console.example.com"
+    assert "access-control-allow-origin" not in other.headers
+    with TestClient(create_app(load_settings("api", test_env))) as client:
+        assert "access-control-allow-origin" not in client.options("/ops/status", headers=preflight).headers
+
+
+# ---------------------------------------------------------------------- manager alerts and notifications
+
+
+def test_manager_alerts_are_rate_limited_in_sql(db):
+    db.execute("INSERT INTO app_settings (key, value) VALUES ('manager_alerts_per_hour', '2')")
+    ids = [
+        db.execute("SELECT notify_humans('guard_failure', '{}'::jsonb, %s) AS id", (f"k{n}",)).fetchone()["id"]
+        for n in range(4)
+    ]
+    claimed = [
+        db.execute(
+            "SELECT claim_manager_alert(%s, %s, 'alerta') AS id", (i, f"+{GESTOR[:2]} ({GESTOR[2:4]}) {GESTOR[4:]}")
+        ).fetchone()["id"]
+        for i in ids
+    ]
+    assert claimed[2:] == [None, None]
+    assert None not in claimed[:2]
+    # A retried job gets its own alert back, without spending the budget.
+    assert (
+        db.execute("SELECT claim_manager_alert(%s, %s, 'alerta') AS id", (ids[0], GESTOR)).fetchone()["id"]
+        == (claimed[0])
+    )
+    rows = db.execute("SELECT kind, number FROM outbox ORDER BY id").fetchall()
+    assert rows == [{"kind": "alert", "number": GESTOR}] * 2
+    with pytest.raises(Exception, match="not a WhatsApp number"):
+        db.execute("SELECT claim_manager_alert(%s, 'gestor', 'alerta')", (ids[3],))
+
+
+def test_a_job_failure_reaches_slack_and_the_managers_whatsapp(db, evolution, slack, start_worker):
+    for _ in range(2):  # one notification per task and hour
+        db.execute("SELECT record_job_failure('send_outbox', 1, NULL, NULL, 'permanent', 'Evolution answered 401')")
+    start_worker()
+    wait_for(lambda: evolution.texts_to(GESTOR) and slack.texts() and quiet(db), timeout=20)
+    (text,) = slack.texts()
+    assert "send_outbox" in text
+    assert "Evolution answered 401" in text
+    (alert,) = evolution.texts_to(GESTOR)
+    assert "ALERTA" in alert
+
+
+def test_slack_outage_keeps_the_notification_and_retries(db, slack, start_worker):
+    slack.fail_next(500, times=1)
+    db.execute("SELECT pause_julia('teste', 'manual')")
+    start_worker()
+    wait_for(lambda: slack.texts(), timeout=20)
+    assert "pausada" in slack.texts()[0]
+    row = db.execute("SELECT state, attempts FROM notificacoes").fetchone()
+    assert row == {"state": "sent", "attempts": 2}
