@@ -163,6 +163,7 @@ async def _serve(settings: Settings, port: int) -> None:
 def run_dev(*, port: int, data_dir: str) -> None:
     """Everything in one process; Ctrl-C stops it cleanly (data is kept)."""
     from app.standins.anthropic import AnthropicStandin
+    from app.standins.dev_brain import dev_reply
     from app.standins.evolution import EvolutionStandin
 
     env = dict(os.environ)
@@ -181,7 +182,7 @@ def run_dev(*, port: int, data_dir: str) -> None:
         standins.append(evolution)
         print(f"julia dev: WhatsApp stand-in (Evolution API) at {env['EVOLUTION_API_URL']}", flush=True)
     if not env.get("ANTHROPIC_API_KEY"):
-        anthropic = AnthropicStandin()
+        anthropic = AnthropicStandin(brain=dev_reply)
         env["ANTHROPIC_API_KEY"] = "dev-standin"
         env["ANTHROPIC_BASE_URL"] = anthropic.start()
         standins.append(anthropic)

