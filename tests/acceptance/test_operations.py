@@ -72,3 +72,46 @@ def test_unreachable_database_fails_without_leaking_the_password(test_env):
     assert result.returncode == 1
     assert "cannot reach the database" in result.stderr
     assert "s3cr" not in result.stderr + result.stdout
+
+
+def test_campaign_commands_create_preview_start_pause_status(test_env, db):
+    esp = db.execute("INSERT INTO especialidades (nome) VALUES ('Pediatria') RETURNING id").fetchone()["id"]
+    db.execute(
+        "INSERT INTO clientes (telefone, nome, especialidade_id) "
+        "SELECT '5511980000' || lpad(g::text, 3, '0'), 'Médica ' || g, %s FROM generate_series(1, 5) AS g",
+        (esp,),
+    )
+    env = {
+        **test_env,
+        "DIAS_SEMANA": "1,2,3,4,5,6,7",
+        "HORARIO_INICIO": "00:00",
+        "HORARIO_FIM": "23:59",
+        "MAX_MSGS_POR_HORA": "2",
+    }
+    created = run_julia(
+        [
+            "campaign",
+            "create",
+            "--nome",
+            "Pedi dezembro",
+            "--especialidade",
+            "Pediatria",
+            "--template",
+            "Oi {primeiro_nome}! Temos plantões de {especialidade}.",
+        ],
+        env,
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["status"] == "rascunho"
+    preview = json.loads(run_julia(["campaign", "preview", "Pedi dezembro"], env).stdout)
+    assert (preview["audiencia"], preview["limite_hora_restante"]) == (5, 2)
+    assert preview["exemplo"] == "Oi Médica! Temos plantões de Pediatria."
+    started = json.loads(run_julia(["campaign", "start", "Pedi dezembro"], env).stdout)
+    assert (started["queued"], started["dispatched_now"]) == (5, 2)  # the first wave fits the hour
+    assert run_julia(["campaign", "pause", "Pedi dezembro"], env).returncode == 0
+    (status,) = json.loads(run_julia(["campaign", "status", "Pedi dezembro"], env).stdout)
+    assert (status["status"], status["total"], status["pendentes"]) == ("pausada", 5, 5)
+    bad = run_julia(["campaign", "create", "--nome", "x", "--template", "Oi {apelido}"], env)
+    assert bad.returncode == 1
+    assert "template variable {apelido} is unknown" in bad.stderr
+    assert run_julia(["campaign", "start", "nao-existe"], env).returncode == 1
