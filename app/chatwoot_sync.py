@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from app.integrations.chatwoot import MARKER, ChatwootClient
+from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError
 from app.queries import queries
 
 logger = logging.getLogger(__name__)
@@ -52,15 +52,34 @@ async def sync_conversation(pool: AsyncConnectionPool, client: ChatwootClient, c
         if not messages and not events:
             break
         chatwoot_id = work["chatwoot_conversation_id"] or await _open_conversation(pool, client, work)
-        for message in messages:
-            if await _post_message(pool, client, chatwoot_id, message):
-                counts["messages"] += 1
-        if len(messages) == BATCH:
-            continue  # notes come after the messages that preceded them
-        for event in events:
-            await _show_event(client, chatwoot_id, event)
-            await _call(pool, "mark_chatwoot_event_done", event_id=event["id"])
-            counts["events"] += 1
+        try:
+            for message in messages:
+                if await _post_message(pool, client, chatwoot_id, message):
+                    counts["messages"] += 1
+            if len(messages) == BATCH:
+                continue  # notes come after the messages that preceded them
+            for event in events:
+                await _show_event(client, chatwoot_id, event)
+                await _call(pool, "mark_chatwoot_event_done", event_id=event["id"])
+                counts["events"] += 1
+        except ChatwootError as exc:
+            if exc.status == 404:
+                # Deleted in Chatwoot: the retry opens a new conversation.
+                await _call(
+                    pool,
+                    "forget_chatwoot_conversation",
+                    conversation_id=conversation_id,
+                    chatwoot_conversation_id=chatwoot_id,
+                )
+                logger.warning(
+                    "chatwoot conversation is gone",
+                    extra={
+                        "action": "chatwoot_conversation_gone",
+                        "conversation_id": conversation_id,
+                        "chatwoot_conversation_id": chatwoot_id,
+                    },
+                )
+            raise
     return counts
 
 

@@ -75,13 +75,12 @@ def verify_signature(secret: str, headers: Mapping[str, str], raw: bytes, *, now
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
+    """A positive id that fits a bigint, else None."""
+    if isinstance(value, str) and value.isascii() and value.isdecimal():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.isdecimal():
-        return int(value)
-    return None
+    return value if 0 < value < 2**63 else None
 
 
 def parse_event(body: Any, *, account_id: str = "", inbox_id: str = "") -> AgentMessage | Resolved | Ignored:

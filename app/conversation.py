@@ -94,8 +94,8 @@ def history_to_messages(history: Sequence[Mapping[str, object]]) -> list[dict[st
     """Turn stored interacoes (oldest first) into alternating user/assistant turns.
 
     The doctor is the user; Julia and humans on the company phone are the
-    assistant. Consecutive turns of one side are joined; the list starts with
-    the doctor, as the Messages API requires.
+    assistant. Consecutive turns of one side are joined; the list starts and
+    ends with the doctor, as the Messages API requires (no prefill).
     """
     messages: list[dict[str, object]] = []
     for item in history:
@@ -107,6 +107,9 @@ def history_to_messages(history: Sequence[Mapping[str, object]]) -> list[dict[st
             messages.append({"role": role, "content": text})
     while messages and messages[0]["role"] != "user":
         messages.pop(0)
+    # Nothing after Julia's (or a human's) last word is owed an answer.
+    while messages and messages[-1]["role"] != "user":
+        messages.pop()
     return messages
 
 

@@ -4,10 +4,11 @@ databases (DEV → PROD), fast, safe to re-run, and verified.
 Rows stream from the source with COPY (binary when every column type allows
 it) into a staging table on the target, then `INSERT ... SELECT ... ON
 CONFLICT DO NOTHING` adds what is missing: nothing already in the target is
-overwritten. One transaction per table, tables in foreign-key order read from
-pg_constraint, identity sequences advanced past the copied ids. The source is
-read in one REPEATABLE READ READ ONLY snapshot, so its counts, rows and
-checksums agree with each other.
+overwritten. One transaction per table, a table only after its parents
+(foreign keys read from pg_constraint), two tables at a time, identity
+sequences advanced past the copied ids. Every source connection reads the same
+exported REPEATABLE READ snapshot, so counts, rows and checksums agree. After
+each table, row hashes of both sides are compared key by key.
 
 Before anything is written the copy is refused (CopyRefused) when a URL is a
 transaction pooler, when source and target are the same database, when their
@@ -24,8 +25,8 @@ import queue
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import Connection, sql
@@ -68,6 +69,7 @@ FLUSH_BYTES = 256 * 1024
 # Tables copied at once (each in its own transaction, parents always first):
 # an HNSW-indexed table's inserts then overlap the doctors' and shifts'.
 PARALLEL_TABLES = 2
+TINY_TABLE_BYTES = 1024 * 1024
 STAGING = sql.Identifier("julia_copy_staging")
 
 # Both sessions render values the same way, so row hashes compare across databases.
@@ -157,7 +159,6 @@ class CopyFailed(CopyError):
 class Side:
     """One database as the copy sees it."""
 
-    url: str = field(repr=False)
     target: DatabaseTarget
     environment: str | None = None
     project_ref: str | None = None
@@ -178,6 +179,7 @@ class TablePlan:
     outside_parents: tuple[str, ...]
     source_rows: int
     target_rows: int
+    source_bytes: int = 0
     new_rows: int | None = None
     differing_rows: int | None = None
 
@@ -255,6 +257,13 @@ def _find_cycle(parents: dict[str, set[str]], placed: set[str]) -> str:
         node = sorted(parents[node] - placed)[0]
     cycle = [*path[path.index(node) :], node]
     return " → ".join(cycle)
+
+
+def critical_path(name: str, tables: Sequence[TablePlan]) -> int:
+    """Bytes of `name` plus those of its heaviest chain of descendants."""
+    by_name = {t.name: t for t in tables}
+    children = [t.name for t in tables if name in t.parents]
+    return by_name[name].source_bytes + max((critical_path(c, tables) for c in children), default=0)
 
 
 def checksum(keys: Iterable[str], hashes: dict[str, str]) -> str:
@@ -340,7 +349,7 @@ def refuse_same_database(source: psycopg.Connection, target: psycopg.Connection,
         raise CopyRefused(f"source and target are the same database ({describe}); nothing to copy")
 
 
-def _read_side(conn: psycopg.Connection, url: str, target: DatabaseTarget) -> Side:
+def _read_side(conn: psycopg.Connection, target: DatabaseTarget) -> Side:
     revision = environment = project_ref = None
     if conn.execute(REGCLASS, {"name": "public.alembic_version"}).fetchone()["present"]:
         found = conn.execute(REVISION).fetchone()
@@ -348,7 +357,7 @@ def _read_side(conn: psycopg.Connection, url: str, target: DatabaseTarget) -> Si
     if conn.execute(REGCLASS, {"name": "public.app_settings"}).fetchone()["present"]:
         markers = {r["key"]: r["value"] for r in conn.execute(MARKERS)}
         environment, project_ref = markers.get("environment"), markers.get("supabase_project_ref")
-    return Side(url=url, target=target, environment=environment, project_ref=project_ref, revision=revision)
+    return Side(target=target, environment=environment, project_ref=project_ref, revision=revision)
 
 
 def refuse_unsafe_pair(source: Side, target: Side) -> None:
@@ -431,6 +440,12 @@ def count_rows(conn: psycopg.Connection, table: str) -> int:
     return conn.cursor(row_factory=tuple_row).execute(query).fetchone()[0]
 
 
+def table_bytes(conn: psycopg.Connection, table: str) -> int:
+    """Size of the table with its indexes and TOAST: how long its copy will take, roughly."""
+    query = "SELECT pg_catalog.pg_total_relation_size(pg_catalog.to_regclass(%s))"
+    return conn.cursor(row_factory=tuple_row).execute(query, (f"{SCHEMA}.{table}",)).fetchone()[0] or 0
+
+
 def plan_tables(
     source: psycopg.Connection, target: psycopg.Connection, tables: Sequence[str], *, compare: bool = False
 ) -> list[TablePlan]:
@@ -484,6 +499,7 @@ def plan_tables(
                 parents=tuple(dict.fromkeys(inside[name])),
                 outside_parents=tuple(dict.fromkeys(outside[name])),
                 source_rows=count_rows(source, name),
+                source_bytes=table_bytes(source, name),
                 target_rows=count_rows(target, name),
                 **compared,
             )
@@ -501,11 +517,14 @@ def copy_table(
     target: psycopg.Connection,
     table: TablePlan,
     progress: Callable[[int, int], None],
+    source_free: Callable[[], None] = lambda: None,
 ) -> tuple[int, int]:
     """Stream one table into a staging table and insert what is missing, in one transaction.
 
-    Returns (rows inserted, bytes streamed). Raises psycopg errors; the target's
-    transaction is then rolled back and nothing of this table is written.
+    `source_free` is called once the source connection has nothing more to do
+    for this copy. Returns (rows inserted, bytes streamed). Raises psycopg
+    errors; the target's transaction is then rolled back and nothing of this
+    table is written.
     """
     relation = sql.Identifier(SCHEMA, table.name)
     cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
@@ -535,18 +554,12 @@ def copy_table(
             into.write(buffer)
             streamed += len(buffer)
         progress(rows, streamed)
+        source_free()
         overriding = sql.SQL("OVERRIDING SYSTEM VALUE") if table.overriding else sql.SQL("")
         inserted = target.execute(
             sql.SQL(
-                "INSERT INTO {rel} ({cols}) {overriding} SELECT {cols} FROM {staging} ORDER BY {key} "
-                "ON CONFLICT DO NOTHING"
-            ).format(
-                rel=relation,
-                cols=cols,
-                overriding=overriding,
-                staging=STAGING,
-                key=sql.SQL(", ").join(map(sql.Identifier, table.key)),
-            )
+                "INSERT INTO {rel} ({cols}) {overriding} SELECT {cols} FROM {staging} ON CONFLICT DO NOTHING"
+            ).format(rel=relation, cols=cols, overriding=overriding, staging=STAGING)
         ).rowcount
         for column, sequence in table.sequences:
             max_query = sql.SQL("SELECT max({col}) AS max_id FROM {rel}").format(
@@ -556,6 +569,14 @@ def copy_table(
     return inserted, streamed
 
 
+class _Unverified(Exception):
+    """A table was committed, but reading its rows back for the checksums failed."""
+
+
+def _message(exc: psycopg.Error) -> str:
+    return exc.diag.message_primary or str(exc).strip().splitlines()[0]
+
+
 class _Throughput(ProgressColumn):
     """MB/s of the bytes streamed so far."""
 
@@ -563,7 +584,7 @@ class _Throughput(ProgressColumn):
         elapsed = task.elapsed or 0
         size = task.fields.get("bytes", 0)
         rate = size / elapsed / 1e6 if elapsed > 0 else 0.0
-        return Text(f"{size / 1e6:7.1f} MB  {rate:6.1f} MB/s", style="progress.data.speed")
+        return Text(f"{size / 1e6:.1f} MB · {rate:.1f} MB/s", style="progress.data.speed")
 
 
 @contextlib.contextmanager
@@ -600,6 +621,7 @@ def copy_all(
 
     def run(table: TablePlan) -> TableResult:
         source, target = free.get()
+        hashing: list[Future[dict[str, str]]] = []
         try:
             task = bar.add_task(table.name, total=table.source_rows, bytes=0)
             before = row_hashes(target, table.name, table.key, table.columns)
@@ -609,12 +631,18 @@ def copy_all(
                 target,
                 table,
                 lambda rows, size: bar.update(task, completed=min(rows, table.source_rows), bytes=size),
+                # The source's checksums (same snapshot) are read while the target inserts.
+                lambda: hashing.append(hasher.submit(row_hashes, source, table.name, table.key, table.columns)),
             )
             seconds = time.perf_counter() - started
-            after = row_hashes(target, table.name, table.key, table.columns)
-            # Same snapshot as the rows just copied.
-            hashes = row_hashes(source, table.name, table.key, table.columns)
+            bar.stop_task(task)  # its MB/s stays what the copy achieved
+            try:
+                after = row_hashes(target, table.name, table.key, table.columns)
+                hashes = hashing[0].result()
+            except psycopg.Error as exc:
+                raise _Unverified(_message(exc)) from exc
         finally:
+            wait(hashing)
             free.put((source, target))
         logger.info(
             "table copied",
@@ -623,11 +651,19 @@ def copy_all(
         return verify(table.name, hashes, before, after, inserted=inserted, seconds=seconds, size=size)
 
     jobs = max(1, min(jobs, len(tables)))
-    with contextlib.ExitStack() as stack, Progress(*columns, console=err) as bar:
+    # Bars only on a terminal; logs and CI get the verification table.
+    with contextlib.ExitStack() as stack, Progress(*columns, console=err, disable=not err.is_terminal) as bar:
         for _ in range(jobs):
             free.put(stack.enter_context(_worker_connections(source_url, target_url, snapshot)))
         pool = stack.enter_context(ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="db-copy"))
-        pending, running = list(tables), {}
+        hasher = stack.enter_context(ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="db-copy-hash"))
+        # Tiny parents first (milliseconds, and they unblock their children), then the longest chain of bytes.
+        parents = {p for t in tables for p in t.parents}
+        pending = sorted(
+            tables,
+            key=lambda t: (t.name not in parents or t.source_bytes >= TINY_TABLE_BYTES, -critical_path(t.name, tables)),
+        )
+        running: dict[Future[TableResult], TablePlan] = {}
         while running or (pending and not failures):
             for table in [t for t in pending if set(t.parents) <= results.keys()][: jobs - len(running)]:
                 if failures:
@@ -640,14 +676,16 @@ def copy_all(
                 try:
                     results[table.name] = future.result()
                 except psycopg.Error as exc:
-                    failures[table.name] = exc.diag.message_primary or str(exc).strip().splitlines()[0]
+                    failures[table.name] = f"{table.name}: {_message(exc)}. Nothing of {table.name} was written"
+                except _Unverified as exc:
+                    failures[table.name] = f"{table.name} was committed but could not be verified: {exc}"
+                if table.name in failures:
                     logger.warning("table copy failed", extra={"action": "db_copy_failed", "table": table.name})
     ordered = [results[t.name] for t in tables if t.name in results]
     if failures:
-        problems = "; ".join(f"{name}: {message}" for name, message in failures.items())
         skipped = [t.name for t in tables if t.name not in results and t.name not in failures]
         raise CopyFailed(
-            f"{problems}. Nothing of {', '.join(failures)} was written"
+            "; ".join(failures.values())
             + (f"; not started: {', '.join(skipped)}" if skipped else "")
             + (f"; committed: {', '.join(r.name for r in ordered)}" if ordered else "")
             + ". Re-running the copy is safe.",
@@ -733,32 +771,23 @@ def ask_on_terminal(question: str) -> bool:
     return Confirm.ask(question, default=False)
 
 
-def run_copy(
+def _plan_and_copy(
     source_url: str,
     target_url: str,
+    sides: tuple[DatabaseTarget, DatabaseTarget],
     *,
-    tables: Sequence[str] | None = None,
-    dry_run: bool = False,
-    assume_yes: bool = False,
-    jobs: int = PARALLEL_TABLES,
-    confirm: Callable[[str], bool] = ask_on_terminal,
-    out: Console | None = None,
-    err: Console | None = None,
-) -> CopyReport:
-    """Check, plan, copy and verify; the report's `ok` says whether every table verified.
-
-    Raises CopyRefused before writing anything, CopyFailed when a table's copy
-    failed (earlier tables stay committed), psycopg.OperationalError when a
-    database cannot be reached.
-    """
-    out = out or Console(width=None if sys.stdout.isatty() else 200)
-    err = err or Console(stderr=True)
-    s_target, t_target = parse_side(source_url, "source"), parse_side(target_url, "target")
-    if (s_target.host, s_target.port, s_target.dbname) == (t_target.host, t_target.port, t_target.dbname):
-        raise CopyRefused(f"source and target are the same database ({s_target.describe()}); nothing to copy")
+    tables: Sequence[str] | None,
+    dry_run: bool,
+    assume_yes: bool,
+    jobs: int,
+    confirm: Callable[[str], bool],
+    out: Console,
+    err: Console,
+) -> tuple[Plan, list[TableResult] | None]:
+    s_target, t_target = sides
     with _connect(source_url) as source, _connect(target_url) as target:
         refuse_same_database(source, target, s_target.describe())
-        s_side, t_side = _read_side(source, source_url, s_target), _read_side(target, target_url, t_target)
+        s_side, t_side = _read_side(source, s_target), _read_side(target, t_target)
         refuse_unsafe_pair(s_side, t_side)
         # One snapshot of the source for the plan, the rows and the checksums.
         source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -774,17 +803,61 @@ def run_copy(
             out.print(plan_table(plan))
             if dry_run:
                 out.print("dry run: nothing was written")
-                return CopyReport(plan=plan)
+                return plan, None
             total = sum(t.source_rows for t in plan.tables)
             question = f"Copy up to {total:,} rows in {len(plan.tables)} tables into {t_target.describe()}?"
             if not assume_yes and not confirm(question):
                 raise CopyRefused("copy cancelled; nothing was written")
             try:
-                results = copy_all(source_url, target_url, snapshot, plan.tables, jobs=jobs, err=err)
+                return plan, copy_all(source_url, target_url, snapshot, plan.tables, jobs=jobs, err=err)
             except CopyFailed as exc:
                 if exc.results:
                     out.print(results_table(exc.results))
                 raise
+
+
+def run_copy(
+    source_url: str,
+    target_url: str,
+    *,
+    tables: Sequence[str] | None = None,
+    dry_run: bool = False,
+    assume_yes: bool = False,
+    jobs: int = PARALLEL_TABLES,
+    confirm: Callable[[str], bool] = ask_on_terminal,
+    out: Console | None = None,
+    err: Console | None = None,
+) -> CopyReport:
+    """Check, plan, copy and verify; the report's `ok` says whether every table verified.
+
+    Raises CopyRefused before writing anything, CopyFailed when a table's copy
+    failed (other tables may be committed), CopyError when the plan could not
+    be read, psycopg.OperationalError when a database cannot be reached.
+    """
+    out = out or Console(width=None if sys.stdout.isatty() else 200)
+    err = err or Console(stderr=True)
+    sides = parse_side(source_url, "source"), parse_side(target_url, "target")
+    if (sides[0].host, sides[0].port, sides[0].dbname) == (sides[1].host, sides[1].port, sides[1].dbname):
+        raise CopyRefused(f"source and target are the same database ({sides[0].describe()}); nothing to copy")
+    try:
+        plan, results = _plan_and_copy(
+            source_url,
+            target_url,
+            sides,
+            tables=tables,
+            dry_run=dry_run,
+            assume_yes=assume_yes,
+            jobs=jobs,
+            confirm=confirm,
+            out=out,
+            err=err,
+        )
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:
+        raise CopyError(f"stopped before copying anything: {_message(exc)}") from None
+    if results is None:
+        return CopyReport(plan=plan)
     out.print(results_table(results))
     failed = [r.name for r in results if not r.ok]
     if failed:

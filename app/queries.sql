@@ -228,6 +228,10 @@ SELECT public.record_chatwoot_contact(%(cliente_id)s, %(contact_id)s, %(source_i
 -- Remember the Chatwoot conversation mirroring a conversation
 SELECT public.record_chatwoot_conversation(%(conversation_id)s, %(chatwoot_conversation_id)s, %(contact_id)s);
 
+-- forget_chatwoot_conversation --
+-- Forget a Chatwoot conversation that no longer exists there
+SELECT public.forget_chatwoot_conversation(%(conversation_id)s, %(chatwoot_conversation_id)s) AS forgotten;
+
 -- begin_chatwoot_message --
 -- Mark a message as being posted; its state before (NULL if already done)
 SELECT public.begin_chatwoot_message(%(interacao_id)s) AS before;

@@ -318,14 +318,13 @@ async def periodic_daily_summary(context: JobContext, timestamp: int) -> dict[st
     """Daily (20:10 in Sao Paulo): the day's numbers, to operators."""
     rt = _runtime(context)
     summary = (await _one(rt, "daily_summary"))["summary"]
-    await notify_operators(rt, "daily_summary", summary)
+    # Slack when configured (the notification job logs otherwise); once per day.
+    await _one(
+        rt, "notify_humans", kind="daily_summary", payload=Jsonb(summary), dedupe_key=f"daily_summary:{summary['dia']}"
+    )
+    logger.info("daily summary", extra={"action": "daily_summary", **summary})
     await _record_run(rt, "periodic_daily_summary", timestamp, summary)
     return summary
-
-
-async def notify_operators(rt: Runtime, event: str, detail: dict[str, Any]) -> None:
-    """Tell operators something (the log always; Slack when configured)."""
-    logger.warning("operator notification", extra={"action": "operator_notice", "event": event, "detail": detail})
 
 
 # ----------------------------------------------------------------------------

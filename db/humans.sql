@@ -253,6 +253,18 @@ EXCEPTION WHEN unique_violation THEN
 END;
 $$;
 
+-- Chatwoot lost a conversation (deleted there): forget it, so the next run
+-- opens a new one. True when the mapping was removed.
+CREATE OR REPLACE FUNCTION public.forget_chatwoot_conversation(p_conversation_id bigint, p_chatwoot_conversation_id bigint)
+RETURNS boolean
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    DELETE FROM public.chatwoot_conversas
+     WHERE conversation_id = p_conversation_id AND chatwoot_conversation_id = p_chatwoot_conversation_id
+    RETURNING true;
+$$;
+
 -- Mark a message as being posted; returns its state before ('pending', or
 -- 'sending' when an earlier attempt may have posted it), NULL if done.
 CREATE OR REPLACE FUNCTION public.begin_chatwoot_message(p_interacao_id bigint)

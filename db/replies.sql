@@ -7,7 +7,9 @@
 ------------------------------------------------------------
 
 -- The newest doctor message of a conversation still waiting for an answer:
--- no reply was written for it and nobody (Julia or a human) spoke after it.
+-- no reply was written for it (outbox.reply_to_id) and no human answered
+-- after it. Julia's own messages are not compared by id: her answer to an
+-- earlier message may be recorded after this one arrived.
 CREATE OR REPLACE FUNCTION public.pending_inbound(p_conversation_id bigint)
 RETURNS bigint
 LANGUAGE sql STABLE
@@ -18,7 +20,7 @@ AS $$
              WHERE i.conversation_id = p_conversation_id AND i.autor = 'medico') AS last_in
      WHERE last_in.id IS NOT NULL
        AND NOT EXISTS (SELECT 1 FROM public.interacoes AS i
-                        WHERE i.conversation_id = p_conversation_id AND i.autor <> 'medico' AND i.id > last_in.id)
+                        WHERE i.conversation_id = p_conversation_id AND i.autor = 'humano' AND i.id > last_in.id)
        AND NOT EXISTS (SELECT 1 FROM public.outbox AS o
                         WHERE o.conversation_id = p_conversation_id AND o.kind = 'reply'
                           AND o.reply_to_id >= last_in.id);
@@ -75,10 +77,15 @@ BEGIN
         'prompt', (SELECT p.conteudo FROM public.prompts AS p WHERE p.nome = 'julia_system' AND p.ativo),
         'diretrizes', coalesce((SELECT jsonb_agg(d.texto ORDER BY d.prioridade, d.id)
                                   FROM public.diretrizes AS d WHERE d.ativa), '[]'::jsonb),
+        -- Julia's answers sit right after the message they answered, even when
+        -- they were sent after the doctor wrote again: that is what she saw.
         'history', coalesce((
             SELECT jsonb_agg(jsonb_build_object('autor', h.autor, 'texto', h.texto, 'tipo', h.tipo,
-                                                'at', h.message_at) ORDER BY h.id)
-              FROM (SELECT i.id, i.autor, i.texto, i.tipo, i.message_at
+                                                'at', h.message_at) ORDER BY h.position)
+              FROM (SELECT i.autor, i.texto, i.tipo, i.message_at,
+                           coalesce((SELECT o.reply_to_id + 0.5 FROM public.outbox AS o
+                                      WHERE o.evolution_message_id = i.message_id AND o.kind = 'reply'),
+                                    i.id) AS position
                       FROM public.interacoes AS i
                      WHERE i.conversation_id = _conv.id
                      ORDER BY i.id DESC

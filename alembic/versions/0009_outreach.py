@@ -18,7 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(read_sql("outreach.sql"))
-    op.execute(read_sql("health.sql"))  # required_relations() now lists the campaign views
+    op.execute(read_sql("health.sql"))  # required_relations() lists the campaign views
     op.execute("SELECT public.secure_public_schema()")
 
 

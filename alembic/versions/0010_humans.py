@@ -18,6 +18,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(read_sql("humans.sql"))
+    op.execute(read_sql("health.sql"))  # required_relations() now lists the humans tables
     op.execute("SELECT public.secure_public_schema()")
 
 
@@ -35,7 +36,8 @@ def downgrade() -> None:
             public.on_campaign_finished(), public.defer_chatwoot_sync(bigint, timestamptz),
             public.chatwoot_sync_work(bigint, integer), public.skip_chatwoot_sync(bigint),
             public.record_chatwoot_contact(bigint, bigint, text),
-            public.record_chatwoot_conversation(bigint, bigint, bigint), public.begin_chatwoot_message(bigint),
+            public.record_chatwoot_conversation(bigint, bigint, bigint),
+            public.forget_chatwoot_conversation(bigint, bigint), public.begin_chatwoot_message(bigint),
             public.mark_chatwoot_message_synced(bigint, bigint), public.mark_chatwoot_event_done(bigint),
             public.record_chatwoot_sync_error(bigint, text), public.handoff_note(bigint, text),
             public.record_chatwoot_agent_message(bigint, bigint, text), public.resolve_chatwoot_conversation(bigint),

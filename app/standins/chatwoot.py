@@ -75,6 +75,11 @@ class ChatwootStandin(StandinServer):
             self._fail_all = None
         self.release()
 
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Forget a conversation, as an agent deleting it in Chatwoot would."""
+        with self._lock:
+            self._conversations.pop(conversation_id, None)
+
     # ------------------------------------------------------------------ inspection
 
     def conversations(self) -> list[dict[str, Any]]:

@@ -267,6 +267,41 @@ def test_a_source_key_lost_to_another_unique_key_fails_verification(source: str,
     assert "verification FAILED for especialidades" in result.stdout
 
 
+def test_arrays_of_types_whose_oids_differ_go_as_text(source: str, target: str) -> None:
+    # Binary arrays carry their element type's oid, which differs between databases for a user type.
+    for url in (source, target):
+        execute(url, "CREATE TYPE public.turno AS ENUM ('dia', 'noite')")
+        execute(url, "CREATE TABLE public.copy_probe (id int PRIMARY KEY, turnos public.turno[], info jsonb)")
+    execute(source, "INSERT INTO public.copy_probe VALUES (1, '{dia,noite}', '{\"a\": [1, 2]}'), (2, '{}', 'null')")
+
+    report = copy_in_process(source, target, tables=["copy_probe"])
+
+    assert report.ok
+    assert [t.binary for t in report.plan.tables] == [False]
+    assert report.results[0].inserted == 2
+    check = "SELECT id, turnos::text, info FROM copy_probe ORDER BY id"
+    with psycopg.connect(source) as s, psycopg.connect(target) as t:
+        assert s.execute(check).fetchall() == t.execute(check).fetchall()
+
+
+def test_confirmation_decides(source: str, target: str) -> None:
+    quiet = Console(file=io.StringIO(), width=200)
+    asked: list[str] = []
+
+    def say_no(question: str) -> bool:
+        asked.append(question)
+        return False
+
+    with pytest.raises(dbcopy.CopyRefused, match="copy cancelled; nothing was written"):
+        dbcopy.run_copy(source, target, tables=["setores"], confirm=say_no, out=quiet, err=quiet)
+    assert asked and "Copy up to 3 rows in 1 tables" in asked[0]
+    assert fingerprint(target, "setores")[0] == 0
+
+    report = dbcopy.run_copy(source, target, tables=["setores"], confirm=lambda q: True, out=quiet, err=quiet)
+    assert report.ok and report.plan.tables[0].new_rows == 3
+    assert fingerprint(target, "setores") == fingerprint(source, "setores")
+
+
 def test_dry_run_prints_the_plan_and_writes_nothing(source: str, target: str) -> None:
     before = fingerprints(target)
 

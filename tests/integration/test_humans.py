@@ -453,3 +453,77 @@ def test_slack_outage_keeps_the_notification_and_retries(db, slack, start_worker
     assert "pausada" in slack.texts()[0]
     row = db.execute("SELECT state, attempts FROM notificacoes").fetchone()
     assert row == {"state": "sent", "attempts": 2}
+
+
+# ---------------------------------------------------------------------- the mirror itself
+
+
+def store(db, conversation_id: int, cliente_id: int, autor: str, texto: str) -> int:
+    return db.execute(
+        "INSERT INTO interacoes (conversation_id, cliente_id, message_id, direcao, autor, texto) "
+        "VALUES (%s, %s, gen_random_uuid()::text, %s, %s, %s) RETURNING id",
+        (conversation_id, cliente_id, "entrada" if autor == "medico" else "saida", autor, texto),
+    ).fetchone()["id"]
+
+
+@pytest.fixture
+def stored_conversation(db) -> tuple[int, int]:
+    cliente = db.execute("INSERT INTO clientes (telefone, nome) VALUES ('5511911112222', 'Dra. Lia') RETURNING id")
+    cliente_id = cliente.fetchone()["id"]
+    conversation = db.execute(
+        "INSERT INTO conversations (cliente_id, reply_jid) VALUES (%s, '5511911112222@s.whatsapp.net') RETURNING id",
+        (cliente_id,),
+    )
+    return conversation.fetchone()["id"], cliente_id
+
+
+async def test_the_mirror_posts_each_message_once_in_order_across_crashes_and_deletions(
+    database_url, db, chatwoot, stored_conversation
+):
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    from app.chatwoot_sync import sync_conversation
+    from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError
+
+    conversation_id, cliente_id = stored_conversation
+    store(db, conversation_id, cliente_id, "medico", "um")
+    store(db, conversation_id, cliente_id, "julia", "dois")
+    pool = AsyncConnectionPool(database_url, kwargs={"autocommit": True, "row_factory": dict_row}, open=False)
+    await pool.open()
+    try:
+        async with ChatwootClient(base_url=chatwoot.url, api_key=CHATWOOT_KEY, account_id="1", inbox_id="1") as client:
+            assert await sync_conversation(pool, client, conversation_id) == {"messages": 2, "events": 0}
+            assert await sync_conversation(pool, client, conversation_id) == {"messages": 0, "events": 0}
+            cw_id = the_conversation(chatwoot)["id"]
+
+            # A crash after Chatwoot took "três" but before it was recorded: found, not posted again.
+            tres = store(db, conversation_id, cliente_id, "medico", "três")
+            assert db.execute("SELECT begin_chatwoot_message(%s) AS s", (tres,)).fetchone()["s"] == "pending"
+            await client.create_message(cw_id, "três", message_type="incoming", attributes={MARKER: tres})
+            assert await sync_conversation(pool, client, conversation_id) == {"messages": 1, "events": 0}
+            assert public_texts(chatwoot) == [("incoming", "um"), ("outgoing", "dois"), ("incoming", "três")]
+
+            # Deleted in Chatwoot: the failing run forgets it, the next opens a new conversation.
+            chatwoot.delete_conversation(cw_id)
+            store(db, conversation_id, cliente_id, "medico", "quatro")
+            with pytest.raises(ChatwootError):
+                await sync_conversation(pool, client, conversation_id)
+            assert await sync_conversation(pool, client, conversation_id) == {"messages": 1, "events": 0}
+            assert public_texts(chatwoot) == [("incoming", "quatro")]
+            assert len(chatwoot.api_calls()) > 0
+    finally:
+        await pool.close()
+    contacts = {c["contact_id"] for c in chatwoot.conversations()}
+    assert len(contacts) == 1  # one Chatwoot contact per doctor
+
+
+def test_the_sweep_redefers_mirror_work_whose_jobs_ran_out(db, stored_conversation):
+    conversation_id, cliente_id = stored_conversation
+    store(db, conversation_id, cliente_id, "medico", "um")
+    db.execute("DELETE FROM procrastinate_jobs WHERE task_name = 'sync_chatwoot_conversation'")
+    assert db.execute("SELECT redefer_humans_work('2 minutes') AS n").fetchone()["n"] == 0  # too recent
+    assert db.execute("SELECT redefer_humans_work('0 seconds') AS n").fetchone()["n"] == 1
+    assert db.execute("SELECT redefer_humans_work('0 seconds') AS n").fetchone()["n"] == 0  # one waits already
+    job = db.execute("SELECT queue_name, args FROM procrastinate_jobs WHERE task_name = 'sync_chatwoot_conversation'")
+    assert job.fetchone() == {"queue_name": "humans", "args": {"conversation_id": conversation_id}}

@@ -182,3 +182,14 @@ def test_no_text_is_lost(seed):
     assert 1 <= len(parts) <= 4
     assert all(part == part.strip() and part for part in parts)
     assert words_of(parts) == text.split()
+
+
+def test_history_never_ends_on_an_assistant_turn():
+    history = [
+        {"autor": "medico", "texto": "Oi"},
+        {"autor": "julia", "texto": "Olá!"},
+        {"autor": "medico", "texto": "Tem plantão?"},
+        {"autor": "humano", "texto": "Já te respondo"},
+    ]
+    messages = history_to_messages(history)
+    assert messages[-1] == {"role": "user", "content": "Tem plantão?"}
