@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 # Run as `python bench/copy.py`, this file's directory comes first on sys.path
-# and would shadow the standard library's `copy` module; take it off.
+# and would shadow the standard library's `copy` module; move it to the end
+# (benchkit is still found there).
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import contextlib
@@ -31,6 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import benchkit
 import psycopg
 from psycopg import sql
 
@@ -292,19 +294,6 @@ def run_seed_method(source: str, target: str, tables: Sequence[str], workdir: Pa
 # ------------------------------------------------------------------
 
 
-def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-    for line in [header, *rows]:
-        cells = [line[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(line[1:], widths[1:], strict=True)]
-        print("  ".join(cells))
-
-
-def interrupt_once(signum: int, frame: object) -> None:
-    """First Ctrl-C stops the run; later ones must not cut the cleanup short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
-
-
 def check_equal(source: str, target: str, tables: Sequence[str], expected: dict[str, str], method: str) -> None:
     got = fingerprint(target, tables)
     wrong = [t for t in tables if got[t] != expected[t]]
@@ -319,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 10:
         parser.error("--rounds must be between 1 and 10")
-    signal.signal(signal.SIGINT, interrupt_once)
+    signal.signal(signal.SIGINT, benchkit.interrupt_once)
 
     print("starting embedded PostgreSQL, migrating, generating seed-sized DEV data ...", flush=True)
     julia_runs: list[float] = []
@@ -349,12 +338,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     dump_seconds, per_table = min(dump_runs, key=lambda run: run[0])
     julia_seconds = min(julia_runs)
-    print_table(
+    benchkit.print_table(
         ["table", "rows", "pg_dump+psql s"],
         [[t, f"{counts[t]:,}", f"{per_table[t]:.2f}"] for t in tables],
     )
     print()
-    print_table(
+    benchkit.print_table(
         ["method", "rows", "rounds s", "best s", "rows/s", "speed-up"],
         [
             [

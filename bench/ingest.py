@@ -10,6 +10,14 @@ same server. Everything stays on 127.0.0.1 and a Unix socket.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/copy.py would shadow the standard library's `copy` for every script in
+# this folder; keep the folder last on sys.path (benchkit is still found).
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.append(sys.path.pop(0))
+
 import argparse
 import asyncio
 import contextlib
@@ -21,14 +29,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
+import benchkit
 import httpx
 import psycopg
 
@@ -298,16 +305,7 @@ def print_table(results: Sequence[Result]) -> None:
         ]
         for r in results
     ]
-    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-    for line in [header, *rows]:
-        cells = [line[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(line[1:], widths[1:], strict=True)]
-        print("  ".join(cells))
-
-
-def interrupt_once(signum: int, frame: object) -> None:
-    """First Ctrl-C stops the run; later ones (`uv run` forwards it again) must not cut the cleanup short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    benchkit.print_table(header, rows)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -323,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     warmup = [webhook_body(n) for n in range(WARMUP)]
     bodies = [webhook_body(n) for n in range(WARMUP, WARMUP + args.requests)]
 
-    signal.signal(signal.SIGINT, interrupt_once)
+    signal.signal(signal.SIGINT, benchkit.interrupt_once)
     print("starting embedded PostgreSQL, migrating ...", flush=True)
     with embedded_database() as url:
         with julia_api(url) as base_url:

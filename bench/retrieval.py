@@ -12,6 +12,14 @@ Recall@5 compares the HNSW vector side with the exact (sequential) one.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/copy.py would shadow the standard library's `copy` for every script in
+# this folder; keep the folder last on sys.path (benchkit is still found).
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.append(sys.path.pop(0))
+
 import argparse
 import contextlib
 import hashlib
@@ -19,13 +27,12 @@ import math
 import random
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+import benchkit
 import psycopg
 from psycopg.rows import dict_row
 
@@ -398,16 +405,7 @@ def print_table(runs: Sequence[Run]) -> None:
         ]
         for r in runs
     ]
-    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
-    for line in [header, *rows]:
-        cells = [line[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(line[1:], widths[1:], strict=True)]
-        print("  ".join(cells))
-
-
-def interrupt_once(signum: int, frame: object) -> None:
-    """First Ctrl-C stops the run; later ones (`uv run` forwards it again) must not cut the cleanup short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise KeyboardInterrupt
+    benchkit.print_table(header, rows)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -426,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     hybrid = [(text, vector_literal(hash_embedding(text))) for text in texts]
     vector_only = [(None, embedding) for _, embedding in hybrid]
 
-    signal.signal(signal.SIGINT, interrupt_once)
+    signal.signal(signal.SIGINT, benchkit.interrupt_once)
     print("starting embedded PostgreSQL, migrating ...", flush=True)
     with embedded_database() as url:
         print(f"embedding and loading {len(chunks)} chunks ({LOCAL_MODEL}) ...", flush=True)
