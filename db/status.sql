@@ -35,8 +35,8 @@ $$;
 -- Changing the state
 ------------------------------------------------------------
 
--- Pause Julia; returns the new history row id.
-CREATE OR REPLACE FUNCTION public.pause_julia(p_motivo text, p_via text)
+-- Append a state change to the history; returns its id.
+CREATE OR REPLACE FUNCTION public._set_julia_status(p_status text, p_motivo text, p_via text)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = ''
@@ -45,13 +45,22 @@ DECLARE
     _id bigint;
 BEGIN
     IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'pause_julia: a motivo (reason) is required';
+        RAISE EXCEPTION 'a motivo (reason) is required to set Julia %', p_status;
     END IF;
     INSERT INTO public.julia_status (status, motivo, alterado_via)
-    VALUES ('pausado', p_motivo, p_via)
+    VALUES (p_status, p_motivo, p_via)
     RETURNING id INTO _id;
     RETURN _id;
 END;
+$$;
+
+-- Pause Julia; returns the new history row id.
+CREATE OR REPLACE FUNCTION public.pause_julia(p_motivo text, p_via text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    SELECT public._set_julia_status('pausado', p_motivo, p_via);
 $$;
 
 -- Resume Julia and re-defer the work held back while paused: replies owed
@@ -62,14 +71,8 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    _id bigint;
+    _id bigint := public._set_julia_status('ativo', p_motivo, p_via);
 BEGIN
-    IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'resume_julia: a motivo (reason) is required';
-    END IF;
-    INSERT INTO public.julia_status (status, motivo, alterado_via)
-    VALUES ('ativo', p_motivo, p_via)
-    RETURNING id INTO _id;
     PERFORM public.release_held_work(true);
     RETURN _id;
 END;
