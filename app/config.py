@@ -183,6 +183,12 @@ def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> S
     def get(name: str, default: str = "") -> str:
         return env.get(name, "").strip() or default
 
+    if role in ("api", "worker", "scheduler") and not get("APP_ENV"):
+        # No silent default for a server: "dev" would switch authentication off.
+        raise ConfigError(
+            "Config 'APP_ENV' is missing, and has no default for the "
+            f"{role} (set it, e.g. production; julia dev sets dev itself)."
+        )
     app_env = get("APP_ENV", "dev")
     if not app_env.replace("-", "").replace("_", "").isalnum():
         raise ConfigError(f"Config 'APP_ENV' has an invalid value {app_env!r}.")

@@ -301,3 +301,7 @@ SELECT public.ops_recent_conversations(%(limit)s) AS result;
 -- ops_open_handoffs --
 -- Conversations a human owns now
 SELECT public.ops_open_handoffs() AS result;
+
+-- sweep_owed_replies --
+-- Re-defer replies still owed after a while with no job for them
+SELECT public.sweep_owed_replies(make_interval(mins => %(minutes)s)) AS deferred;

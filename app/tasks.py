@@ -10,8 +10,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import procrastinate
+import psycopg
 from procrastinate import JobContext, RetryStrategy
 from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
 
 from app import agent, conversation, knowledge
 from app.errors import classify
@@ -24,7 +26,8 @@ logger = logging.getLogger(__name__)
 
 app = procrastinate.App(connector=procrastinate.PsycopgConnector(), import_paths=["app.tasks"])
 
-SEND_MAX_ATTEMPTS = 6
+SEND_MAX_ATTEMPTS = 10
+OWED_REPLY_MINUTES = 3
 KNOWLEDGE_HITS = 4
 SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 PRUNE_DAYS = 30
@@ -34,7 +37,13 @@ class TransientError(Exception):
     """A failure worth retrying later (timeouts, 5xx, rate limits)."""
 
 
-RETRY = RetryStrategy(max_attempts=SEND_MAX_ATTEMPTS, exponential_wait=2, retry_exceptions={TransientError})
+# Waits grow 2, 4, 8 ... s: about 17 minutes of retries before a job gives up
+# (and the periodic sweep re-drives replies still owed after that).
+RETRY = RetryStrategy(
+    max_attempts=SEND_MAX_ATTEMPTS,
+    exponential_wait=2,
+    retry_exceptions={TransientError, psycopg.OperationalError, PoolTimeout},
+)
 
 
 def _runtime(context: JobContext) -> Runtime:
@@ -204,8 +213,6 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
             "send failed",
             extra={"action": "send_failed", "status": exc.status, "final": final, "error": str(exc), **log},
         )
-        if exc.blocked and claim["cliente_id"] is not None:
-            await _one(rt, "mark_contact_blocked", cliente_id=claim["cliente_id"], motivo=str(exc))
         if lid_refused and claim["conversation_id"] is not None:
             # Only a LID is known and Evolution cannot reach it: a human takes over.
             await _one(
@@ -254,11 +261,12 @@ async def _record_run(rt: Runtime, task_name: str, tick: int, result: dict[str, 
 @app.periodic(cron="* * * * *", periodic_id="rescue")
 @app.task(name="periodic_rescue_stalled_jobs", queue="periodic", pass_context=True)
 async def periodic_rescue_stalled_jobs(context: JobContext, timestamp: int) -> dict[str, Any]:
-    """Every minute: rescue stalled jobs and release deferred sends that are due."""
+    """Every minute: rescue stalled jobs, release deferred sends that are due, re-drive owed replies."""
     rt = _runtime(context)
     rescued = await rescue_stalled_jobs(context.app, rt.settings.stalled_worker_seconds)
     released = (await _one(rt, "release_held_work", replies=False))["deferred"]
-    result = {"rescued": rescued, "released": released}
+    owed = (await _one(rt, "sweep_owed_replies", minutes=OWED_REPLY_MINUTES))["deferred"]
+    result = {"rescued": rescued, "released": released, "owed_replies": owed}
     await _record_run(rt, "periodic_rescue_stalled_jobs", timestamp, result)
     return result
 

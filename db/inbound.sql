@@ -93,6 +93,7 @@ DECLARE
     _interacao_id bigint;
     _job_id bigint;
     _at timestamptz;
+    _echo public.outbox;
 BEGIN
     IF _m IS NULL OR coalesce(_message_id, '') = '' THEN
         RAISE EXCEPTION 'process_inbound: queue message % has no message.message_id', p_msg_id;
@@ -107,18 +108,35 @@ BEGIN
         RETURN;
     END IF;
 
-    _cliente_id := public.resolve_cliente(_phone, _lid, CASE WHEN _from_me THEN NULL ELSE _m ->> 'push_name' END);
-
-    -- A fromMe echo of what Julia is sending right now is hers, not a human's:
-    -- mark_outbox_sent() stores it.
-    IF _from_me AND EXISTS (SELECT 1 FROM public.outbox AS o
-                             WHERE o.cliente_id = _cliente_id AND o.state IN ('claimed', 'sent')
-                               AND (o.evolution_message_id = _message_id
-                                    OR (o.state = 'claimed' AND o.texto = _m ->> 'text'))) THEN
-        PERFORM pgmq.archive('inbound', p_msg_id);
-        RETURN QUERY SELECT NULL::bigint, NULL::bigint, true, NULL::bigint;
-        RETURN;
+    -- A fromMe echo of something Julia (or an alert, or an agent through the
+    -- outbox) sent is not a human typing on the phone. When the send's own
+    -- answer was lost (a timeout), the echo proves it went: record it as sent
+    -- so a retry does not send it again.
+    IF _from_me THEN
+        SELECT * INTO _echo FROM public.outbox AS o
+         WHERE o.number IN (_phone, _lid)
+           AND (o.evolution_message_id = _message_id
+                OR (o.state IN ('claimed', 'queued', 'deferred') AND o.texto = _m ->> 'text'
+                    AND o.updated_at > clock_timestamp() - interval '1 hour'))
+         ORDER BY o.id DESC
+         LIMIT 1
+         FOR UPDATE;
+        IF FOUND THEN
+            IF _echo.state <> 'sent' THEN
+                UPDATE public.outbox
+                   SET state = 'sent', sent_at = clock_timestamp(), evolution_message_id = _message_id,
+                       updated_at = now()
+                 WHERE id = _echo.id
+                RETURNING * INTO _echo;
+                PERFORM public._record_sent(_echo);
+            END IF;
+            PERFORM pgmq.archive('inbound', p_msg_id);
+            RETURN QUERY SELECT _echo.conversation_id, NULL::bigint, true, NULL::bigint;
+            RETURN;
+        END IF;
     END IF;
+
+    _cliente_id := public.resolve_cliente(_phone, _lid, CASE WHEN _from_me THEN NULL ELSE _m ->> 'push_name' END);
     _at := coalesce(to_timestamp((_m ->> 'timestamp')::bigint), clock_timestamp());
 
     INSERT INTO public.conversations (cliente_id, reply_jid)

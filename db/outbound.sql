@@ -59,6 +59,14 @@ BEGIN
     IF coalesce(array_length(p_parts, 1), 0) = 0 THEN
         RAISE EXCEPTION 'enqueue_reply: no text to send in conversation %', p_conversation_id;
     END IF;
+    -- A human answered (or took over the phone) while the reply was being
+    -- written: the reply is dropped. Julia's own handoff still lets her
+    -- goodbye through (that sets handoff_ativo, not a takeover).
+    IF _conv.julia_pausada_ate > clock_timestamp()
+       OR EXISTS (SELECT 1 FROM public.interacoes AS i
+                   WHERE i.conversation_id = p_conversation_id AND i.autor = 'humano' AND i.id > p_reply_to_id) THEN
+        RETURN;
+    END IF;
     FOR _i IN 1 .. array_length(p_parts, 1) LOOP
         INSERT INTO public.outbox (idempotency_key, kind, conversation_id, cliente_id, number, texto, reply_to_id)
         VALUES (format('reply:%s:%s', p_reply_to_id, _i), 'reply', _conv.id, _conv.cliente_id,
@@ -83,9 +91,12 @@ AS $$
         'send_outbox',
         jsonb_build_object('outbox_id', o.id),
         'sends',
-        -- Parts of one conversation go out in order (a lock apart from the
-        -- reply job's, so a send never waits behind the job that wrote it).
-        coalesce('sends:conversation:' || o.conversation_id, 'outbox:' || o.id),
+        -- Parts of one reply go out in order (a lock apart from the reply
+        -- job's, so a send never waits behind the job that wrote it).
+        -- Proactive rows lock alone: one deferred for days must not hold
+        -- up the conversation's replies.
+        CASE WHEN o.kind IN ('reply', 'human') AND o.conversation_id IS NOT NULL
+             THEN 'sends:conversation:' || o.conversation_id ELSE 'outbox:' || o.id END,
         'send:' || o.id,
         p_at)
       FROM public.outbox AS o
@@ -110,10 +121,34 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'mark_outbox_sent: outbox row % is not claimed by job %', p_outbox_id, p_job_id;
     END IF;
+    PERFORM public._record_sent(_row);
+END;
+$$;
+
+-- What follows a send, wherever it was learned (the send job, or the
+-- fromMe echo of a send whose answer was lost): the message joins the
+-- doctor's conversation (proactive messages open or join it, so a doctor's
+-- answer has them in context), touches and delivery acks are applied.
+CREATE OR REPLACE FUNCTION public._record_sent(p_row public.outbox)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _row public.outbox := p_row;
+BEGIN
+    IF _row.conversation_id IS NULL AND _row.cliente_id IS NOT NULL AND _row.kind IN ('campaign', 'follow_up') THEN
+        INSERT INTO public.conversations (cliente_id, reply_jid)
+        VALUES (_row.cliente_id, _row.number)
+        ON CONFLICT (cliente_id) WHERE status = 'aberta' DO NOTHING;
+        SELECT c.id INTO _row.conversation_id FROM public.conversations AS c
+         WHERE c.cliente_id = _row.cliente_id AND c.status = 'aberta';
+        UPDATE public.outbox SET conversation_id = _row.conversation_id WHERE id = _row.id;
+    END IF;
     IF _row.conversation_id IS NOT NULL THEN
         INSERT INTO public.interacoes
             (conversation_id, cliente_id, message_id, direcao, autor, texto, remote_jid, message_at)
-        VALUES (_row.conversation_id, _row.cliente_id, coalesce(p_evolution_id, 'outbox:' || _row.id),
+        VALUES (_row.conversation_id, _row.cliente_id, coalesce(_row.evolution_message_id, 'outbox:' || _row.id),
                 'saida', CASE WHEN _row.kind = 'human' THEN 'humano' ELSE 'julia' END,
                 _row.texto, _row.number, _row.sent_at)
         ON CONFLICT ON CONSTRAINT interacoes_message_id_key DO NOTHING;
@@ -125,7 +160,7 @@ BEGIN
          WHERE id = _row.cliente_id;
     END IF;
     -- Delivery acks may have arrived before this row knew its Evolution id.
-    PERFORM public._apply_delivery_events(p_outbox_id);
+    PERFORM public._apply_delivery_events(_row.id);
 END;
 $$;
 
@@ -165,18 +200,18 @@ BEGIN
         SELECT c.id FROM public.conversations AS c
          WHERE p_replies AND c.status = 'aberta'
            AND public.pending_inbound(c.id) IS NOT NULL
-           AND NOT EXISTS (SELECT 1 FROM public.outbox AS o
-                            WHERE o.conversation_id = c.id AND o.state IN ('queued', 'claimed', 'deferred'))
     LOOP
         IF public.defer_reply(_conv.id) IS NOT NULL THEN _n := _n + 1; END IF;
     END LOOP;
+    -- Locked and re-checked: a send job may be claiming the same row right now.
     FOR _row IN
         SELECT o.id FROM public.outbox AS o
          WHERE o.state = 'deferred' AND (o.not_before IS NULL OR o.not_before <= clock_timestamp())
          ORDER BY o.id
+         FOR UPDATE SKIP LOCKED
     LOOP
-        UPDATE public.outbox SET state = 'queued', updated_at = now() WHERE id = _row.id;
-        IF public.defer_send(_row.id) IS NOT NULL THEN _n := _n + 1; END IF;
+        UPDATE public.outbox SET state = 'queued', updated_at = now() WHERE id = _row.id AND state = 'deferred';
+        IF FOUND AND public.defer_send(_row.id) IS NOT NULL THEN _n := _n + 1; END IF;
     END LOOP;
     RETURN _n;
 END;

@@ -144,8 +144,8 @@ $$;
 -- Decide whether outbox row p_outbox_id may be sent now by job p_job_id, and
 -- claim it if so. p_now injects the clock (tests); NULL = clock_timestamp().
 -- Reasons: claimed, not_found, already_sent, failed, claimed_elsewhere,
--- guard, paused, opted_out, blocked, reply_loop_cap, outside_hours,
--- cooldown, hourly_limit, daily_limit. A deferral that knows when the
+-- guard, paused, opted_out, blocked, doctor_replied, campaign_inactive,
+-- reply_loop_cap, outside_hours, cooldown, hourly_limit, daily_limit. A deferral that knows when the
 -- message could go (next_at) re-defers the send job for then.
 CREATE OR REPLACE FUNCTION public.claim_send_slot(
     p_outbox_id bigint, p_job_id bigint, p_app_env text, p_project_ref text,
@@ -163,6 +163,7 @@ DECLARE
     _row public.outbox;
     _cliente public.clientes;
     _proactive boolean;
+    _reclaim boolean;
     _last_touch timestamptz;
     _oldest_reply timestamptz;
     _hour timestamp := date_trunc('hour', _now AT TIME ZONE 'America/Sao_Paulo');
@@ -184,9 +185,16 @@ BEGIN
         -- before the HTTP call, so the message has not gone out.
         reason := 'claimed_elsewhere'; RETURN;
     END IF;
-    -- A re-claim by the same job was counted the first time.
-    _proactive := _row.kind IN ('campaign', 'follow_up') AND _row.state <> 'claimed';
-    SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _row.cliente_id;
+    _proactive := _row.kind IN ('campaign', 'follow_up');
+    -- A re-claim by the same job (retry after a crash) passes every check
+    -- again, but its window slots were counted the first time.
+    _reclaim := _row.state = 'claimed';
+    -- One doctor's proactive claims run one at a time (cooldown below).
+    IF _proactive THEN
+        SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _row.cliente_id FOR UPDATE;
+    ELSE
+        SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _row.cliente_id;
+    END IF;
 
     IF NOT coalesce(public.environment_guard_ok(p_app_env, p_project_ref), false) THEN
         reason := 'guard';
@@ -198,6 +206,13 @@ BEGIN
     ELSIF _proactive AND _cliente.bloqueado_em IS NOT NULL THEN
         UPDATE public.outbox SET state = 'failed', refusal = 'blocked', updated_at = now() WHERE id = p_outbox_id;
         reason := 'blocked'; RETURN;
+    ELSIF _row.kind = 'follow_up' AND EXISTS (
+              SELECT 1 FROM public.conversations AS c
+               WHERE c.id = _row.conversation_id AND c.last_inbound_at > _row.created_at) THEN
+        -- The doctor wrote back since: the follow-up is no longer due.
+        UPDATE public.outbox SET state = 'failed', refusal = 'doctor_replied', updated_at = now()
+         WHERE id = p_outbox_id;
+        reason := 'doctor_replied'; RETURN;
     ELSIF _proactive AND _row.campanha_id IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM public.campanhas AS k WHERE k.id = _row.campanha_id AND k.status = 'ativa'
                              AND (k.fim IS NULL OR k.fim > _now)) THEN
@@ -223,11 +238,15 @@ BEGIN
         IF public.next_business_opening(_p, _now) <> _now THEN
             reason := 'outside_hours'; next_at := public.next_business_opening(_p, _now);
         ELSE
-            SELECT max(o.sent_at) INTO _last_touch FROM public.outbox AS o
-             WHERE o.cliente_id = _row.cliente_id AND o.kind IN ('campaign', 'follow_up') AND o.state = 'sent';
+            -- Messages in flight count too: two claims a second apart are two touches.
+            SELECT max(coalesce(o.sent_at, o.claimed_at)) INTO _last_touch FROM public.outbox AS o
+             WHERE o.cliente_id = _row.cliente_id AND o.kind IN ('campaign', 'follow_up')
+               AND o.state IN ('sent', 'claimed') AND o.id <> p_outbox_id;
             IF _last_touch > _now - make_interval(hours => (_p ->> 'cooldown_hours')::integer) THEN
                 reason := 'cooldown';
                 next_at := _last_touch + make_interval(hours => (_p ->> 'cooldown_hours')::integer);
+            ELSIF _reclaim THEN
+                NULL;  -- counted when first claimed
             ELSIF NOT public._take_window_slot('day', _day, (_p ->> 'day_limit')::integer) THEN
                 reason := 'daily_limit';
                 next_at := public.next_business_opening(_p, (_day + interval '1 day') AT TIME ZONE 'America/Sao_Paulo');

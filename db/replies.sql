@@ -81,8 +81,8 @@ BEGIN
         -- they were sent after the doctor wrote again: that is what she saw.
         'history', coalesce((
             SELECT jsonb_agg(jsonb_build_object('autor', h.autor, 'texto', h.texto, 'tipo', h.tipo,
-                                                'at', h.message_at) ORDER BY h.position)
-              FROM (SELECT i.autor, i.texto, i.tipo, i.message_at,
+                                                'at', h.message_at) ORDER BY h.position, h.id)
+              FROM (SELECT i.id, i.autor, i.texto, i.tipo, i.message_at,
                            coalesce((SELECT o.reply_to_id + 0.5 FROM public.outbox AS o
                                       WHERE o.evolution_message_id = i.message_id AND o.kind = 'reply'),
                                     i.id) AS position
@@ -90,5 +90,48 @@ BEGIN
                      WHERE i.conversation_id = _conv.id
                      ORDER BY i.id DESC
                      LIMIT p_history_limit) AS h), '[]'::jsonb));
+END;
+$$;
+
+------------------------------------------------------------
+-- Safety net
+------------------------------------------------------------
+
+-- Re-defer the reply of conversations whose doctor is still owed an answer
+-- after p_older_than with no reply job waiting or running (its job failed
+-- for a reason nobody recorded, or ran out of retries while Evolution or
+-- Claude were down). A permanent failure recorded for the conversation since
+-- that message stops it: nobody loops on a request the model rejects.
+-- Returns how many were re-deferred. Run by a periodic job.
+CREATE OR REPLACE FUNCTION public.sweep_owed_replies(p_older_than interval DEFAULT '3 minutes')
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _conv record;
+    _n integer := 0;
+BEGIN
+    IF public.julia_is_paused() THEN
+        RETURN 0;
+    END IF;
+    FOR _conv IN
+        SELECT c.id, owed.id AS message_id, i.message_at
+          FROM public.conversations AS c
+          CROSS JOIN LATERAL (SELECT public.pending_inbound(c.id) AS id) AS owed
+          JOIN public.interacoes AS i ON i.id = owed.id
+         WHERE c.status = 'aberta' AND owed.id IS NOT NULL
+           AND c.last_inbound_at > clock_timestamp() - interval '2 days'
+           AND i.created_at < clock_timestamp() - p_older_than
+           AND public.silence_reason(c.id) IS NULL
+           AND NOT EXISTS (SELECT 1 FROM public.procrastinate_jobs AS j
+                            WHERE j.queue_name = 'replies' AND j.status IN ('todo', 'doing')
+                              AND j.lock = 'conversation:' || c.id)
+           AND NOT EXISTS (SELECT 1 FROM public.job_failures AS f
+                            WHERE f.conversation_id = c.id AND f.created_at > i.created_at)
+    LOOP
+        IF public.defer_reply(_conv.id) IS NOT NULL THEN _n := _n + 1; END IF;
+    END LOOP;
+    RETURN _n;
 END;
 $$;

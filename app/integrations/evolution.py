@@ -21,8 +21,6 @@ class EvolutionError(Exception):
         super().__init__(message)
         self.status = status
         self.transient = transient
-        # WhatsApp's 463: this contact cannot be messaged (for now).
-        self.blocked = status is not None and "463" in message
 
 
 @dataclass(frozen=True, kw_only=True)

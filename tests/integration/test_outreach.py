@@ -248,7 +248,8 @@ def test_campaign_views_count_delivery_replies_opt_outs_and_attributed_reservati
     for row, status in zip(rows[:3], ("DELIVERY_ACK", "READ", "SERVER_ACK"), strict=True):
         db.execute("SELECT record_delivery_status(%s, %s, NULL, NULL)", (f"EVO{row['id']}", status))
     a, b, _ = (r["cliente_id"] for r in rows[:3])
-    conv = db.execute("INSERT INTO conversations (cliente_id, reply_jid) VALUES (%s, 'x') RETURNING id", (a,))
+    # The campaign message opened the doctor's conversation; the doctor answers in it.
+    conv = db.execute("SELECT id FROM conversations WHERE cliente_id = %s", (a,))
     db.execute(
         "INSERT INTO interacoes (conversation_id, cliente_id, message_id, direcao, autor, texto) "
         "VALUES (%s, %s, 'IN1', 'entrada', 'medico', 'Tenho interesse')",

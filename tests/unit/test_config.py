@@ -96,9 +96,16 @@ def test_the_full_environment_satisfies_every_role():
 
 
 def test_dev_does_not_require_the_secret_or_the_worker_variables():
-    env = {"DATABASE_URL": DATABASE_URL}
+    env = {"APP_ENV": "dev", "DATABASE_URL": DATABASE_URL}
     assert load_settings("api", env).evolution_webhook_secret == ""
     assert load_settings("worker", env).anthropic_api_key == ""
+
+
+@pytest.mark.parametrize("role", ["api", "worker", "scheduler"])
+def test_servers_need_an_explicit_app_env(role):
+    # A missing APP_ENV must not silently mean "dev" (no webhook authentication).
+    with pytest.raises(ConfigError, match="APP_ENV"):
+        load_settings(role, {"DATABASE_URL": DATABASE_URL, "EVOLUTION_WEBHOOK_SECRET": "x"})
 
 
 @pytest.mark.parametrize("role", ["api", "worker", "scheduler", "cli"])
