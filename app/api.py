@@ -241,7 +241,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         own = pool is None
-        the_pool = pool or new_pool(settings, max_size=20, name="julia-api")
+        the_pool = pool or new_pool(settings, min_size=4, max_size=20, name="julia-api")
         if own:
             await the_pool.open(wait=True, timeout=30)
         logger.info("api started", extra={"action": "api_start", "app_env": settings.app_env})
