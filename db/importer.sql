@@ -169,24 +169,20 @@ $$;
 -- Resolving names to ids
 ------------------------------------------------------------
 
--- The especialidade named (or aliased) p_nome; NULL for a blank name.
+-- The especialidade named (or aliased) p_nome, by the same rule Julia's
+-- tools use (resolve_especialidade); NULL for a blank name.
 CREATE OR REPLACE FUNCTION public._import_especialidade_id(p_caller text, p_nome text)
 RETURNS bigint
 LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
 DECLARE
-    _norm text := public.normalize_text(p_nome);
     _id bigint;
 BEGIN
-    IF _norm IS NULL THEN
+    IF public.normalize_text(p_nome) IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT e.id INTO _id FROM public.especialidades AS e WHERE public.normalize_text(e.nome) = _norm
-     ORDER BY e.id LIMIT 1;
-    IF _id IS NULL THEN
-        SELECT a.especialidade_id INTO _id FROM public.especialidades_alias AS a WHERE a.alias_norm = _norm;
-    END IF;
+    _id := public.resolve_especialidade(p_nome);
     IF _id IS NULL THEN
         RAISE EXCEPTION '%: especialidade ''%'' not found', p_caller, p_nome;
     END IF;
