@@ -111,6 +111,17 @@ BEGIN
 END;
 $$;
 
+-- An integer operator setting from app_settings, or p_default when it is
+-- absent or not a whole number.
+CREATE OR REPLACE FUNCTION public.setting_int(p_key text, p_default integer)
+RETURNS integer
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT coalesce((SELECT s.value::integer FROM public.app_settings AS s
+                      WHERE s.key = p_key AND s.value ~ '^[0-9]{1,9}$'), p_default);
+$$;
+
 -- Read a feature flag as a boolean ({"enabled": true}); unknown flags are off.
 CREATE OR REPLACE FUNCTION public.feature_enabled(p_key text)
 RETURNS boolean

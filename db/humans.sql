@@ -698,8 +698,7 @@ RETURNS integer
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT coalesce((SELECT s.value::integer FROM public.app_settings AS s
-                      WHERE s.key = 'manager_alerts_per_hour' AND s.value ~ '^[0-9]+$'), 3);
+    SELECT public.setting_int('manager_alerts_per_hour', 3);
 $$;
 
 -- Queue a WhatsApp alert to the manager for a notification, once, if this

@@ -14,9 +14,7 @@ RETURNS interval
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT make_interval(secs => coalesce((SELECT s.value::integer FROM public.app_settings AS s
-                                             WHERE s.key = 'reply_debounce_ms' AND s.value ~ '^[0-9]+$'),
-                                          2500) / 1000.0);
+    SELECT make_interval(secs => public.setting_int('reply_debounce_ms', 2500) / 1000.0);
 $$;
 
 -- Defer the reply job of a conversation after the debounce; one waits at a

@@ -257,8 +257,7 @@ RETURNS integer
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT coalesce((SELECT s.value::integer FROM public.app_settings AS s
-                      WHERE s.key = 'takeover_minutes' AND s.value ~ '^[0-9]+$'), 120);
+    SELECT public.setting_int('takeover_minutes', 120);
 $$;
 
 ------------------------------------------------------------
