@@ -97,6 +97,7 @@ class Settings:
     slack_channel: str = ""
     slack_bot_token: str = field(default="", repr=False)
     slack_signing_secret: str = field(default="", repr=False)
+    slack_allowed_users: tuple[str, ...] = ()  # who may pause/resume from Slack (ids or names); empty = anyone
     # Humans in the loop (issue 7): Chatwoot webhook signing, Slack API base
     # (a stand-in in tests), the external handoff system's endpoint.
     chatwoot_webhook_secret: str = field(default="", repr=False)
@@ -243,6 +244,7 @@ def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> S
         slack_channel=get("SLACK_CHANNEL"),
         slack_bot_token=get("SLACK_BOT_TOKEN"),
         slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+        slack_allowed_users=tuple(u.strip() for u in get("SLACK_ALLOWED_USERS").split(",") if u.strip()),
         chatwoot_webhook_secret=get("CHATWOOT_WEBHOOK_SECRET"),
         slack_api_url=get("SLACK_API_URL", "https://slack.com/api").rstrip("/"),
         external_handoff_url=get("EXTERNAL_HANDOFF_URL"),

@@ -96,6 +96,9 @@ async def slack_commands(request: Request) -> JSONResponse:
     form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8")).items()}
     command = parse_command(form.get("text", ""))
     user = form.get("user_name") or form.get("user_id") or "?"
+    allowed = not settings.slack_allowed_users or bool(
+        {form.get("user_id"), form.get("user_name")} & set(settings.slack_allowed_users)
+    )
     try:
         async with request.state.pool.connection() as conn:
             params = {"signature": signature, "timestamp": int(timestamp)}
@@ -103,13 +106,15 @@ async def slack_commands(request: Request) -> JSONResponse:
             if not fresh["fresh"]:
                 logger.warning("slack command replayed", extra={"action": "slack_command_refused", "reason": "replay"})
                 return _error(401, "replayed Slack request")
-            return await _run(conn, settings, command, user)
+            return await _run(conn, settings, command, user, allowed=allowed)
     except psycopg.Error as exc:
         logger.error("slack command failed", extra={"action": "slack_command_failed", "error": str(exc)})
         return slack_reply("Não consegui falar com o banco de dados agora; tente de novo.")
 
 
-async def _run(conn: psycopg.AsyncConnection, settings: Settings, command: Command, user: str) -> JSONResponse:
+async def _run(
+    conn: psycopg.AsyncConnection, settings: Settings, command: Command, user: str, *, allowed: bool
+) -> JSONResponse:
     log = {"command": command.name, "user": user}
     if command.name == "status":
         status = (await (await conn.execute(queries["ops_status"])).fetchone())["status"]
@@ -121,6 +126,11 @@ async def _run(conn: psycopg.AsyncConnection, settings: Settings, command: Comma
         )
         return slack_reply(format_limits((await cur.fetchone())["status"]))
     if command.name in ("pause", "resume"):
+        if not allowed:
+            logger.warning(
+                "slack command not allowed", extra={"action": "slack_command_refused", "reason": "user", **log}
+            )
+            return slack_reply("Você não está na lista de quem pode pausar ou retomar a Julia (SLACK_ALLOWED_USERS).")
         if not command.motivo:
             return slack_reply(f"Diga o motivo: `{command.name} <motivo>`.")
         resume = command.name == "resume"

@@ -527,3 +527,21 @@ def test_the_sweep_redefers_mirror_work_whose_jobs_ran_out(db, stored_conversati
     assert db.execute("SELECT redefer_humans_work('0 seconds') AS n").fetchone()["n"] == 0  # one waits already
     job = db.execute("SELECT queue_name, args FROM procrastinate_jobs WHERE task_name = 'sync_chatwoot_conversation'")
     assert job.fetchone() == {"queue_name": "humans", "args": {"conversation_id": conversation_id}}
+
+
+def test_slack_pause_is_limited_to_allowed_users_when_a_list_is_set(db, test_env):
+    from starlette.testclient import TestClient
+
+    from app.api import create_app
+    from app.config import load_settings
+
+    env = {**test_env, "SLACK_SIGNING_SECRET": SLACK_SECRET, "SLACK_ALLOWED_USERS": "U999,joana"}
+    before = newest_status(db)
+    with TestClient(create_app(load_settings("api", env))) as client:
+        refused = slack_post(client, "pause teste")  # signed, but by marina (U000)
+        assert "não está na lista" in refused.json()["text"]
+        assert newest_status(db) == before
+        body = slash_command_body("pause teste", user_name="joana")
+        allowed = client.post("/slack/commands", content=body, headers=sign_request(SLACK_SECRET, body, None))
+        assert allowed.status_code == 200
+    assert newest_status(db)["status"] == "pausado"
