@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Route
 
 from app import chatwoot_webhook, ops_api, schema, slack_commands
 from app.config import Settings
-from app.evolution_events import Ignored, InvalidEvent, StatusUpdate, parse_event
+from app.evolution_events import Ignored, InvalidEvent, StatusUpdate, normalize_event_name, parse_event
 from app.ops_auth import Unauthorized, verify_ops_token
 from app.queries import queries
 from app.runtime import new_pool
@@ -68,7 +68,8 @@ async def evolution_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ignored", "event": event.event, "reason": event.reason})
     if isinstance(event, list):
         return await _record_statuses(request, event)
-    message = {"v": 1, "event": "messages.upsert", "message": event.to_json(), "raw": body.get("data")}
+    name = normalize_event_name(str(body.get("event") or request.path_params.get("event") or ""))
+    message = {"v": 1, "event": name, "message": event.to_json(), "raw": body.get("data")}
     try:
         async with request.state.pool.connection() as conn:
             cur = await conn.execute(queries["enqueue_inbound"], {"message": Jsonb(message)})

@@ -121,6 +121,8 @@ class StatusUpdate:
 
 DELIVERY_STATUSES = frozenset({"PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", "PLAYED", "ERROR"})
 MESSAGES_UPDATE = "messages.update"
+# Fired for messages sent through the API: confirms a send whose HTTP answer was lost.
+SEND_MESSAGE = "send.message"
 
 
 def _error_code(data: dict) -> int | None:
@@ -184,8 +186,10 @@ def parse_event(body: object, path_event: str | None = None) -> InboundMessage |
     if event == MESSAGES_UPDATE:
         updates = parse_status_updates(body.get("data"))
         return updates or Ignored(event=event, reason="no tracked delivery status")
-    if event != MESSAGES_UPSERT:
+    if event not in (MESSAGES_UPSERT, SEND_MESSAGE):
         return Ignored(event=event, reason=f"event {event} not handled")
+    if event == SEND_MESSAGE and not (isinstance(body.get("data"), dict) and isinstance(body["data"].get("key"), dict)):
+        return Ignored(event=event, reason="send.message without a key")
 
     data = body.get("data")
     if isinstance(data, list):
@@ -235,7 +239,7 @@ def parse_event(body: object, path_event: str | None = None) -> InboundMessage |
         phone=_first_phone(phone_jids),
         remote_jid=remote_jid,
         lid=_first_lid(lid_jids),
-        from_me=key.get("fromMe") in (True, "true"),
+        from_me=event == SEND_MESSAGE or key.get("fromMe") in (True, "true"),
         push_name=_text_or_none(data.get("pushName")),
         text=_text_of(content),
         media_type=_media_type_of(kinds),

@@ -133,6 +133,11 @@ BEGIN
             PERFORM pgmq.archive('inbound', p_msg_id);
             RETURN QUERY SELECT _echo.conversation_id, NULL::bigint, true, NULL::bigint;
             RETURN;
+        ELSIF p_body ->> 'event' = 'send.message' THEN
+            -- An API send that is not ours (another tool on the instance): not a human typing.
+            PERFORM pgmq.archive('inbound', p_msg_id);
+            RETURN QUERY SELECT NULL::bigint, NULL::bigint, true, NULL::bigint;
+            RETURN;
         END IF;
     END IF;
 

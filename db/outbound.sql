@@ -117,6 +117,10 @@ BEGIN
      WHERE o.id = p_outbox_id AND o.state = 'claimed' AND o.claimed_by_job = p_job_id
     RETURNING * INTO _row;
     IF NOT FOUND THEN
+        -- Its echo (send.message / fromMe) may have recorded it first.
+        IF EXISTS (SELECT 1 FROM public.outbox AS o WHERE o.id = p_outbox_id AND o.state = 'sent') THEN
+            RETURN;
+        END IF;
         RAISE EXCEPTION 'mark_outbox_sent: outbox row % is not claimed by job %', p_outbox_id, p_job_id;
     END IF;
     PERFORM public._record_sent(_row);

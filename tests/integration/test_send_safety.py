@@ -126,3 +126,24 @@ def test_owed_replies_are_re_driven_but_not_after_a_permanent_failure(db):
         (conv,),
     )
     assert db.execute("SELECT sweep_owed_replies('3 minutes') AS n").fetchone()["n"] == 0
+
+
+def test_send_message_event_records_a_send_whose_answer_was_lost_and_is_never_a_takeover(db, api_client, start_worker):
+    cliente = db.execute(
+        "INSERT INTO clientes (telefone, nome) VALUES (%s, 'Dr. Rafael') RETURNING id", (payloads.PHONE,)
+    ).fetchone()["id"]
+    conv = conversation(db, cliente)
+    row = outbox_row(db, cliente, kind="reply", conversation_id=conv)
+    db.execute("UPDATE outbox SET state = 'queued' WHERE id = %s", (row,))
+    start_worker()
+    ours = payloads.upsert(text="Oi! Temos plantões.", from_me=True)
+    ours["event"] = "send.message"
+    other = payloads.upsert(text="Mensagem de outra ferramenta", from_me=True)
+    other["event"] = "send.message"
+    for body in (ours, other):
+        assert api_client.post("/webhooks/evolution", json=body, headers=AUTH).status_code == 200
+    wait_for(lambda: db.execute("SELECT count(*) AS n FROM pgmq.q_inbound").fetchone()["n"] == 0)
+    assert db.execute("SELECT state FROM outbox WHERE id = %s", (row,)).fetchone()["state"] == "sent"
+    assert db.execute("SELECT julia_pausada_ate FROM conversations").fetchone()["julia_pausada_ate"] is None
+    autores = [r["autor"] for r in db.execute("SELECT autor FROM interacoes ORDER BY id").fetchall()]
+    assert autores == ["julia"]

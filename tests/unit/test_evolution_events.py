@@ -290,7 +290,7 @@ def test_presence_update_is_ignored():
 def test_other_events_are_ignored():
     for name in (
         "messages.update",
-        "send.message",
+        "send.message",  # without a key
         "connection.update",
         "qrcode.updated",
     ):
@@ -414,3 +414,24 @@ def test_to_json_from_json_round_trip():
     payload = json.loads(json.dumps(msg.to_json()))
     assert payload["phone"] == PHONE
     assert InboundMessage.from_json(payload) == msg
+
+
+def test_send_message_is_an_echo_of_an_api_send():
+    body = {
+        "event": "send.message",
+        "instance": "julia-prod",
+        "data": {
+            "key": {"remoteJid": "5511981677736@s.whatsapp.net", "fromMe": True, "id": "3EB0ABC"},
+            "message": {"conversation": "Oi! Aqui é a Julia."},
+            "messageType": "conversation",
+            "messageTimestamp": 1764460000,
+        },
+    }
+    result = parse_event(body)
+    assert isinstance(result, InboundMessage)
+    assert (result.message_id, result.from_me, result.phone, result.text) == (
+        "3EB0ABC",
+        True,
+        "5511981677736",
+        "Oi! Aqui é a Julia.",
+    )
