@@ -34,15 +34,6 @@ logger = logging.getLogger(__name__)
 DEV_DB = "julia"
 CHAT_PAGE = Path(__file__).parent / "static" / "chat.html"
 
-CHAT_HISTORY_SQL = """
-SELECT i.autor, i.texto, i.tipo, i.message_at AS at
-  FROM public.interacoes AS i
-  JOIN public.clientes AS c ON c.id = i.cliente_id
- WHERE c.telefone = %(phone)s
- ORDER BY i.message_at, i.id
- LIMIT 200
-"""
-
 
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) the embedded server and return a URL to the dev database."""
@@ -110,7 +101,7 @@ def chat_routes(settings: Settings, api_url: str) -> list[BaseRoute]:
     async def messages(request: Request) -> JSONResponse:
         phone = "".join(ch for ch in request.query_params.get("phone", "") if ch.isdigit())
         async with request.state.pool.connection() as conn:
-            cur = await conn.execute(CHAT_HISTORY_SQL, {"phone": phone})
+            cur = await conn.execute(queries["dev_chat_history"], {"phone": phone})
             rows = await cur.fetchall()
             state = await (await conn.execute(queries["julia_state"])).fetchone()
         return JSONResponse(

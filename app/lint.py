@@ -14,12 +14,12 @@ from typing import Literal
 import psycopg
 from psycopg.rows import tuple_row
 
+from app.queries import queries
+
 Level = Literal["ERROR", "WARN", "INFO"]
 
 # Higher is more severe; `--fail-on warn` fails on WARN and ERROR.
 SEVERITY: dict[str, int] = {"INFO": 0, "WARN": 1, "ERROR": 2}
-
-LINT_SCHEMA = "SELECT level, code, name, object, detail FROM public.lint_schema()"
 
 COLUMNS = ("LEVEL", "CODE", "NAME", "OBJECT")
 
@@ -38,7 +38,7 @@ def run_lint(conn: psycopg.Connection) -> list[Finding]:
 
     Raises psycopg.errors.UndefinedFunction when migration 0003 is missing.
     """
-    rows = conn.cursor(row_factory=tuple_row).execute(LINT_SCHEMA).fetchall()
+    rows = conn.cursor(row_factory=tuple_row).execute(queries["lint_schema"]).fetchall()
     return [
         Finding(level=level, code=code, name=name, object=obj, detail=detail) for level, code, name, obj, detail in rows
     ]

@@ -305,3 +305,16 @@ SELECT public.ops_open_handoffs() AS result;
 -- sweep_owed_replies --
 -- Re-defer replies still owed after a while with no job for them
 SELECT public.sweep_owed_replies(make_interval(mins => %(minutes)s)) AS deferred;
+
+-- lint_schema --
+-- Supabase-linter-equivalent findings for the connected database
+SELECT level, code, name, object, detail FROM public.lint_schema();
+
+-- dev_chat_history --
+-- The local chat page: one phone's messages, oldest first (julia dev only)
+SELECT i.autor, i.texto, i.tipo, i.message_at AS at
+  FROM public.interacoes AS i
+  JOIN public.clientes AS c ON c.id = i.cliente_id
+ WHERE c.telefone = %(phone)s
+ ORDER BY i.message_at, i.id
+ LIMIT 200;

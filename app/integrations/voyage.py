@@ -40,7 +40,6 @@ class VoyageClient:
         base_url: str = DEFAULT_BASE_URL,
         *,
         timeout: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not api_key or not model:
             raise ValueError("VoyageClient needs VOYAGE_API_KEY and a model name")
@@ -49,7 +48,6 @@ class VoyageClient:
             base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
             headers={"authorization": f"Bearer {api_key}"},
             timeout=timeout,
-            transport=transport,
         )
 
     async def aclose(self) -> None:

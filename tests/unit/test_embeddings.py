@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator, Callable
 
-import httpx
 import pytest
 
 from app.config import load_settings
@@ -26,6 +28,7 @@ from app.embeddings import (
 )
 from app.integrations.voyage import MAX_BATCH, VoyageClient, VoyageError
 from app.knowledge import document_text, vector_literal
+from app.standins.server import RecordedRequest, Reply, StandinServer, json_reply
 
 PLANTAO = "Plantão noturno de 12 horas no pronto-socorro do Hospital São Luiz"
 PLANTAO_SIMILAR = "Plantões noturnos de 12h no pronto socorro, hospital São Luiz"
@@ -136,32 +139,46 @@ async def test_build_embedder_picks_voyage_only_with_a_key():
         await embedder.aclose()
 
 
-# --- Voyage client ------------------------------------------------------------------
+# --- Voyage client, against a real HTTP server on 127.0.0.1 ---------------------------
 
 
-def voyage(handler, model: str = "voyage-3.5-lite") -> VoyageClient:
-    return VoyageClient("pa-test", model, "https://voyage.test", transport=httpx.MockTransport(handler))
+class ScriptedVoyage(StandinServer):
+    """Answers each request with `handler(request) -> Reply`."""
+
+    def __init__(self, handler: Callable[[RecordedRequest], Reply]) -> None:
+        super().__init__()
+        self._handler = handler
+
+    def handle(self, request: RecordedRequest) -> Reply:
+        return self._handler(request)
+
+
+@contextlib.asynccontextmanager
+async def voyage(handler, model: str = "voyage-3.5-lite", timeout: float = 5.0) -> AsyncIterator[VoyageClient]:
+    with ScriptedVoyage(handler) as server:
+        client = VoyageClient("pa-test", model, server.url, timeout=timeout)
+        try:
+            yield client
+        finally:
+            await client.aclose()
 
 
 async def test_voyage_client_batches_and_orders_by_index():
     bodies: list[dict] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/v1/embeddings"
+    def handler(request: RecordedRequest) -> Reply:
+        assert request.path == "/v1/embeddings"
         assert request.headers["authorization"] == "Bearer pa-test"
-        body = json.loads(request.content)
-        bodies.append(body)
+        bodies.append(request.json)
         data = [
-            {"object": "embedding", "embedding": [float(len(t)), 0.0], "index": i} for i, t in enumerate(body["input"])
+            {"object": "embedding", "embedding": [float(len(t)), 0.0], "index": i}
+            for i, t in enumerate(request.json["input"])
         ]
-        return httpx.Response(200, json={"data": list(reversed(data)), "usage": {"total_tokens": 1}})
+        return json_reply(200, {"data": list(reversed(data)), "usage": {"total_tokens": 1}})
 
     texts = ["x" * n for n in range(1, 2 * MAX_BATCH + 45)]
-    client = voyage(handler)
-    try:
+    async with voyage(handler) as client:
         vectors = await client.embed(texts, "query")
-    finally:
-        await client.aclose()
     assert [len(b["input"]) for b in bodies] == [128, 128, 44]
     assert {(b["model"], b["input_type"]) for b in bodies} == {("voyage-3.5-lite", "query")}
     assert [v[0] for v in vectors] == [float(len(t)) for t in texts]
@@ -169,25 +186,20 @@ async def test_voyage_client_batches_and_orders_by_index():
 
 @pytest.mark.parametrize(("status", "transient"), [(500, True), (503, True), (429, True), (400, False), (401, False)])
 async def test_voyage_errors_say_whether_to_retry(status, transient):
-    client = voyage(lambda request: httpx.Response(status, json={"detail": "Stand-in says no"}))
-    try:
+    async with voyage(lambda request: json_reply(status, {"detail": "Stand-in says no"})) as client:
         with pytest.raises(VoyageError, match=f"answered {status}: Stand-in says no") as err:
             await client.embed(["oi"])
-    finally:
-        await client.aclose()
     assert (err.value.transient, err.value.status) == (transient, status)
 
 
 async def test_voyage_timeouts_are_transient():
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("slow", request=request)
+    def handler(request: RecordedRequest) -> Reply:
+        time.sleep(0.5)
+        return json_reply(200, {"data": []})
 
-    client = voyage(handler)
-    try:
+    async with voyage(handler, timeout=0.1) as client:
         with pytest.raises(VoyageError, match="timed out") as err:
             await client.embed(["oi"])
-    finally:
-        await client.aclose()
     assert err.value.transient
 
 
@@ -201,22 +213,14 @@ async def test_voyage_timeouts_are_transient():
     ],
 )
 async def test_voyage_answers_that_do_not_fit_are_permanent_errors(body):
-    client = voyage(lambda request: httpx.Response(200, json=body))
-    try:
+    async with voyage(lambda request: json_reply(200, body)) as client:
         with pytest.raises(VoyageError) as err:
             await client.embed(["a", "b"])
-    finally:
-        await client.aclose()
     assert not err.value.transient
 
 
 async def test_voyage_embedder_rejects_other_dimensions():
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"data": [{"embedding": [0.1] * 512, "index": 0}]})
-
-    embedder = VoyageEmbedder(voyage(handler))
-    try:
+    reply = json_reply(200, {"data": [{"embedding": [0.1] * 512, "index": 0}]})
+    async with voyage(lambda request: reply) as client:
         with pytest.raises(VoyageError, match="512 dimensions, expected 1024"):
-            await embedder.embed(["oi"], "query")
-    finally:
-        await embedder.aclose()
+            await VoyageEmbedder(client).embed(["oi"], "query")
