@@ -3,6 +3,12 @@
 The URL comes from DATABASE_URL (or `-x database_url=...`) and is handed to
 libpq untouched, so Unix-socket URIs and URL-encoded passwords work exactly
 as they do for the api and the worker.
+
+One transaction, under an advisory lock: the missing revisions, then the
+replaceable SQL of db/MANIFEST and its ledger (app/schema.py). Two upgrades
+started at once run one after the other; a failure leaves the database as
+it was. `-x allow_older=1` applies this code's replaceable SQL even where a
+newer release's is in place (a deliberate revert).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import psycopg
 from sqlalchemy import create_engine, pool
 
 from alembic import context
+from app import schema
 
 config = context.config
 
@@ -37,10 +44,14 @@ def run_migrations_online() -> None:
         creator=lambda: psycopg.connect(url),
         poolclass=pool.NullPool,
     )
+    allow_older = context.get_x_argument(as_dictionary=True).get("allow_older") in ("1", "true", "yes")
     with engine.connect() as connection:
         context.configure(connection=connection, transactional_ddl=True)
         with context.begin_transaction():
+            driver = connection.connection.driver_connection
+            revision_before = schema.lock_for_upgrade(driver)
             context.run_migrations()
+            schema.finish_upgrade(driver, revision_before, allow_older=allow_older)
 
 
 if context.is_offline_mode():

@@ -138,6 +138,7 @@ async def health_deep(request: Request) -> JSONResponse:
                 },
             )
             report = (await cur.fetchone())["report"]
+            status = await schema.schema_status_async(conn)
     except Exception as exc:  # noqa: BLE001 - an unreachable database is a health answer, not a crash
         report = {
             "status": "critical",
@@ -146,21 +147,27 @@ async def health_deep(request: Request) -> JSONResponse:
         }
     else:
         report["checks"]["database"]["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        if files := status.files:
+            # The revision is right but replaceable SQL this code needs is not applied.
+            report["checks"]["schema_files"] = {
+                "status": "critical",
+                "files": [f"db/{f}" for f in files],
+                "detail": "run julia db upgrade",
+            }
+            report["status"], report["deploy_safe"] = "critical", False
     if not report["deploy_safe"]:
         logger.error("deep health failed", extra={"action": "health_deep_critical", "checks": report["checks"]})
     return JSONResponse(report, status_code=200 if report["deploy_safe"] else 503)
 
 
 async def health_schema(request: Request) -> JSONResponse:
-    """GET /health/schema: the database's migration revision vs the code's."""
+    """GET /health/schema: the database's revision and replaceable SQL vs the code's (503 naming what is missing)."""
     try:
         async with request.state.pool.connection(timeout=5) as conn:
-            cur = await conn.execute("SELECT version_num FROM public.alembic_version")
-            row = await cur.fetchone()
+            status = await schema.schema_status_async(conn)
     except psycopg.Error as exc:
         return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
-    status = schema.status_for(row["version_num"] if row else None)
-    return JSONResponse(status.as_json(), status_code=200 if status.ok else 503)  # "ahead" is ok
+    return JSONResponse(status.as_json(), status_code=200 if status.ok or status.ahead else 503)
 
 
 async def health_rate_limit(request: Request) -> JSONResponse:

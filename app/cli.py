@@ -63,7 +63,7 @@ def _require_schema(settings: Settings) -> None:
         raise CommandError(f"refusing to start: {exc}") from None
     if status.ahead:
         logger.warning(
-            "database is ahead of this code (a newer release migrated it); starting anyway",
+            f"{status.detail}; starting anyway",
             extra={"action": "schema_ahead", "revision": status.current, "expected": status.expected},
         )
     else:
@@ -119,7 +119,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
     settings = _settings("cli")
-    schema.upgrade(settings.database_url, args.revision)
+    schema.upgrade(settings.database_url, args.revision, allow_older=args.allow_older)
     with _connect(settings) as conn:
         print(json.dumps(schema.schema_status(conn).as_json()))
 
@@ -280,10 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database: migrations and bootstrap").add_subparsers(
         dest="db_command", required=True, metavar="DB_COMMAND"
     )
-    p = db.add_parser("upgrade", help="apply migrations (run this before deploying code)")
+    p = db.add_parser("upgrade", help="apply migrations and replaceable SQL (run this before deploying code)")
     p.add_argument("revision", nargs="?", default="head")
+    p.add_argument(
+        "--allow-older",
+        action="store_true",
+        help="apply this code's db/ SQL even where a newer release's is in place (a deliberate revert)",
+    )
     p.set_defaults(func=cmd_db_upgrade)
-    p = db.add_parser("current", help="show current vs expected schema revision (exit 1 if behind)")
+    p = db.add_parser("current", help="show the schema vs what this code needs (exit 1 if behind)")
     p.set_defaults(func=cmd_db_current)
     p = db.add_parser("bootstrap", help="write environment markers, feature flags, first pause state")
     p.add_argument("--force", action="store_true", help="allow changing an existing environment marker")

@@ -64,6 +64,8 @@ NEVER_COPIED = {
     "app_settings": "it holds the environment markers; set them with `julia db bootstrap`",
     "julia_status": "its newest row is the target's pause state; use `julia pause` / `julia resume`",
     "alembic_version": "it is the schema revision; use `julia db upgrade`",
+    "schema_files": "it is the ledger of the target's replaceable SQL; use `julia db upgrade`",
+    "schema_fingerprints": "it is the target's schema history; use `julia db upgrade`",
 }
 FLUSH_BYTES = 256 * 1024
 # Tables copied at once (each in its own transaction, parents always first):

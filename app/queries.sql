@@ -318,3 +318,64 @@ SELECT i.autor, i.texto, i.tipo, i.message_at AS at
  WHERE c.telefone = %(phone)s
  ORDER BY i.message_at, i.id
  LIMIT 200;
+
+------------------------------------------------------------
+-- Schema ledger (app/schema.py; tables from revision 0011)
+------------------------------------------------------------
+
+-- schema_presence --
+-- Which of the schema's own bookkeeping tables exist
+SELECT to_regclass('public.alembic_version') IS NOT NULL AS has_version,
+       to_regclass('public.schema_files') IS NOT NULL
+           AND to_regclass('public.schema_fingerprints') IS NOT NULL AS has_ledger,
+       NULL::text AS revision;
+
+-- schema_revision --
+-- The database's alembic revision (NULL before the first migration)
+SELECT (SELECT v.version_num FROM public.alembic_version AS v LIMIT 1) AS revision;
+
+-- schema_ledger --
+-- Applied replaceable files, and the fingerprint history oldest first
+SELECT 'file' AS kind, f.file, f.sha256, NULL::bigint AS id FROM public.schema_files AS f
+UNION ALL
+SELECT 'fingerprint', h.fingerprint, NULL, h.id FROM public.schema_fingerprints AS h
+ ORDER BY 1, 4;
+
+-- clear_schema_ledger --
+-- Forget which files were applied (the next upgrade applies all of them)
+DELETE FROM public.schema_files;
+
+-- record_schema_file --
+-- Record one applied replaceable file
+INSERT INTO public.schema_files (file, sha256, code_version) VALUES (%(file)s, %(sha256)s, %(code_version)s);
+
+-- record_schema_fingerprint --
+-- Append the fingerprint of the schema this upgrade left
+INSERT INTO public.schema_fingerprints (fingerprint, revision, code_version)
+VALUES (%(fingerprint)s, %(revision)s, %(code_version)s);
+
+-- schema_objects --
+-- Julia's replaceable objects, stamped by their catalog row version (xmin + ctid change on any re-create)
+SELECT 'function' AS kind, p.oid::regprocedure::text AS name, p.xmin::text || p.ctid::text AS stamp
+  FROM pg_catalog.pg_proc AS p
+ WHERE p.pronamespace = 'public'::regnamespace
+   AND p.proname NOT LIKE 'procrastinate\_%'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                    WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'view', c.oid::regclass::text, r.xmin::text || r.ctid::text
+  FROM pg_catalog.pg_class AS c
+  JOIN pg_catalog.pg_rewrite AS r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'trigger', pg_catalog.quote_ident(t.tgname) || ' ON ' || t.tgrelid::regclass::text, t.xmin::text || t.ctid::text
+  FROM pg_catalog.pg_trigger AS t
+  JOIN pg_catalog.pg_class AS c ON c.oid = t.tgrelid
+ WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal
+   AND c.relname NOT LIKE 'procrastinate\_%';
+
+-- secure_schema --
+-- RLS, API-role revokes and fixed search_paths over everything (db/security.sql)
+SELECT public.secure_public_schema();

@@ -1,19 +1,6 @@
 -- Periodic jobs leave a trace: one row per run, so operators (and tests)
 -- can see that each tick ran once, whatever the number of schedulers.
 
-------------------------------------------------------------
--- Run log
-------------------------------------------------------------
-
-CREATE TABLE IF NOT EXISTS public.periodic_runs (
-    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    task_name text NOT NULL,
-    tick      bigint NOT NULL,
-    result    jsonb,
-    ran_at    timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-CREATE INDEX IF NOT EXISTS periodic_runs_task_tick_idx ON public.periodic_runs (task_name, tick DESC);
-
 -- Record that a periodic task ran for a tick (unix seconds of the schedule).
 CREATE OR REPLACE FUNCTION public.record_periodic_run(p_task_name text, p_tick bigint, p_result jsonb)
 RETURNS void

@@ -4,17 +4,19 @@
 -- function. The app connects as the table owner (or service_role, which has
 -- BYPASSRLS), so RLS without policies shuts out only the Data API.
 --
--- Idempotent. A migration that adds tables or functions ends with
--- `SELECT public.secure_public_schema();`.
+-- Idempotent. `julia db upgrade` calls it last, after every revision and
+-- replaceable file (app/schema.py finish_upgrade).
 
 ------------------------------------------------------------
 -- Securing
 ------------------------------------------------------------
 
 -- Enable RLS on every table in `public`, revoke the API roles' privileges on
--- `public` and `pgmq` (now and by default for new objects), keep SECURITY
--- DEFINER functions away from them, and fix the search_path of functions in
--- `public` and `pgmq` that lack one. Must run as the owner of those objects.
+-- `public` and `pgmq` (now and by default for new objects), take EXECUTE on
+-- every function there from PUBLIC, anon and authenticated (on Supabase each
+-- function in `public` is otherwise callable as /rest/v1/rpc/<name>), keep
+-- service_role's, and fix the search_path of functions in `public` and `pgmq`
+-- that lack one. Must run as the owner of those objects.
 CREATE OR REPLACE FUNCTION public.secure_public_schema()
 RETURNS void
 LANGUAGE plpgsql
@@ -72,6 +74,37 @@ BEGIN
         EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM PUBLIC', _function);
     END LOOP;
 
+    -- No function is callable by whoever connects: EXECUTE is the owner's
+    -- (and service_role's, below). Routines this role owns; others (an
+    -- extension's, on a managed server) are reported, not fatal.
+    FOR _function IN
+        SELECT p.oid::regprocedure
+          FROM pg_catalog.pg_proc AS p
+          JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
+         WHERE n.nspname IN ('public', 'pgmq')
+           AND (pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
+                OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r
+                            WHERE r.rolname IN ('anon', 'authenticated')
+                              AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE')))
+    LOOP
+        BEGIN
+            EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM PUBLIC', _function);
+            FOR _role IN
+                SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
+            LOOP
+                EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM %I', _function, _role);
+            END LOOP;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'cannot revoke EXECUTE on % (not its owner)', _function;
+        END;
+    END LOOP;
+    -- ... and functions created later by this role start that way too.
+    ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON ROUTINES FROM PUBLIC;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r WHERE r.rolname = 'service_role') THEN
+        GRANT EXECUTE ON ALL ROUTINES IN SCHEMA public TO service_role;
+        ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON ROUTINES TO service_role;
+    END IF;
+
     -- The API roles exist on Supabase, not necessarily elsewhere.
     FOR _role IN
         SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
@@ -80,6 +113,7 @@ BEGIN
         EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM %I', _role);
         EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM %I', _role);
         EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON SEQUENCES FROM %I', _role);
+        EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON ROUTINES FROM %I', _role);
         FOR _function IN
             SELECT p.oid::regprocedure
               FROM pg_catalog.pg_proc AS p
@@ -122,4 +156,3 @@ BEGIN
     END LOOP;
 END $$;
 
-SELECT public.secure_public_schema();

@@ -1,4 +1,4 @@
-"""Core tables and functions: doctors, conversations, messages, outbox, pause state, guards.
+"""Core tables: doctors, conversations, messages, outbox, pause state, settings, flags.
 
 Revision ID: 0002
 Revises: 0001
@@ -6,23 +6,23 @@ Revises: 0001
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import op
-from app.schema import read_sql
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-# Function files are CREATE OR REPLACE; a later revision that changes one
-# re-applies it.
-FUNCTION_FILES = ("jobs.sql", "status.sql", "guards.sql", "inbound.sql", "outbound.sql")
+# Frozen: what this revision does never changes once landed. Functions,
+# views, triggers and grants are not here: they live in db/ (see db/MANIFEST)
+# and are applied after every upgrade.
+SQL = Path(__file__).with_suffix(".sql")
 
 
 def upgrade() -> None:
-    op.execute(read_sql("core_tables.sql"))
-    for name in FUNCTION_FILES:
-        op.execute(read_sql(name))
+    op.execute(SQL.read_text(encoding="utf-8"))
 
 
 def downgrade() -> None:

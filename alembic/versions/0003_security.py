@@ -1,8 +1,4 @@
-"""Supabase-linter clean schema: RLS, API-role revokes, fixed search_path, lint_schema().
-
-Installs `public.lint_schema()` (db/lint.sql) and `public.secure_public_schema()`
-(db/security.sql) and calls the latter. Later migrations that add tables or
-functions end with `SELECT public.secure_public_schema()`.
+"""Security (RLS, API-role revokes, fixed search_path) — now db/security.sql, applied after every upgrade.
 
 Revision ID: 0003
 Revises: 0002
@@ -11,17 +7,19 @@ Revises: 0002
 from __future__ import annotations
 
 from alembic import op
-from app.schema import read_sql
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+# Frozen. This revision once applied db/ files that hold only functions
+# (lint.sql, security.sql); those are replaceable objects now, applied after every upgrade
+# from db/MANIFEST, so the revision itself does nothing.
+
 
 def upgrade() -> None:
-    op.execute(read_sql("lint.sql"))
-    op.execute(read_sql("security.sql"))
+    pass
 
 
 def downgrade() -> None:

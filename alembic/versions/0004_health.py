@@ -1,4 +1,4 @@
-"""Health report, rate-limit status and the periodic-run log.
+"""The periodic-run log (health functions are in db/health.sql).
 
 Revision ID: 0004
 Revises: 0003
@@ -6,19 +6,23 @@ Revises: 0003
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import op
-from app.schema import read_sql
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
+# Frozen: what this revision does never changes once landed. Functions,
+# views, triggers and grants are not here: they live in db/ (see db/MANIFEST)
+# and are applied after every upgrade.
+SQL = Path(__file__).with_suffix(".sql")
+
 
 def upgrade() -> None:
-    op.execute(read_sql("health.sql"))
-    op.execute(read_sql("periodic.sql"))
-    op.execute("SELECT public.secure_public_schema()")
+    op.execute(SQL.read_text(encoding="utf-8"))
 
 
 def downgrade() -> None:

@@ -6,19 +6,23 @@ Revises: 0004
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import op
-from app.schema import read_sql
 
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+# Frozen: what this revision does never changes once landed. Functions,
+# views, triggers and grants are not here: they live in db/ (see db/MANIFEST)
+# and are applied after every upgrade.
+SQL = Path(__file__).with_suffix(".sql")
+
 
 def upgrade() -> None:
-    op.execute(read_sql("domain_tables.sql"))
-    op.execute(read_sql("metrics.sql"))
-    op.execute("SELECT public.secure_public_schema()")
+    op.execute(SQL.read_text(encoding="utf-8"))
 
 
 def downgrade() -> None:

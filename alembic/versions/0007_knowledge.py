@@ -1,4 +1,4 @@
-"""Knowledge retrieval: hybrid (pgvector + Portuguese full-text) search.
+"""Knowledge retrieval — functions only, now in db/knowledge.sql.
 
 Revision ID: 0007
 Revises: 0006
@@ -6,18 +6,18 @@ Revises: 0006
 
 from __future__ import annotations
 
-from alembic import op
-from app.schema import read_sql
-
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
 
+# Frozen. This revision once applied db/ files that hold only functions
+# (knowledge.sql); those are replaceable objects now, applied after every upgrade
+# from db/MANIFEST, so the revision itself does nothing.
+
 
 def upgrade() -> None:
-    op.execute(read_sql("knowledge.sql"))
-    op.execute("SELECT public.secure_public_schema()")
+    pass
 
 
 def downgrade() -> None:

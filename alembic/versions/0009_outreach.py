@@ -1,5 +1,5 @@
-"""Outreach: the send gate (claim_send_slot), counters, campaigns and their views,
-delivery status, follow-ups, touches and upkeep.
+"""Outreach tables: send counters, campaigns, delivery events and the outbox/clientes/conversations
+columns they need (the send gate and the views are in db/outreach.sql).
 
 Revision ID: 0009
 Revises: 0008
@@ -7,19 +7,23 @@ Revises: 0008
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import op
-from app.schema import read_sql
 
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+# Frozen: what this revision does never changes once landed. Functions,
+# views, triggers and grants are not here: they live in db/ (see db/MANIFEST)
+# and are applied after every upgrade.
+SQL = Path(__file__).with_suffix(".sql")
+
 
 def upgrade() -> None:
-    op.execute(read_sql("outreach.sql"))
-    op.execute(read_sql("health.sql"))  # required_relations() lists the campaign views
-    op.execute("SELECT public.secure_public_schema()")
+    op.execute(SQL.read_text(encoding="utf-8"))
 
 
 def downgrade() -> None:

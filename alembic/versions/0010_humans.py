@@ -1,5 +1,5 @@
-"""Humans in the loop: Chatwoot mirror, handoff/hand-back, Slack notifications,
-manager alerts, Slack replay protection, ops API reads.
+"""Humans in the loop tables: Chatwoot mirror, notifications, manager alerts, Slack replay
+protection (functions and triggers are in db/humans.sql).
 
 Revision ID: 0010
 Revises: 0009
@@ -7,19 +7,23 @@ Revises: 0009
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import op
-from app.schema import read_sql
 
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
 
+# Frozen: what this revision does never changes once landed. Functions,
+# views, triggers and grants are not here: they live in db/ (see db/MANIFEST)
+# and are applied after every upgrade.
+SQL = Path(__file__).with_suffix(".sql")
+
 
 def upgrade() -> None:
-    op.execute(read_sql("humans.sql"))
-    op.execute(read_sql("health.sql"))  # required_relations() now lists the humans tables
-    op.execute("SELECT public.secure_public_schema()")
+    op.execute(SQL.read_text(encoding="utf-8"))
 
 
 def downgrade() -> None:

@@ -78,11 +78,24 @@ def test_queue_table_granted_to_anon_is_an_error(db):
     assert codes_for(db, "pgmq.q_inbound") == {("ERROR", "0019", "insecure_queue_exposed_in_api")}
 
 
+def test_new_functions_are_not_executable_by_api_roles(db):
+    # Default privileges (db/security.sql): a function created later is not
+    # callable over the Data API unless someone grants it.
+    db.execute("CREATE FUNCTION public.later_fn() RETURNS int LANGUAGE sql SET search_path = '' AS $$ SELECT 1 $$")
+    for role in ("anon", "authenticated"):
+        ok = db.execute("SELECT has_function_privilege(%s, 'public.later_fn()', 'EXECUTE') AS ok", (role,)).fetchone()
+        assert ok["ok"] is False, role
+    assert db.execute("SELECT has_function_privilege('service_role', 'public.later_fn()', 'EXECUTE') AS ok").fetchone()[
+        "ok"
+    ]
+
+
 def test_security_definer_function_executable_by_api_roles_is_a_warning(db):
     db.execute(
         "CREATE FUNCTION public.definer_fn() RETURNS int LANGUAGE sql"
         " SECURITY DEFINER SET search_path = '' AS $$ SELECT 1 $$"
     )
+    db.execute("GRANT EXECUTE ON FUNCTION public.definer_fn() TO PUBLIC")
     assert codes_for(db, "public.definer_fn()") == {
         ("WARN", "0028", "anon_security_definer_function_executable"),
         ("WARN", "0029", "authenticated_security_definer_function_executable"),

@@ -4,27 +4,11 @@ works and that the linter finds clean; applying them again changes nothing."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
-import pytest
-from psycopg import sql
 from psycopg.rows import dict_row
 
 from app import schema
 from app.lint import at_or_above, run_lint
-from tests.conftest import database_url_for
-
-API_ROLES = ("anon", "authenticated", "service_role")
-
-# What a Supabase project grants the API roles on `public` before any migration.
-SUPABASE_DEFAULTS = (
-    "GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role",
-    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role",
-    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role",
-    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role",
-)
 
 # Catalog state that a repeated upgrade must leave alone.
 SNAPSHOT = """
@@ -38,29 +22,6 @@ SELECT p.oid::regprocedure::text, 'function', coalesce(p.proconfig::text, ''), c
  WHERE p.pronamespace IN ('public'::regnamespace, 'pgmq'::regnamespace)
  ORDER BY 1
 """
-
-
-@pytest.fixture
-def empty_url(postgresql: psycopg.Connection) -> Iterator[str]:
-    """URL of a new, empty database with Supabase's roles and default grants."""
-    name = f"julia_migration_{uuid.uuid4().hex[:12]}"
-    postgresql.autocommit = True
-    postgresql.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = database_url_for(name)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            for role in API_ROLES:
-                # Roles are cluster-wide: the template may have created them already.
-                conn.execute(
-                    sql.SQL(
-                        "DO $$ BEGIN CREATE ROLE {} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
-                    ).format(sql.Identifier(role))
-                )
-            for statement in SUPABASE_DEFAULTS:
-                conn.execute(statement)
-        yield url
-    finally:
-        postgresql.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def connect(url: str) -> psycopg.Connection:
@@ -101,6 +62,24 @@ def test_upgrade_from_empty_to_head(empty_url):
         assert conn.execute("SELECT has_table_privilege('anon', 'public.added_later', 'SELECT') AS ok").fetchone() == {
             "ok": False
         }
+        # No function in public or pgmq is callable over the Data API (/rest/v1/rpc/...),
+        # now or when created later; service_role keeps EXECUTE.
+        callable_by_api = conn.execute(
+            """
+            SELECT p.oid::regprocedure::text AS fn, r.rolname AS role FROM pg_proc AS p, pg_roles AS r
+             WHERE p.pronamespace IN ('public'::regnamespace, 'pgmq'::regnamespace)
+               AND r.rolname IN ('anon', 'authenticated') AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+            """
+        ).fetchall()
+        assert callable_by_api == []
+        assert conn.execute(
+            "SELECT bool_and(has_function_privilege('service_role', p.oid, 'EXECUTE')) AS ok FROM pg_proc AS p"
+            " WHERE p.pronamespace = 'public'::regnamespace"
+        ).fetchone() == {"ok": True}
+        conn.execute("CREATE FUNCTION public.added_later_fn() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$")
+        assert conn.execute(
+            "SELECT has_function_privilege('anon', 'public.added_later_fn()', 'EXECUTE') AS ok"
+        ).fetchone() == {"ok": False}
         # service_role keeps what Supabase gave it.
         assert conn.execute(
             "SELECT has_table_privilege('service_role', 'public.clientes', 'SELECT') AS ok"

@@ -1,0 +1,52 @@
+"""A landed revision is history: its files never change. Adding a revision
+adds its files here once it lands; editing one of these fails this test
+(fix a mistake with the next revision instead, docs/schema.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+VERSIONS = Path(__file__).resolve().parents[2] / "alembic" / "versions"
+
+LANDED = {
+    "0001_platform.py": "c81119242b07cd689ac1b573e93e54d12f9c69ecafc1c612a8877d57ab4c1d9a",
+    "0002_core.py": "8eb34757d05e40fd104a11364e59445f6b88bd6d74eed4a1b20a92a09c7e6403",
+    "0002_core.sql": "affa7db34827fa0301b7d113a90ab7ae21a980cfe5d59254f5896e3264c3ecc2",
+    "0003_security.py": "f49df5e6b5d6b0ef3a7aac6d792dd810b4f28919e836670680f2ebc120ebf89d",
+    "0004_health.py": "db591022c31f0624a4691b50d21be061c98fcd2e2b5eaf4b244f7457b9a2fcb5",
+    "0004_health.sql": "ebd4cd11280c8fbd4980996dadf674d9ba176c1d840b57bd7a50bee081e4c4c0",
+    "0005_domain.py": "f1c75a635ad74c83f25bb070c5663e53b7852363816bd69c7fbad151d2fba498",
+    "0005_domain.sql": "c66b4777dc5dad15883fd142849919cd97de2d99c7ede97f545da5ae5dece6ff",
+    "0006_tools.py": "4825b5ff890f82ee3f65fe23a4bd230079e08becce0bb1df58bd8a01e261ce3b",
+    "0006_tools.sql": "cfe3bbfbc72776dfc415d6392732b56a76a2240aa21c31f9e9212fcd455ab010",
+    "0007_knowledge.py": "69ef98dbc8fb999125c0c031356e34ed82ead36b1e08997d23d8a56324732a27",
+    "0008_importer.py": "20ed15caed273bde2615e5f157c8e9dfef0f8a29d2a674138497f5e6842ff900",
+    "0009_outreach.py": "68b6d0ec8e65e0f072931b03bd0ba49afc72db8ed3ee75319827981e3e3fcf1c",
+    "0009_outreach.sql": "947aba3750fa289bd83acbcd86e24c7d16b9e55171b14ac03828d971de53d4c9",
+    "0010_humans.py": "8a95e393896e6be69c7a29f71aeef78ca5079a61c78360d0217f76e0d1b61ecc",
+    "0010_humans.sql": "d3f99c16d3c036fa7bd83c68824e3ce48d0ad58271d1836484b386a42627ba62",
+    "0011_schema_ledger.py": "899348a449b86652558bae7d8ddce09299564a7b292fd3309b05848e938e2663",
+    "0011_schema_ledger.sql": "c3b137b9933d43ec3ae808387a54f4d8c48c70d6ad50c53cb66222f5ad651773",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LANDED))
+def test_landed_revision_files_are_unchanged(name):
+    path = VERSIONS / name
+    assert path.is_file(), f"landed revision file {name} was removed"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == LANDED[name], (
+        f"{name} was edited after it landed; write a new revision instead (docs/schema.md)"
+    )
+
+
+def test_every_revision_file_is_listed_once_it_exists():
+    unlisted = sorted(
+        p.name
+        for p in VERSIONS.iterdir()
+        if p.suffix in (".py", ".sql") and p.name[:4].isdigit() and p.name not in LANDED
+    )
+    # A new revision is fine before it lands; list it here in the commit that lands it.
+    assert all(name[:4] > max(n[:4] for n in LANDED) for name in unlisted), unlisted
