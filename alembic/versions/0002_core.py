@@ -16,7 +16,7 @@ depends_on = None
 
 # Function files are CREATE OR REPLACE; a later revision that changes one
 # re-applies it.
-FUNCTION_FILES = ("jobs.sql", "status.sql", "guards.sql", "inbound.sql", "outbound.sql")
+FUNCTION_FILES = ("jobs.sql", "identity.sql", "status.sql", "guards.sql", "inbound.sql", "outbound.sql")
 
 
 def upgrade() -> None:
