@@ -426,3 +426,22 @@ BEGIN
     END LOOP;
 END;
 $$;
+
+------------------------------------------------------------
+-- Copies between databases (julia db copy)
+------------------------------------------------------------
+
+-- The row that already is this doctor under another id (same phone key or
+-- LID), or NULL: a copied row must not become a second record of a person.
+CREATE OR REPLACE FUNCTION public.other_row_of_person(p_id bigint, p_telefone text, p_lid text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+BEGIN
+    RETURN (SELECT c.id FROM public.clientes AS c
+             WHERE c.id <> p_id
+               AND (public.phone_key(c.telefone) = public.phone_key(p_telefone) OR c.lid = p_lid)
+             ORDER BY c.id LIMIT 1);
+END;
+$$;
