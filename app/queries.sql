@@ -164,6 +164,10 @@ SELECT public.mark_contact_blocked(%(cliente_id)s, %(motivo)s);
 -- Record Evolution's onWhatsApp answer for a doctor; the address to send to (NULL: not on WhatsApp)
 SELECT public.record_whatsapp_check(%(cliente_id)s, %(jid)s, %(exists)s) AS address;
 
+-- ops_doctor --
+-- The doctor an address names in any form (13/12 digits, JID, LID), for operators
+SELECT public.ops_doctor(%(address)s) AS result;
+
 -- merge_duplicate_clientes --
 -- Rows that are one person (12/13-digit forms): list them, or with apply merge them
 SELECT mantido_id, removido_id, mantido_telefone, removido_telefone, mantido_nome, removido_nome, motivo,

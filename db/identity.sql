@@ -428,6 +428,38 @@ END;
 $$;
 
 ------------------------------------------------------------
+-- Ops lookup
+------------------------------------------------------------
+
+-- The doctor an address names, in any form (13/12 digits, a JID, a LID),
+-- for an operator: her record, the addresses WhatsApp knows, whether she
+-- may get proactive messages and her open conversation; NULL if unknown.
+CREATE OR REPLACE FUNCTION public.ops_doctor(p_address text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _id bigint := public.find_cliente(p_address, CASE WHEN p_address LIKE '%@lid' THEN p_address END);
+BEGIN
+    IF _id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (
+        SELECT jsonb_build_object(
+            'id', c.id, 'nome', c.nome, 'telefone', c.telefone, 'lid', c.lid,
+            'whatsapp_numero', c.whatsapp_numero, 'whatsapp_verificado_em', c.whatsapp_verificado_em,
+            'sem_whatsapp', c.sem_whatsapp_em IS NOT NULL, 'opt_out', public.person_opted_out(c.id),
+            'bloqueado', c.bloqueado_em IS NOT NULL,
+            'outras_linhas', (SELECT coalesce(jsonb_agg(o ORDER BY o), '[]'::jsonb)
+                                FROM public.same_person_ids(c.id) AS o WHERE o <> c.id),
+            'conversa_aberta', (SELECT v.id FROM public.conversations AS v
+                                 WHERE v.cliente_id = c.id AND v.status = 'aberta'))
+          FROM public.clientes AS c WHERE c.id = _id);
+END;
+$$;
+
+------------------------------------------------------------
 -- Copies between databases (julia db copy)
 ------------------------------------------------------------
 

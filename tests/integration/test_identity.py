@@ -413,3 +413,35 @@ def test_an_opt_out_on_a_duplicate_row_blocks_every_row_of_the_person_before_any
     assert claim(db, direct, WED_0900, ALWAYS)["reason"] == "opted_out"
     later = start_campaign(db, "Depois")
     assert db.execute("SELECT count(*) AS n FROM outbox WHERE campanha_id = %s", (later,)).fetchone()["n"] == 0
+
+
+# ---------------------------------------------------------------- ops lookup
+
+OPS_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
+
+
+@pytest.fixture
+def ops_client(test_env):
+    from starlette.testclient import TestClient
+
+    from app.api import create_app
+    from app.config import load_settings
+
+    with TestClient(create_app(load_settings("api", {**test_env, "JWT_SECRET_KEY": OPS_SECRET}))) as client:
+        yield client
+
+
+def test_ops_finds_a_doctor_by_any_form_of_her_address(ops_client, db):
+    from app.ops_auth import mint_ops_token
+
+    imported, duplicate = two_rows_of_ana(db)
+    db.execute("UPDATE clientes SET lid = '555@lid' WHERE id = %s", (imported,))
+    headers = {"authorization": f"Bearer {mint_ops_token(OPS_SECRET, 'marina', 5)}"}
+    for address in (WITH_NINE, WITHOUT_NINE, f"{WITHOUT_NINE}:4@s.whatsapp.net", "+55 31 98765-4321", "555@lid"):
+        response = ops_client.get("/ops/doctor", params={"address": address}, headers=headers)
+        assert response.status_code == 200, (address, response.text)
+        found = response.json()
+        assert (found["id"], found["telefone"], found["outras_linhas"]) == (imported, WITH_NINE, [duplicate])
+    assert ops_client.get("/ops/doctor", params={"address": "551133334444"}, headers=headers).status_code == 404
+    assert ops_client.get("/ops/doctor", headers=headers).status_code == 400
+    assert ops_client.get("/ops/doctor", params={"address": WITH_NINE}).status_code == 401
