@@ -7,6 +7,7 @@ when the database is behind.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,21 @@ ALEMBIC_INI = ROOT / "alembic.ini"
 def read_sql(name: str) -> str:
     """Text of `db/<name>`; raises FileNotFoundError naming the file."""
     return (DB_DIR / name).read_text(encoding="utf-8")
+
+
+_FUNCTION = re.compile(r"^CREATE OR REPLACE FUNCTION .*?^\$\$;$", re.MULTILINE | re.DOTALL)
+
+
+def read_sql_functions(name: str) -> str:
+    """The `CREATE OR REPLACE FUNCTION` statements of `db/<name>`, without its table DDL.
+
+    For re-applying the functions of a file that also holds (frozen) table DDL.
+    Raises ValueError when the file has none.
+    """
+    found = _FUNCTION.findall(read_sql(name))
+    if not found:
+        raise ValueError(f"db/{name} has no CREATE OR REPLACE FUNCTION statement")
+    return "\n\n".join(found) + "\n"
 
 
 def alembic_config(database_url: str | None = None):  # -> alembic.config.Config

@@ -13,16 +13,17 @@ Revises: 0010
 from __future__ import annotations
 
 from alembic import op
-from app.schema import read_sql
+from app.schema import read_sql, read_sql_functions
 
 revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
 
-# Replaceable files whose functions changed with this revision and can be
-# re-applied whole (files that also hold table DDL cannot).
+# Replaceable files whose functions changed with this revision, re-applied
+# whole; outreach.sql also holds frozen table DDL, so only its functions.
 FUNCTION_FILES = ("identity.sql", "inbound.sql", "tools.sql", "importer.sql", "health.sql")
+FUNCTIONS_OF = ("outreach.sql",)
 
 UPGRADE = """
 ALTER TABLE public.clientes
@@ -49,6 +50,8 @@ def upgrade() -> None:
     op.execute(UPGRADE)
     for name in FUNCTION_FILES:
         op.execute(read_sql(name))
+    for name in FUNCTIONS_OF:
+        op.execute(read_sql_functions(name))
     op.execute("SELECT public.secure_public_schema()")
 
 
