@@ -420,6 +420,9 @@ BEGIN
         linhas_movidas := NULL;
         IF p_apply THEN
             PERFORM public._lock_identity('phone:' || public.phone_key(_d.mantido_telefone));
+            -- A concurrent merge may have folded this pair while we waited.
+            CONTINUE WHEN (SELECT count(*) FROM public.clientes AS c
+                            WHERE c.id IN (_d.mantido_id, _d.removido_id)) < 2;
             linhas_movidas := public.merge_clientes(_d.mantido_id, _d.removido_id, _d.motivo);
         END IF;
         RETURN NEXT;
