@@ -4,6 +4,7 @@ julia dev                 everything on an embedded Postgres, with stand-ins
 julia api | worker        one process each (production shape)
 julia run                 the container entrypoint: RUN_MODE=api|worker|scheduler
 julia db upgrade|current|bootstrap|lint|import|copy
+julia doctors merge --dry-run|--yes   fold rows that are one doctor (12/13-digit forms)
 julia pause|resume --reason R, julia status
 julia token --subject NAME [--minutes N]   an operator JWT for the ops API
 julia kb reindex          embed knowledge chunks that are new, changed or of another model
@@ -190,6 +191,35 @@ def cmd_db_copy(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+def _describe(telefone: str | None, nome: str | None, cliente_id: int) -> str:
+    return f"#{cliente_id} {telefone or '-'} ({nome or 'sem nome'})"
+
+
+def cmd_doctors_merge(args: argparse.Namespace) -> None:
+    settings = _settings("cli")
+    _require_schema(settings)
+    with _connect(settings) as conn:
+        try:
+            rows = conn.execute(queries["merge_duplicate_clientes"], {"apply": args.yes}).fetchall()
+        except psycopg.errors.RaiseException as exc:
+            raise CommandError(exc.diag.message_primary or str(exc)) from None
+    verb = "merged" if args.yes else "would merge"
+    for r in rows:
+        moved = f", {r['linhas_movidas']} references moved" if r["linhas_movidas"] is not None else ""
+        print(
+            f"{verb} {_describe(r['removido_telefone'], r['removido_nome'], r['removido_id'])} into "
+            f"{_describe(r['mantido_telefone'], r['mantido_nome'], r['mantido_id'])}: {r['motivo']}; "
+            f"{r['conversas']} conversations, {r['mensagens']} messages"
+            f"{', opted out' if r['opt_out'] else ''}{moved}"
+        )
+    if not rows:
+        print("no duplicate doctors")
+    elif args.yes:
+        print(f"merged {len(rows)} duplicate rows; the removed rows are kept in clientes_fusoes")
+    else:
+        print(f"dry run: {len(rows)} duplicate rows would be merged; run with --yes to merge them")
+
+
 def _state(conn: psycopg.Connection) -> dict:
     row = conn.execute(queries["julia_state"]).fetchone()
     return {**row, "since": row["since"].isoformat() if row["since"] else None}
@@ -307,6 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan with row counts, write nothing")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)")
     p.set_defaults(func=cmd_db_copy)
+
+    doctors = sub.add_parser("doctors", help="doctors (clientes): one record per person").add_subparsers(
+        dest="doctors_command", required=True, metavar="DOCTORS_COMMAND"
+    )
+    p = doctors.add_parser("merge", help="merge rows that are one doctor (Brazil's 12/13-digit forms); an opt-out wins")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dry-run", action="store_true", help="list the duplicates, change nothing")
+    mode.add_argument("--yes", action="store_true", help="merge them")
+    p.set_defaults(func=cmd_doctors_merge)
 
     p = sub.add_parser("pause", help="pause Julia (nothing is sent; inbound is still stored)")
     p.add_argument("--reason", required=True)

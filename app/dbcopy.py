@@ -73,6 +73,12 @@ FLUSH_BYTES = 256 * 1024
 PARALLEL_TABLES = 2
 TINY_TABLE_BYTES = 1024 * 1024
 STAGING = sql.Identifier("julia_copy_staging")
+# A copied doctor must not become a second record of a person the target
+# already has under another id (Brazil's 12/13-digit forms, a LID): the
+# identity rule of db/identity.sql decides, and such rows are left out.
+SAME_PERSON = {
+    "clientes": sql.SQL("public.other_row_of_person(s.id, s.telefone, s.lid) IS NOT NULL"),
+}
 
 # Both sessions render values the same way, so row hashes compare across databases.
 STABLE_OUTPUT = """
@@ -205,6 +211,7 @@ class TableResult:
     kept_differs: int
     missing: int
     corrupted: int
+    same_person: int
     source_checksum: str
     target_checksum: str
     seconds: float
@@ -285,6 +292,7 @@ def verify(
     inserted: int,
     seconds: float,
     size: int,
+    same_person: int = 0,
 ) -> TableResult:
     """Compare the target's rows before and after the copy with the source's, key by key (key → row hash)."""
     missing = kept = corrupted = 0
@@ -306,6 +314,7 @@ def verify(
         kept_differs=kept,
         missing=missing,
         corrupted=corrupted,
+        same_person=same_person,
         source_checksum=checksum(source, source),
         target_checksum=checksum(source, after),
         seconds=seconds,
@@ -520,11 +529,12 @@ def copy_table(
     table: TablePlan,
     progress: Callable[[int, int], None],
     source_free: Callable[[], None] = lambda: None,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """Stream one table into a staging table and insert what is missing, in one transaction.
 
     `source_free` is called once the source connection has nothing more to do
-    for this copy. Returns (rows inserted, bytes streamed). Raises psycopg
+    for this copy. Returns (rows inserted, bytes streamed, rows left out because
+    the target has the same doctor under another id). Raises psycopg
     errors; the target's transaction is then rolled back and nothing of this
     table is written.
     """
@@ -558,17 +568,29 @@ def copy_table(
         progress(rows, streamed)
         source_free()
         overriding = sql.SQL("OVERRIDING SYSTEM VALUE") if table.overriding else sql.SQL("")
+        same_person = 0
+        keep = sql.SQL("")
+        if table.name in SAME_PERSON:
+            rule = SAME_PERSON[table.name]
+            same_person = target.execute(
+                sql.SQL(
+                    "SELECT count(*) AS n FROM {staging} AS s "
+                    "WHERE NOT EXISTS (SELECT 1 FROM {rel} AS t WHERE t.id = s.id) AND {rule}"
+                ).format(staging=STAGING, rel=relation, rule=rule)
+            ).fetchone()["n"]
+            keep = sql.SQL("WHERE NOT ({rule})").format(rule=rule)
         inserted = target.execute(
             sql.SQL(
-                "INSERT INTO {rel} ({cols}) {overriding} SELECT {cols} FROM {staging} ON CONFLICT DO NOTHING"
-            ).format(rel=relation, cols=cols, overriding=overriding, staging=STAGING)
+                "INSERT INTO {rel} ({cols}) {overriding} SELECT {cols} FROM {staging} AS s {keep} "
+                "ON CONFLICT DO NOTHING"
+            ).format(rel=relation, cols=cols, overriding=overriding, staging=STAGING, keep=keep)
         ).rowcount
         for column, sequence in table.sequences:
             max_query = sql.SQL("SELECT max({col}) AS max_id FROM {rel}").format(
                 col=sql.Identifier(column), rel=relation
             )
             target.execute(sql.SQL(ADVANCE_SEQUENCE).format(max_query=max_query), {"sequence": sequence})
-    return inserted, streamed
+    return inserted, streamed, same_person
 
 
 class _Unverified(Exception):
@@ -628,7 +650,7 @@ def copy_all(
             task = bar.add_task(table.name, total=table.source_rows, bytes=0)
             before = row_hashes(target, table.name, table.key, table.columns)
             started = time.perf_counter()
-            inserted, size = copy_table(
+            inserted, size, same_person = copy_table(
                 source,
                 target,
                 table,
@@ -650,7 +672,9 @@ def copy_all(
             "table copied",
             extra={"action": "db_copy_table", "table": table.name, "inserted": inserted, "seconds": seconds},
         )
-        return verify(table.name, hashes, before, after, inserted=inserted, seconds=seconds, size=size)
+        return verify(
+            table.name, hashes, before, after, inserted=inserted, seconds=seconds, size=size, same_person=same_person
+        )
 
     jobs = max(1, min(jobs, len(tables)))
     # Bars only on a terminal; logs and CI get the verification table.
@@ -732,6 +756,7 @@ def results_table(results: Sequence[TableResult]) -> Table:
     for r in results:
         if not r.ok:
             problems = [f"{r.missing:,} missing"] * bool(r.missing) + [f"{r.corrupted:,} differ"] * bool(r.corrupted)
+            problems += [f"{r.same_person:,} same doctor under another id"] * bool(r.same_person)
             status = Text("FAIL: " + ", ".join(problems), style="bold red")
         elif r.kept_differs:
             status = Text(f"ok, {r.kept_differs:,} kept (differs)", style="yellow")
@@ -868,6 +893,14 @@ def run_copy(
             "another key already holds one of their unique values) or copied rows differ",
             style="bold red",
         )
+        doubles = sum(r.same_person for r in results)
+        if doubles:
+            out.print(
+                f"{doubles:,} doctors were left out: the target already has each under another id (another form "
+                "of the number, Brazil's 12/13 digits, or the same LID); run `julia doctors merge` on the source "
+                "or copy them by hand",
+                style="bold red",
+            )
     else:
         kept = sum(r.kept_differs for r in results)
         note = f"; {kept:,} rows the target already had with other content were kept" if kept else ""

@@ -27,6 +27,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
+from app.phones import e164_digits
 from app.queries import queries
 from app.schema import DB_DIR
 
@@ -46,6 +47,8 @@ class Source:
     name: str
     query: str
     table: str | None = None
+    # Columns holding a typed phone, written as E.164 digits before the row goes to SQL.
+    phones: tuple[str, ...] = ()
 
 
 # Dependency order: a row may only name things loaded by an earlier file.
@@ -56,8 +59,8 @@ SOURCES = (
     Source(name="periodos", query="import_periodo"),
     Source(name="tipos_vaga", query="import_lookup", table="tipos_vaga"),
     Source(name="formas_recebimento", query="import_lookup", table="formas_recebimento"),
-    Source(name="medicos", query="import_medico"),
-    Source(name="vagas", query="import_vaga"),
+    Source(name="medicos", query="import_medico", phones=("telefone",)),
+    Source(name="vagas", query="import_vaga", phones=("reservada_por",)),
     Source(name="conhecimento", query="import_conhecimento"),
     Source(name="diretrizes", query="import_diretriz"),
     Source(name="prompts", query="import_prompt"),
@@ -143,6 +146,7 @@ def _load_file(conn: psycopg.Connection, source: Source, file: Path) -> FileRepo
     cur = conn.cursor(row_factory=tuple_row)
     with conn.transaction():
         for line, row in _read_rows(file):
+            row = _with_e164_phones(row, source.phones)
             try:
                 found = cur.execute(queries[source.query], {"row": Jsonb(row), "table": source.table}).fetchone()
             except psycopg.OperationalError:
@@ -152,6 +156,16 @@ def _load_file(conn: psycopg.Connection, source: Source, file: Path) -> FileRepo
                 raise ImportFailed(f"{file.name} line {line}: {reason}") from exc
             counts[found[0] if found else "skipped"] += 1
     return FileReport(file=file.name, inserted=counts["inserted"], updated=counts["updated"], skipped=counts["skipped"])
+
+
+def _with_e164_phones(row: dict[str, Any], columns: tuple[str, ...]) -> dict[str, Any]:
+    """The row with each typed phone as E.164 digits; what is not a phone is left for SQL to refuse."""
+    out = dict(row)
+    for column in columns:
+        value = out.get(column)
+        if isinstance(value, str) and (digits := e164_digits(value)):
+            out[column] = digits
+    return out
 
 
 def _read_rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:

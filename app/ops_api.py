@@ -79,6 +79,19 @@ async def ops_handoffs(request: Request) -> JSONResponse:
     return JSONResponse({"handoffs": await _value(request, "ops_open_handoffs")})
 
 
+async def ops_doctor(request: Request) -> JSONResponse:
+    """GET /ops/doctor?address=5531...: the doctor an address names, in any of its forms."""
+    if (refused := _refusal(request)) is not None:
+        return refused
+    address = request.query_params.get("address", "").strip()
+    if not address:
+        return _error(400, "'address' is required: a phone (any form), a WhatsApp JID or a LID")
+    doctor = await _value(request, "ops_doctor", address=address)
+    if doctor is None:
+        return _error(404, f"no doctor has the address {address!r}")
+    return JSONResponse(doctor)
+
+
 async def handoff_context(request: Request) -> JSONResponse:
     """GET /handoff/context?token=JWT (or Bearer): the conversation a handoff link names."""
     settings: Settings = request.state.settings
@@ -105,5 +118,6 @@ ROUTES: list[BaseRoute] = [
     Route("/ops/queues", ops_queues, methods=["GET"]),
     Route("/ops/conversations", ops_conversations, methods=["GET"]),
     Route("/ops/handoffs", ops_handoffs, methods=["GET"]),
+    Route("/ops/doctor", ops_doctor, methods=["GET"]),
     Route("/handoff/context", handoff_context, methods=["GET"]),
 ]

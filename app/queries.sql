@@ -160,6 +160,20 @@ SELECT public.record_delivery_status(%(message_id)s, %(status)s, %(error_code)s,
 -- WhatsApp refuses this doctor: no more proactive outreach
 SELECT public.mark_contact_blocked(%(cliente_id)s, %(motivo)s);
 
+-- record_whatsapp_check --
+-- Record Evolution's onWhatsApp answer for a doctor; the address to send to (NULL: not on WhatsApp)
+SELECT public.record_whatsapp_check(%(cliente_id)s, %(jid)s, %(exists)s) AS address;
+
+-- ops_doctor --
+-- The doctor an address names in any form (13/12 digits, JID, LID), for operators
+SELECT public.ops_doctor(%(address)s) AS result;
+
+-- merge_duplicate_clientes --
+-- Rows that are one person (12/13-digit forms): list them, or with apply merge them
+SELECT mantido_id, removido_id, mantido_telefone, removido_telefone, mantido_nome, removido_nome, motivo,
+       conversas, mensagens, opt_out, linhas_movidas
+  FROM public.merge_duplicate_clientes(%(apply)s);
+
 -- dispatch_outreach --
 -- Defer send jobs for queued proactive rows, within the window's capacity
 SELECT outbox_id FROM public.dispatch_outreach(%(policy)s::jsonb, %(now)s) AS d (outbox_id);

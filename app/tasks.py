@@ -179,16 +179,21 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
     s = rt.settings
     job_id = context.job.id
     log = {"outbox_id": outbox_id, "job_id": job_id}
-    claim = await _one(
-        rt,
-        "claim_send_slot",
-        outbox_id=outbox_id,
-        job_id=job_id,
-        app_env=s.app_env,
-        project_ref=s.supabase_project_ref,
-        policy=Jsonb(s.send_policy()),
-        now=None,
-    )
+    claim_params = {
+        "outbox_id": outbox_id,
+        "job_id": job_id,
+        "app_env": s.app_env,
+        "project_ref": s.supabase_project_ref,
+        "policy": Jsonb(s.send_policy()),
+        "now": None,
+    }
+    claim = await _one(rt, "claim_send_slot", **claim_params)
+    if claim["reason"] == "verify_number":
+        # First proactive message to this doctor: ask WhatsApp which form of her number exists.
+        verified = await _verify_number(rt, context, claim, log)
+        if verified != "verified":
+            return verified
+        claim = await _one(rt, "claim_send_slot", **claim_params)
     if not claim["claimed"]:
         level = logging.WARNING if claim["reason"] in ("guard", "reply_loop_cap") else logging.INFO
         logger.log(
@@ -227,6 +232,32 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
     await _one(rt, "mark_outbox_sent", outbox_id=outbox_id, job_id=job_id, evolution_id=sent.message_id)
     logger.info("message sent", extra={"action": "send_done", "evolution_id": sent.message_id, **log})
     return "sent"
+
+
+async def _verify_number(rt: Runtime, context: JobContext, claim: dict[str, Any], log: dict[str, Any]) -> str:
+    """Ask Evolution (onWhatsApp) which form of the doctor's number exists and record it in SQL.
+
+    Returns "verified", or "not_on_whatsapp" (the row failed; the doctor is marked
+    and never checked again). Evolution failures are retried like a send.
+    """
+    try:
+        checks = await rt.evolution.check_numbers([claim["number"]])
+    except EvolutionError as exc:
+        logger.warning("number check failed", extra={"action": "number_check_failed", "error": str(exc), **log})
+        if context.job.attempts + 1 >= RETRY.max_attempts:
+            return await _handle_failure(rt, context, exc, outbox_id=log["outbox_id"], final_attempt=True)
+        raise TransientError(str(exc)) from exc
+    check = next((c for c in checks if c.number == claim["number"]), checks[0] if checks else None)
+    if check is None:
+        raise TransientError(f"Evolution did not answer for {claim['number']}")
+    address = (
+        await _one(rt, "record_whatsapp_check", cliente_id=claim["cliente_id"], jid=check.jid, exists=check.exists)
+    )["address"]
+    logger.info(
+        "number checked",
+        extra={"action": "number_checked", "cliente_id": claim["cliente_id"], "exists": check.exists, **log},
+    )
+    return "verified" if address else "not_on_whatsapp"
 
 
 def _typing_ms(text: str) -> int:

@@ -44,8 +44,10 @@ def prepare(url: str, rows: int) -> list[int]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE public.outbox, public.send_counters, public.clientes RESTART IDENTITY CASCADE")
         conn.execute(
-            "INSERT INTO public.clientes (telefone, nome) "
-            "SELECT '55119' || lpad(g::text, 8, '0'), 'Bench ' || g FROM generate_series(1, %s) AS g",
+            # Numbers WhatsApp already confirmed: the gate is measured, not the onWhatsApp check.
+            "INSERT INTO public.clientes (telefone, nome, whatsapp_numero) "
+            "SELECT '55119' || lpad(g::text, 8, '0'), 'Bench ' || g, '55119' || lpad(g::text, 8, '0') "
+            "FROM generate_series(1, %s) AS g",
             (rows,),
         )
         conn.execute(

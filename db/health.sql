@@ -19,7 +19,7 @@ AS $$
            ('table', 'procrastinate_jobs'), ('table', 'procrastinate_periodic_defers'),
            ('table', 'vagas'), ('table', 'conhecimento_julia'), ('table', 'campanhas'),
            ('table', 'send_counters'), ('table', 'metricas_conversa'),
-           ('table', 'chatwoot_mensagens'), ('table', 'notificacoes'),
+           ('table', 'chatwoot_mensagens'), ('table', 'notificacoes'), ('table', 'clientes_fusoes'),
            ('view', 'campaign_sends'), ('view', 'campaign_metrics');
 $$;
 

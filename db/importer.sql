@@ -421,7 +421,7 @@ $$;
 -- Doctors
 ------------------------------------------------------------
 
--- Upsert one doctor by telefone: {telefone, nome, crm, especialidade, regiao,
+-- Upsert one doctor by telefone, in any of its forms: {telefone, nome, crm, especialidade, regiao,
 -- cidade, tags, preferencias, opt_out}. Tags are added, preferencias merged;
 -- opt_out = sim opts the doctor out, and nothing here ever opts one back in.
 CREATE OR REPLACE FUNCTION public.import_medico(p jsonb)
@@ -441,6 +441,7 @@ DECLARE
     _opt_out boolean := coalesce(public._import_boolean('import_medico', 'opt_out', p ->> 'opt_out'), false);
     _preferencias jsonb;
     _inserted boolean;
+    _existing bigint;
 BEGIN
     IF _telefone !~ '^[0-9]{8,15}$' OR _raw ~ '[A-Za-z]' THEN
         RAISE EXCEPTION 'import_medico: telefone ''%'' must have 8 to 15 digits', _raw;
@@ -457,11 +458,17 @@ BEGIN
         RAISE EXCEPTION 'import_medico: preferencias ''%'' is not a JSON object', p ->> 'preferencias';
     END IF;
 
-    INSERT INTO public.clientes AS c (telefone, nome, crm, especialidade_id, regiao, cidade, tags, preferencias,
-                                      opt_out, opt_out_em, opt_out_motivo)
-    VALUES (_telefone, _nome, _crm, _especialidade_id, _regiao, _cidade, _tags, coalesce(_preferencias, '{}'),
-            _opt_out, CASE WHEN _opt_out THEN pg_catalog.now() END, CASE WHEN _opt_out THEN 'importação' END)
-    ON CONFLICT (telefone) DO UPDATE
+    -- The same person in another form (12/13 digits) is this row (db/identity.sql).
+    PERFORM public._lock_identity('phone:' || public.phone_key(_telefone));
+    _existing := public.find_cliente(_telefone);
+    IF _existing IS NULL THEN
+        INSERT INTO public.clientes (telefone, nome, crm, especialidade_id, regiao, cidade, tags, preferencias,
+                                     opt_out, opt_out_em, opt_out_motivo)
+        VALUES (_telefone, _nome, _crm, _especialidade_id, _regiao, _cidade, _tags, coalesce(_preferencias, '{}'),
+                _opt_out, CASE WHEN _opt_out THEN pg_catalog.now() END, CASE WHEN _opt_out THEN 'importação' END);
+        RETURN 'inserted';
+    END IF;
+    UPDATE public.clientes AS c
        SET nome = coalesce(_nome, c.nome),
            crm = coalesce(_crm, c.crm),
            especialidade_id = coalesce(_especialidade_id, c.especialidade_id),
@@ -474,13 +481,14 @@ BEGIN
            opt_out_em = CASE WHEN _opt_out AND NOT c.opt_out THEN pg_catalog.now() ELSE c.opt_out_em END,
            opt_out_motivo = CASE WHEN _opt_out AND NOT c.opt_out THEN 'importação' ELSE c.opt_out_motivo END,
            updated_at = pg_catalog.now()
-     WHERE (c.nome, c.crm, c.especialidade_id, c.regiao, c.cidade, c.opt_out)
-           IS DISTINCT FROM (coalesce(_nome, c.nome), coalesce(_crm, c.crm),
-                             coalesce(_especialidade_id, c.especialidade_id), coalesce(_regiao, c.regiao),
-                             coalesce(_cidade, c.cidade), c.opt_out OR _opt_out)
-        OR NOT (c.tags @> _tags)
-        OR NOT (c.preferencias @> coalesce(_preferencias, '{}'))
-    RETURNING c.xmax = 0 INTO _inserted;
+     WHERE c.id = _existing
+       AND ((c.nome, c.crm, c.especialidade_id, c.regiao, c.cidade, c.opt_out)
+            IS DISTINCT FROM (coalesce(_nome, c.nome), coalesce(_crm, c.crm),
+                              coalesce(_especialidade_id, c.especialidade_id), coalesce(_regiao, c.regiao),
+                              coalesce(_cidade, c.cidade), c.opt_out OR _opt_out)
+            OR NOT (c.tags @> _tags)
+            OR NOT (c.preferencias @> coalesce(_preferencias, '{}')))
+    RETURNING false INTO _inserted;
     RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
 END;
 $$;
@@ -530,8 +538,7 @@ BEGIN
         RAISE EXCEPTION 'import_vaga: status ''%'' is not aberta, reservada, preenchida or cancelada', p ->> 'status';
     END IF;
     IF _reservada IS NOT NULL THEN
-        SELECT c.id INTO _reservada_por FROM public.clientes AS c
-         WHERE c.telefone = pg_catalog.regexp_replace(_reservada, '[^0-9]', '', 'g');
+        _reservada_por := public.find_cliente(_reservada);
         IF _reservada_por IS NULL THEN
             RAISE EXCEPTION 'import_vaga: reservada_por ''%'' is not a known doctor telefone', _reservada;
         END IF;

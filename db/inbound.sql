@@ -17,60 +17,6 @@ AS $$
 $$;
 
 ------------------------------------------------------------
--- Doctor identity (LID-aware)
-------------------------------------------------------------
-
--- Find or create the cliente for a phone and/or LID, learning the
--- LID<->phone pair whenever one event carries both.
-CREATE OR REPLACE FUNCTION public.resolve_cliente(p_phone text, p_lid text, p_nome text)
-RETURNS bigint
-LANGUAGE plpgsql
-SET search_path = ''
-AS $$
-DECLARE
-    _id bigint;
-BEGIN
-    IF p_phone IS NULL AND p_lid IS NULL THEN
-        RAISE EXCEPTION 'resolve_cliente: neither phone nor LID given';
-    END IF;
-    IF p_phone IS NOT NULL THEN
-        SELECT c.id INTO _id FROM public.clientes AS c WHERE c.telefone = p_phone;
-    END IF;
-    IF _id IS NULL AND p_lid IS NOT NULL THEN
-        SELECT c.id INTO _id FROM public.clientes AS c WHERE c.lid = p_lid;
-    END IF;
-    IF _id IS NULL THEN
-        INSERT INTO public.clientes (telefone, lid, nome)
-        VALUES (p_phone, p_lid, nullif(p_nome, ''))
-        ON CONFLICT DO NOTHING
-        RETURNING id INTO _id;
-        IF _id IS NULL THEN
-            -- A concurrent insert won; read its row.
-            SELECT c.id INTO _id FROM public.clientes AS c
-             WHERE c.telefone = p_phone OR c.lid = p_lid
-             ORDER BY c.id LIMIT 1;
-        END IF;
-        RETURN _id;
-    END IF;
-    -- Learn what this event adds, never overwriting a known value with another
-    -- row's (a LID already tied to a different doctor is left alone).
-    UPDATE public.clientes AS c
-       SET telefone = coalesce(c.telefone, p_phone),
-           lid = CASE WHEN c.lid IS NULL
-                       AND NOT EXISTS (SELECT 1 FROM public.clientes AS o WHERE o.lid = p_lid)
-                      THEN p_lid ELSE c.lid END,
-           nome = coalesce(c.nome, nullif(p_nome, '')),
-           updated_at = now()
-     WHERE c.id = _id
-       AND ((c.telefone IS NULL AND p_phone IS NOT NULL
-             AND NOT EXISTS (SELECT 1 FROM public.clientes AS o WHERE o.telefone = p_phone))
-            OR (c.lid IS NULL AND p_lid IS NOT NULL)
-            OR (c.nome IS NULL AND nullif(p_nome, '') IS NOT NULL));
-    RETURN _id;
-END;
-$$;
-
-------------------------------------------------------------
 -- Processing (worker)
 ------------------------------------------------------------
 
@@ -114,7 +60,7 @@ BEGIN
     -- so a retry does not send it again.
     IF _from_me THEN
         SELECT * INTO _echo FROM public.outbox AS o
-         WHERE o.number IN (_phone, _lid)
+         WHERE (public.phone_key(o.number) = public.phone_key(_phone) OR o.number = _lid)
            AND (o.evolution_message_id = _message_id
                 OR (o.state IN ('claimed', 'queued', 'deferred') AND o.texto = _m ->> 'text'
                     AND o.updated_at > clock_timestamp() - interval '1 hour'))
@@ -141,7 +87,12 @@ BEGIN
         END IF;
     END IF;
 
+    -- One person whatever form the address takes (db/identity.sql).
     _cliente_id := public.resolve_cliente(_phone, _lid, CASE WHEN _from_me THEN NULL ELSE _m ->> 'push_name' END);
+    IF NOT _from_me THEN
+        -- The form she writes from is the one that exists: answer and send there.
+        PERFORM public.learn_whatsapp_number(_cliente_id, _phone);
+    END IF;
     _at := coalesce(to_timestamp((_m ->> 'timestamp')::bigint), clock_timestamp());
 
     INSERT INTO public.conversations (cliente_id, reply_jid)
@@ -174,8 +125,12 @@ BEGIN
     ELSIF _interacao_id IS NOT NULL THEN
         UPDATE public.conversations AS c
            SET last_inbound_at = greatest(c.last_inbound_at, _at),
-               -- Answer to the phone when known; a LID-only doctor gets the LID.
-               reply_jid = coalesce(_phone, (SELECT cl.telefone FROM public.clientes AS cl WHERE cl.id = _cliente_id), _lid, c.reply_jid),
+               -- Answer to the form she writes from; then to the form WhatsApp
+               -- confirmed, the stored phone, and for a LID-only doctor the LID.
+               reply_jid = coalesce(public.jid_phone(_phone),
+                                    (SELECT coalesce(cl.whatsapp_numero, cl.telefone)
+                                       FROM public.clientes AS cl WHERE cl.id = _cliente_id),
+                                    _lid, c.reply_jid),
                updated_at = now()
          WHERE c.id = _conversation_id;
         _job_id := public.defer_reply(_conversation_id);

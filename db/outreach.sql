@@ -105,6 +105,7 @@ DECLARE
     _reclaim boolean;
     _last_touch timestamptz;
     _oldest_reply timestamptz;
+    _address text;
     _hour timestamp := date_trunc('hour', _now AT TIME ZONE 'America/Sao_Paulo');
     _day timestamp := date_trunc('day', _now AT TIME ZONE 'America/Sao_Paulo');
 BEGIN
@@ -139,9 +140,14 @@ BEGIN
         reason := 'guard';
     ELSIF public.julia_is_paused() THEN
         reason := 'paused';
-    ELSIF _proactive AND _cliente.opt_out THEN
+    ELSIF _proactive AND public.person_opted_out(_cliente.id) THEN
+        -- Any address of this person opted out (db/identity.sql).
         UPDATE public.outbox SET state = 'failed', refusal = 'opted_out', updated_at = now() WHERE id = p_outbox_id;
         reason := 'opted_out'; RETURN;
+    ELSIF _proactive AND _cliente.sem_whatsapp_em IS NOT NULL THEN
+        -- Evolution said this number is not on WhatsApp: not tried again.
+        UPDATE public.outbox SET state = 'failed', refusal = 'not_on_whatsapp', updated_at = now() WHERE id = p_outbox_id;
+        reason := 'not_on_whatsapp'; RETURN;
     ELSIF _proactive AND _cliente.bloqueado_em IS NOT NULL THEN
         UPDATE public.outbox SET state = 'failed', refusal = 'blocked', updated_at = now() WHERE id = p_outbox_id;
         reason := 'blocked'; RETURN;
@@ -174,8 +180,15 @@ BEGIN
     END IF;
 
     IF reason IS NULL AND _proactive THEN
+        _address := public.send_address(_row.cliente_id);
         IF public.next_business_opening(_p, _now) <> _now THEN
             reason := 'outside_hours'; next_at := public.next_business_opening(_p, _now);
+        ELSIF _address IS NULL THEN
+            -- Which form of her number exists is not known yet: the send job
+            -- asks Evolution (onWhatsApp), records the answer with
+            -- record_whatsapp_check() and claims again. No slot is taken.
+            reason := 'verify_number'; number := coalesce(_cliente.telefone, _row.number);
+            RETURN;
         ELSE
             -- Messages in flight count too: two claims a second apart are two touches.
             SELECT max(coalesce(o.sent_at, o.claimed_at)) INTO _last_touch FROM public.outbox AS o
@@ -208,11 +221,13 @@ BEGIN
         RETURN;
     END IF;
 
+    -- A proactive message goes to the form WhatsApp confirmed for her.
     UPDATE public.outbox AS o
        SET state = 'claimed', claimed_by_job = p_job_id, claimed_at = _now, refusal = NULL,
-           attempts = o.attempts + 1, updated_at = now()
+           attempts = o.attempts + 1, number = CASE WHEN _proactive THEN _address ELSE o.number END,
+           updated_at = now()
      WHERE o.id = p_outbox_id
-    RETURNING o.attempts INTO attempts;
+    RETURNING o.attempts, o.number INTO attempts, number;
     claimed := true; reason := 'claimed';
 END;
 $$;
@@ -340,8 +355,10 @@ BEGIN
 END;
 $$;
 
--- Doctors a campaign's filter selects: with a phone, not opted out, not
--- blocked, matching specialty/region/tags and untouched for N days.
+-- Doctors a campaign's filter selects: with a phone, not opted out (on
+-- any of their addresses), not blocked, not known to be off WhatsApp,
+-- matching specialty/region/tags and untouched for N days; one row per
+-- person (the oldest, until duplicates are merged).
 CREATE OR REPLACE FUNCTION public.campaign_audience(p_campanha_id bigint)
 RETURNS SETOF bigint
 LANGUAGE plpgsql STABLE
@@ -357,7 +374,10 @@ BEGIN
     RETURN QUERY
     SELECT cl.id
       FROM public.clientes AS cl
-     WHERE cl.telefone IS NOT NULL AND NOT cl.opt_out AND cl.bloqueado_em IS NULL
+     WHERE cl.telefone IS NOT NULL AND NOT cl.opt_out AND cl.bloqueado_em IS NULL AND cl.sem_whatsapp_em IS NULL
+       AND NOT EXISTS (SELECT 1 FROM public.clientes AS o
+                        WHERE o.id <> cl.id AND public.phone_key(o.telefone) = public.phone_key(cl.telefone)
+                          AND (o.opt_out OR o.id < cl.id))
        AND (NOT _f ? 'especialidades' OR cl.especialidade_id IN (
                 SELECT public.resolve_especialidade(x) FROM jsonb_array_elements_text(_f -> 'especialidades') AS x))
        AND (NOT _f ? 'regioes' OR public.normalize_text(cl.regiao) IN (
@@ -412,7 +432,8 @@ BEGIN
     END IF;
     UPDATE public.campanhas SET status = 'ativa', updated_at = now() WHERE id = p_campanha_id;
     INSERT INTO public.outbox (idempotency_key, kind, campanha_id, cliente_id, number, texto)
-    SELECT format('campaign:%s:%s', p_campanha_id, cl.id), 'campaign', p_campanha_id, cl.id, cl.telefone,
+    SELECT format('campaign:%s:%s', p_campanha_id, cl.id), 'campaign', p_campanha_id, cl.id,
+           coalesce(cl.whatsapp_numero, cl.telefone),
            public.render_template(_k.template, cl.id)
       FROM public.campaign_audience(p_campanha_id) AS a (id)
       JOIN public.clientes AS cl ON cl.id = a.id
@@ -553,11 +574,12 @@ DECLARE
     _n integer;
 BEGIN
     WITH due AS (
-        SELECT c.id, c.cliente_id, cl.telefone, cl.nome
+        SELECT c.id, c.cliente_id, coalesce(cl.whatsapp_numero, cl.telefone) AS telefone, cl.nome
           FROM public.conversations AS c
           JOIN public.clientes AS cl ON cl.id = c.cliente_id
          WHERE c.interesse_em IS NOT NULL AND c.follow_up_em IS NULL
-           AND NOT c.handoff_ativo AND NOT cl.opt_out AND cl.bloqueado_em IS NULL AND cl.telefone IS NOT NULL
+           AND NOT c.handoff_ativo AND NOT public.person_opted_out(cl.id) AND cl.bloqueado_em IS NULL
+           AND cl.sem_whatsapp_em IS NULL AND cl.telefone IS NOT NULL
            AND c.last_outbound_at IS NOT NULL AND c.last_outbound_at < _now - p_after
            AND (c.last_inbound_at IS NULL OR c.last_inbound_at < c.last_outbound_at)
            AND NOT EXISTS (SELECT 1 FROM public.vagas AS v WHERE v.reservada_por = c.cliente_id

@@ -226,7 +226,8 @@ AS $$
     RETURNING true;
 $$;
 
--- The doctor asked not to be contacted: never message him proactively again.
+-- The doctor asked not to be contacted: never message him proactively again,
+-- at any of his addresses (every row of the person, until they are merged).
 CREATE OR REPLACE FUNCTION public.registrar_opt_out(p_conversation_id bigint, p_motivo text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -234,18 +235,17 @@ SET search_path = ''
 AS $$
 DECLARE
     _already boolean;
+    _cliente_id bigint;
 BEGIN
-    SELECT cl.opt_out INTO _already
-      FROM public.conversations AS c JOIN public.clientes AS cl ON cl.id = c.cliente_id
-     WHERE c.id = p_conversation_id;
+    SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'registrar_opt_out: conversation % not found', p_conversation_id;
     END IF;
+    _already := public.person_opted_out(_cliente_id);
     UPDATE public.clientes AS cl
        SET opt_out = true, opt_out_em = coalesce(cl.opt_out_em, clock_timestamp()),
            opt_out_motivo = coalesce(nullif(p_motivo, ''), cl.opt_out_motivo, 'pedido do médico'), updated_at = now()
-      FROM public.conversations AS c
-     WHERE c.id = p_conversation_id AND cl.id = c.cliente_id;
+     WHERE cl.id IN (SELECT public.same_person_ids(_cliente_id)) AND NOT cl.opt_out;
     RETURN jsonb_build_object('ok', true, 'ja_registrado', _already,
                               'mensagem', 'Opt-out registrado: nenhuma mensagem proativa será enviada.');
 END;

@@ -1,4 +1,5 @@
-"""Evolution API v2 client: send a text, show a typing presence.
+"""Evolution API v2 client: send a text, show a typing presence, ask which
+numbers are on WhatsApp.
 
 Errors are split into transient (retry later: timeouts, 5xx, 429) and
 permanent (4xx: the request itself is wrong or the contact is unreachable).
@@ -7,7 +8,9 @@ permanent (4xx: the request itself is wrong or the contact is unreachable).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -27,6 +30,15 @@ class EvolutionError(Exception):
 class SentMessage:
     message_id: str | None
     status: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NumberCheck:
+    """One answer of onWhatsApp: the number asked, the JID WhatsApp knows it by, whether it exists."""
+
+    number: str
+    jid: str
+    exists: bool
 
 
 class EvolutionClient:
@@ -66,7 +78,24 @@ class EvolutionClient:
         except EvolutionError as exc:
             logger.info("presence not sent", extra={"action": "presence_failed", "status": exc.status})
 
-    async def _post(self, path: str, body: dict[str, object]) -> dict:
+    async def check_numbers(self, numbers: Sequence[str]) -> list[NumberCheck]:
+        """POST /chat/whatsappNumbers/{instance}: which form of each number exists.
+
+        Evolution answers a list of ``{jid, exists, number, name?, lid?}``; for a
+        Brazilian mobile ``jid`` is the form (12 or 13 digits) WhatsApp knows.
+        Raises EvolutionError, also when the answer is not such a list.
+        """
+        path = f"/chat/whatsappNumbers/{self._instance}"
+        data = await self._post(path, {"numbers": list(numbers)})
+        if not isinstance(data, list):
+            raise EvolutionError(f"Evolution answered {path} without a list", status=None, transient=True)
+        checks = []
+        for item in data:
+            if isinstance(item, dict) and isinstance(item.get("jid"), str) and isinstance(item.get("number"), str):
+                checks.append(NumberCheck(number=item["number"], jid=item["jid"], exists=item.get("exists") is True))
+        return checks
+
+    async def _post(self, path: str, body: dict[str, object]) -> Any:
         if self._missing:
             raise EvolutionError(
                 f"Evolution is not configured: {', '.join(self._missing)}", status=None, transient=False

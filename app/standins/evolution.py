@@ -1,4 +1,5 @@
-"""Stand-in for the Evolution API v2 endpoints Julia calls (send text, presence, read)."""
+"""Stand-in for the Evolution API v2 endpoints Julia calls (send text, presence,
+read, onWhatsApp number check)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ class EvolutionStandin(StandinServer):
     `unknown_lids` holds "NNN@lid" numbers that sendText refuses with 400
     `exists: false`, as Evolution does for LIDs it cannot resolve. The request's own
     `delay` (typing simulation) is only honoured when `honor_delay=True`.
+
+    WhatsApp accounts: by default every phone exists in the form it is asked
+    for. After `set_accounts(...)` only those numbers exist, in exactly that
+    form (the 12-digit JID of an old Brazilian account, say): whatsappNumbers
+    answers like Evolution (a Brazilian number is found in either form), and
+    sendText to any other phone answers 400 `exists: false`.
     """
 
     def __init__(
@@ -63,6 +70,8 @@ class EvolutionStandin(StandinServer):
         self._failures: deque[Reply] = deque()
         self._delay = 0.0
         self._ids: set[str] = set()
+        self._accounts: set[str] | None = None
+        self._checks: list[list[str]] = []
 
     # ------------------------------------------------------------------ public API
 
@@ -82,6 +91,16 @@ class EvolutionStandin(StandinServer):
         with self._lock:
             self._failures.extend([reply] * times)
 
+    def set_accounts(self, *numbers: str) -> None:
+        """From now on only these phones (digits, exact form) are on WhatsApp."""
+        with self._lock:
+            self._accounts = {to_jid(n) for n in numbers}
+
+    def number_checks(self) -> list[list[str]]:
+        """The `numbers` of every whatsappNumbers call, oldest first."""
+        with self._lock:
+            return [list(numbers) for numbers in self._checks]
+
     def set_delay(self, seconds: float) -> None:
         """Make every sendText wait `seconds` before answering."""
         with self._lock:
@@ -94,6 +113,8 @@ class EvolutionStandin(StandinServer):
             self._sent.clear()
             self._failures.clear()
             self._delay = 0.0
+            self._accounts = None
+            self._checks.clear()
 
     # ------------------------------------------------------------------ routes
 
@@ -106,6 +127,7 @@ class EvolutionStandin(StandinServer):
             ("message", "sendText"): self._send_text,
             ("chat", "sendPresence"): self._send_presence,
             ("chat", "markMessageAsRead"): self._mark_read,
+            ("chat", "whatsappNumbers"): self._whatsapp_numbers,
         }
         route = routes.get((parts[0], parts[1])) if len(parts) == 3 else None
         if route is None or request.method != "POST":
@@ -130,6 +152,8 @@ class EvolutionStandin(StandinServer):
         if "@lid" in number and number in self.unknown_lids:
             detail = {"jid": number, "exists": False, "number": number}
             return evolution_error(400, [detail])
+        if "@" not in number and not self._exists(to_jid(number)):
+            return evolution_error(400, [{"jid": to_jid(number), "exists": False, "number": number}])
         now = time.time()
         message_id = self._new_id()
         with self._lock:
@@ -147,6 +171,24 @@ class EvolutionStandin(StandinServer):
                 "source": "unknown",
             },
         )
+
+    def _exists(self, jid: str) -> bool:
+        with self._lock:
+            return self._accounts is None or jid in self._accounts
+
+    def _whatsapp_numbers(self, instance: str, body: dict[str, Any]) -> Reply:
+        # Evolution's whatsappNumber(): 200 with [{jid, exists, number, name?}], one per number asked.
+        numbers = body.get("numbers")
+        if not isinstance(numbers, list) or not numbers or not all(isinstance(n, str) for n in numbers):
+            return evolution_error(400, ['"numbers" must be an array of numeric strings'])
+        with self._lock:
+            self._checks.append(list(numbers))
+        answers = []
+        for number in numbers:
+            asked = to_jid(number)
+            found = next((jid for jid in _brazilian_forms(asked) if self._exists(jid)), None)
+            answers.append({"jid": found or asked, "exists": found is not None, "number": number})
+        return json_reply(200, answers)
 
     def _send_presence(self, instance: str, body: dict[str, Any]) -> Reply:
         if not body.get("number") or not body.get("presence"):
@@ -171,3 +213,13 @@ class EvolutionStandin(StandinServer):
                 if candidate not in self._ids:
                     self._ids.add(candidate)
                     return candidate
+
+
+def _brazilian_forms(jid: str) -> list[str]:
+    """The JIDs Evolution tries for a number: a Brazilian one with and without the ninth digit."""
+    user, _, domain = jid.partition("@")
+    if not user.startswith("55") or len(user) not in (12, 13):
+        return [jid]
+    with_nine = user if len(user) == 13 and user[4] == "9" else f"{user[:4]}9{user[4:]}"
+    without_nine = user if len(user) == 12 else user[:4] + user[5:]
+    return list(dict.fromkeys([jid, f"{with_nine}@{domain}", f"{without_nine}@{domain}"]))

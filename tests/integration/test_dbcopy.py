@@ -267,6 +267,23 @@ def test_a_source_key_lost_to_another_unique_key_fails_verification(source: str,
     assert "verification FAILED for especialidades" in result.stdout
 
 
+def test_a_doctor_the_target_has_in_another_form_is_not_copied_as_a_second_record(source: str, target: str) -> None:
+    # DEV has her with the ninth digit; PROD already has her 12-digit form under another id.
+    execute(source, "UPDATE clientes SET telefone = '5531987654321' WHERE id = (SELECT min(id) FROM clientes)")
+    execute(
+        target, "INSERT INTO clientes (id, telefone, nome) OVERRIDING SYSTEM VALUE VALUES (9000, '553187654321', 'Ana')"
+    )
+
+    result = run_cli("--from", source, "--to", target, "--tables", "especialidades", "clientes", "--yes")
+
+    assert result.returncode == 1
+    assert "1 doctors were left out" in " ".join(result.stdout.split())
+    with psycopg.connect(target) as conn:
+        rows = conn.execute("SELECT id FROM clientes WHERE phone_key(telefone) = '5531987654321'").fetchall()
+        assert rows == [(9000,)]
+        assert conn.execute("SELECT count(*) FROM clientes").fetchone()[0] == 300  # 299 copied + hers
+
+
 def test_arrays_of_types_whose_oids_differ_go_as_text(source: str, target: str) -> None:
     # Binary arrays carry their element type's oid, which differs between databases for a user type.
     for url in (source, target):

@@ -109,7 +109,10 @@ def test_schema_endpoint_reports_current_and_expected(api_client):
 def test_rate_limit_endpoint_counts_proactive_sends_against_the_limits(db, test_env):
     policy = Jsonb({"weekdays": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59"})
     for n, kind in enumerate(("campaign", "follow_up", "reply")):
-        cliente = db.execute("INSERT INTO clientes (telefone) VALUES (%s) RETURNING id", (f"551190000000{n}",))
+        phone = f"551190000000{n}"  # a number WhatsApp confirmed: no onWhatsApp check
+        cliente = db.execute(
+            "INSERT INTO clientes (telefone, whatsapp_numero) VALUES (%s, %s) RETURNING id", (phone, phone)
+        )
         outbox = db.execute(
             "INSERT INTO outbox (idempotency_key, kind, cliente_id, number, texto) "
             "VALUES (%s, %s, %s, '5511900000001', 'oi') RETURNING id",

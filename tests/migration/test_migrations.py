@@ -107,3 +107,25 @@ def test_downgrade_to_0002_and_upgrade_again(empty_url):
     schema.upgrade(empty_url)
     with connect(empty_url) as conn:
         assert_works_and_is_clean(conn)
+
+
+def test_0012_on_a_database_with_duplicate_doctors_keeps_them_for_the_merge_and_renews_functions(empty_url):
+    schema.upgrade(empty_url, "0010")
+    with connect(empty_url) as conn:
+        # A doctor twice (imported 13 digits, created by her 12-digit JID), and a
+        # function as an earlier release left it: the upgrade must re-apply the new one.
+        conn.execute("INSERT INTO clientes (telefone, nome) VALUES ('5531987654321', 'Ana'), ('553187654321', NULL)")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION public.campaign_audience(p_campanha_id bigint) RETURNS SETOF bigint "
+            "LANGUAGE sql STABLE SET search_path = '' AS $$ SELECT id FROM public.clientes $$"
+        )
+    schema.upgrade(empty_url)
+    with connect(empty_url) as conn:
+        assert_works_and_is_clean(conn)
+        pairs = conn.execute("SELECT mantido_telefone, removido_telefone FROM duplicate_clientes()").fetchall()
+        assert pairs == [{"mantido_telefone": "5531987654321", "removido_telefone": "553187654321"}]
+        body = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'campaign_audience'").fetchone()["prosrc"]
+        assert "phone_key" in body
+        merged = conn.execute("SELECT count(*) AS n FROM merge_duplicate_clientes(true)").fetchone()["n"]
+        assert merged == 1
+        assert conn.execute("SELECT count(*) AS n FROM clientes").fetchone()["n"] == 1

@@ -224,3 +224,38 @@ def test_delay_and_reset(evolution: EvolutionStandin) -> None:
     evolution.reset()
 
     assert evolution.sent_texts() == [] and evolution.requests == []
+
+
+# ---------------------------------------------------------------- Evolution: onWhatsApp
+
+
+def whatsapp_numbers(standin: EvolutionStandin, body: object, apikey: str = KEY) -> httpx.Response:
+    return httpx.post(f"{standin.url}/chat/whatsappNumbers/julia", headers={"apikey": apikey}, json=body, timeout=5)
+
+
+def test_whatsapp_numbers_answers_like_evolution_with_the_form_that_exists(evolution: EvolutionStandin) -> None:
+    evolution.set_accounts("553187654321", "5511981677736")
+    response = whatsapp_numbers(evolution, {"numbers": ["5531987654321", "551181677736", "551133334444"]})
+
+    assert response.status_code == 200
+    assert response.json() == [
+        {"jid": "553187654321@s.whatsapp.net", "exists": True, "number": "5531987654321"},
+        {"jid": "5511981677736@s.whatsapp.net", "exists": True, "number": "551181677736"},
+        {"jid": "551133334444@s.whatsapp.net", "exists": False, "number": "551133334444"},
+    ]
+    assert evolution.number_checks() == [["5531987654321", "551181677736", "551133334444"]]
+    # sendText reaches only the form that exists.
+    assert send_text(evolution, "5531987654321", "Oi").status_code == 400
+    assert send_text(evolution, "553187654321", "Oi").status_code == 201
+
+
+def test_whatsapp_numbers_by_default_every_number_exists_as_asked(evolution: EvolutionStandin) -> None:
+    response = whatsapp_numbers(evolution, {"numbers": ["14155552671"]})
+    assert response.json() == [{"jid": "14155552671@s.whatsapp.net", "exists": True, "number": "14155552671"}]
+
+
+def test_whatsapp_numbers_checks_apikey_and_body(evolution: EvolutionStandin) -> None:
+    assert whatsapp_numbers(evolution, {"numbers": ["5511981677736"]}, apikey="wrong").status_code == 401
+    bad = whatsapp_numbers(evolution, {"numbers": "5511981677736"})
+    assert bad.status_code == 400
+    assert bad.json()["response"]["message"] == ['"numbers" must be an array of numeric strings']
