@@ -25,8 +25,16 @@ def new_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10, name:
     if parse_database_url(settings.database_url).is_transaction_pooler:
         # A transaction pooler cannot keep prepared statements between transactions.
         kwargs["prepare_threshold"] = None
+    # Connections are checked when taken: after a database restart a stale
+    # one is replaced instead of failing the caller.
     return AsyncConnectionPool(
-        settings.database_url, min_size=min_size, max_size=max_size, open=False, name=name, kwargs=kwargs
+        settings.database_url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        name=name,
+        kwargs=kwargs,
+        check=AsyncConnectionPool.check_connection,
     )
 
 
