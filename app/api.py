@@ -32,6 +32,9 @@ from app.webhook_auth import webhook_authorized
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
+# A webhook waits this long for a database connection, then answers 503 (Evolution retries):
+# answering fast beats holding Evolution's request through an outage.
+WEBHOOK_DB_WAIT_SECONDS = 3.0
 
 
 class State(TypedDict):
@@ -78,7 +81,7 @@ async def evolution_webhook(request: Request) -> JSONResponse:
     name = normalize_event_name(str(body.get("event") or request.path_params.get("event") or ""))
     message = {"v": 1, "event": name, "message": event.to_json(), "raw": raw_data}
     try:
-        async with request.state.pool.connection() as conn:
+        async with request.state.pool.connection(timeout=WEBHOOK_DB_WAIT_SECONDS) as conn:
             cur = await conn.execute(queries["enqueue_inbound"], {"message": Jsonb(message)})
             row = await cur.fetchone()
     except psycopg.Error as exc:
@@ -94,7 +97,7 @@ async def _record_statuses(request: Request, updates: list[StatusUpdate]) -> JSO
     """messages.update: one SQL call per status (usually one) records it."""
     matched = 0
     try:
-        async with request.state.pool.connection() as conn:
+        async with request.state.pool.connection(timeout=WEBHOOK_DB_WAIT_SECONDS) as conn:
             for update in updates:
                 cur = await conn.execute(
                     queries["record_delivery_status"],

@@ -19,7 +19,9 @@ from app.integrations.evolution import EvolutionClient
 from app.integrations.llm import LLMClient
 
 
-def new_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10, name: str = "julia") -> AsyncConnectionPool:
+def new_pool(
+    settings: Settings, *, min_size: int = 1, max_size: int = 10, name: str = "julia", timeout: float = 30.0
+) -> AsyncConnectionPool:
     """An unopened async pool on DATABASE_URL (autocommit, dict rows)."""
     kwargs: dict[str, object] = {"autocommit": True, "row_factory": dict_row}
     if parse_database_url(settings.database_url).is_transaction_pooler:
@@ -34,6 +36,7 @@ def new_pool(settings: Settings, *, min_size: int = 1, max_size: int = 10, name:
         open=False,
         name=name,
         kwargs=kwargs,
+        timeout=timeout,
         check=AsyncConnectionPool.check_connection,
     )
 

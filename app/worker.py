@@ -17,7 +17,7 @@ import signal
 import time
 
 import procrastinate
-from psycopg_pool import AsyncConnectionPool
+import psycopg
 
 from app import inbound, tasks
 from app.config import Settings
@@ -34,6 +34,7 @@ BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 10.0
 # A job worker that ran this long before it stopped starts again without delay.
 HEALTHY_RUN_SECONDS = 60.0
+DB_WAIT_SECONDS = 5.0
 
 
 async def run_worker(
@@ -51,7 +52,11 @@ async def run_worker(
     Raises PermanentDatabaseError (or what else failed) when the worker cannot go on.
     """
     stop = stop or _stop_on_signals()
-    pool = runtime.pool if runtime else new_pool(settings, max_size=settings.worker_concurrency + 4)
+    pool = (
+        runtime.pool
+        if runtime
+        else new_pool(settings, max_size=settings.worker_concurrency + 4, timeout=DB_WAIT_SECONDS)
+    )
     if runtime is None:
         await pool.open(wait=True, timeout=30)
     rt = runtime or build_runtime(settings, pool)
@@ -59,8 +64,14 @@ async def run_worker(
     # its own connection options (and checks each connection it takes, so
     # none left from before a database restart fails a job), and a closed
     # pool is never reused.
+    # A call waits at most DB_WAIT_SECONDS for a connection: when the database
+    # is gone procrastinate gives up soon and is restarted once it is back.
     connector = procrastinate.PsycopgConnector(
-        conninfo=settings.database_url, min_size=1, max_size=settings.worker_concurrency + 2, name="procrastinate"
+        conninfo=settings.database_url,
+        min_size=1,
+        max_size=settings.worker_concurrency + 2,
+        name="procrastinate",
+        timeout=DB_WAIT_SECONDS,
     )
     try:
         with tasks.app.replace_connector(connector):
@@ -146,7 +157,7 @@ async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event) -
                 "error": describe(cause) if cause else "listener or heartbeat lost the database",
             },
         )
-        await wait_for_database(rt.pool, stop, component="jobs")
+        await wait_for_database(settings.database_url, stop, component="jobs")
         await _sleep(stop, backoff)
         backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
@@ -170,17 +181,30 @@ async def _rescue_forever(rt: Runtime, stop: asyncio.Event) -> None:
             logger.warning("rescue skipped: database unavailable", extra={"action": "rescue_db_unavailable"})
 
 
-async def wait_for_database(pool: AsyncConnectionPool, stop: asyncio.Event, *, component: str) -> None:
-    """Ping with growing pauses until the database answers (or `stop`).
+async def wait_for_database_at_start(database_url: str) -> bool:
+    """Before start-up: wait (with growing pauses) until the database answers;
+    False when SIGINT/SIGTERM came first. A database restarting while a worker
+    starts must not look like a failure to the platform's restart policy."""
+    stop = _stop_on_signals()
+    await wait_for_database(database_url, stop, component="startup", quiet_if_up=True)
+    return not stop.is_set()
 
-    Raises PermanentDatabaseError when the database answers with a refusal
-    that waiting will not fix (credentials, missing database or schema).
+
+async def wait_for_database(
+    database_url: str, stop: asyncio.Event, *, component: str, quiet_if_up: bool = False
+) -> None:
+    """Connect with growing pauses until the database answers (or `stop`).
+
+    A connection of its own, not the pool's: a pool only says "timeout",
+    while the server says why it refuses. Raises PermanentDatabaseError when
+    that refusal is one waiting will not fix (credentials, missing database).
     """
     backoff = BACKOFF_FIRST_SECONDS
     down_since = time.monotonic()
     while not stop.is_set():
         try:
-            async with pool.connection(timeout=5) as conn:
+            conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True, connect_timeout=5)
+            async with conn:
                 await conn.execute(queries["ping"])
         except asyncio.CancelledError:
             raise
@@ -198,7 +222,10 @@ async def wait_for_database(pool: AsyncConnectionPool, stop: asyncio.Event, *, c
             )
             await _sleep(stop, backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+            quiet_if_up = False
             continue
+        if quiet_if_up:
+            return
         logger.warning(
             "database is back",
             extra={

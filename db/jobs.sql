@@ -72,7 +72,8 @@ SET search_path = ''
 AS $$
 DECLARE
     _job record;
-    _waiting record;
+    _waiting_id bigint;
+    _waiting_at timestamptz;
 BEGIN
     IF p_since IS NULL OR p_since < interval '0' THEN
         RAISE EXCEPTION 'rescue_stalled_jobs: the stalled-worker window must be a positive interval, got %', p_since;
@@ -85,21 +86,22 @@ BEGIN
          ORDER BY j.id
          FOR UPDATE SKIP LOCKED
     LOOP
-        _waiting := NULL;
+        _waiting_id := NULL;
+        _waiting_at := NULL;
         IF _job.queueing_lock IS NOT NULL THEN
-            SELECT t.id, t.scheduled_at INTO _waiting
+            SELECT t.id, t.scheduled_at INTO _waiting_id, _waiting_at
               FROM public.procrastinate_jobs AS t
              WHERE t.queueing_lock = _job.queueing_lock AND t.status = 'todo'
              FOR UPDATE;
-            IF _waiting.id IS NOT NULL THEN
-                PERFORM public.procrastinate_cancel_job_v1(_waiting.id, false, false);
+            IF _waiting_id IS NOT NULL THEN
+                PERFORM public.procrastinate_cancel_job_v1(_waiting_id, false, false);
             END IF;
         END IF;
         PERFORM public.procrastinate_retry_job_v2(
-            _job.id, greatest(coalesce(_waiting.scheduled_at, clock_timestamp()), clock_timestamp()), NULL, NULL, NULL);
+            _job.id, greatest(coalesce(_waiting_at, clock_timestamp()), clock_timestamp()), NULL, NULL, NULL);
         job_id := _job.id;
         task_name := _job.task_name;
-        replaced_job_id := _waiting.id;
+        replaced_job_id := _waiting_id;
         RETURN NEXT;
     END LOOP;
 END;

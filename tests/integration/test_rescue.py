@@ -119,6 +119,14 @@ def test_rescue_leaves_jobs_of_live_workers_alone(db):
     assert len(db.execute("SELECT * FROM rescue_stalled_jobs('30 seconds')").fetchall()) == 1
 
 
+def test_a_stalled_job_without_a_queueing_lock_is_rescued(db):
+    db.execute("DELETE FROM procrastinate_jobs")
+    db.execute("SELECT defer_job('periodic_rescue_stalled_jobs', '{\"timestamp\": 1}', 'periodic')")
+    stalled = fetch_as(db, dead_worker(db), "periodic")
+    rescued = db.execute("SELECT * FROM rescue_stalled_jobs('30 seconds')").fetchall()
+    assert rescued == [{"job_id": stalled["id"], "task_name": "periodic_rescue_stalled_jobs", "replaced_job_id": None}]
+
+
 def test_the_owed_reply_sweep_answers_a_conversation_whose_only_job_is_stuck(db):
     store(db, "Oi")
     db.execute("UPDATE interacoes SET created_at = now() - interval '10 minutes'")
