@@ -301,22 +301,39 @@ def run_chaos(
     )
 
 
-def fuzz(api_url: str, secret: str, bodies: Iterable[bytes]) -> tuple[collections.Counter[int], list[int], list[str]]:
-    """Post each body once; returns the status histogram, the msg_ids queued,
-    and the problems found (a 5xx, or a 4xx without a reason)."""
-    statuses: collections.Counter[int] = collections.Counter()
-    queued: list[int] = []
-    problems: list[str] = []
+@dataclass
+class FuzzResult:
+    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+    queued: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    events: list[tuple[float, float, int]] = field(default_factory=list)  # (sent at, answered at, status)
+
+    def problems_outside(self, outages: list[tuple[float, float]]) -> list[str]:
+        """The problems, plus every 503 answered to a request that overlapped no outage."""
+        late = [
+            f"503 at {t0:.2f}-{t1:.2f} outside the outages {outages}"
+            for t0, t1, status in self.events
+            if status == 503 and not any(t0 <= end and t1 >= begin for begin, end in outages)
+        ]
+        return self.problems + late
+
+
+def fuzz(api_url: str, secret: str, bodies: Iterable[bytes]) -> FuzzResult:
+    """Post each body once; records statuses, queued msg_ids and problems
+    (a 5xx other than 503, a 4xx without a reason)."""
+    result = FuzzResult()
     headers = {"x-webhook-secret": secret, "content-type": "application/json"}
     with httpx.Client(timeout=30) as client:
         for body in bodies:
+            started = time.monotonic()
             response = client.post(f"{api_url}/webhooks/evolution", content=body, headers=headers)
-            statuses[response.status_code] += 1
-            if response.status_code >= 500:
-                problems.append(f"{response.status_code} {response.text[:200]} for {body[:200]!r}")
-            elif response.status_code >= 400:
-                if not response.json().get("error"):
-                    problems.append(f"{response.status_code} without a reason for {body[:200]!r}")
-            elif response.json().get("status") == "queued":
-                queued.append(response.json()["msg_id"])
-    return statuses, queued, problems
+            status = response.status_code
+            result.events.append((started, time.monotonic(), status))
+            result.statuses[status] += 1
+            if status >= 500 and status != 503:
+                result.problems.append(f"{status} {response.text[:200]} for {body[:200]!r}")
+            elif status >= 400 and not response.json().get("error"):
+                result.problems.append(f"{status} without a reason for {body[:200]!r}")
+            elif status < 300 and response.json().get("status") == "queued":
+                result.queued.append(response.json()["msg_id"])
+    return result
