@@ -451,6 +451,8 @@ def test_slack_outage_keeps_the_notification_and_retries(db, slack, start_worker
     start_worker()
     wait_for(lambda: slack.texts(), timeout=20)
     assert "pausada" in slack.texts()[0]
+    # Slack has the text a moment before the worker records it as sent.
+    wait_for(lambda: db.execute("SELECT state FROM notificacoes").fetchone()["state"] != "pending", timeout=10)
     row = db.execute("SELECT state, attempts FROM notificacoes").fetchone()
     assert row == {"state": "sent", "attempts": 2}
 
