@@ -5,7 +5,6 @@ the LLM or Evolution; a webhook becomes one SQL call.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -21,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from app import chatwoot_webhook, ops_api, schema, slack_commands
+from app import chatwoot_webhook, ops_api, schema, slack_commands, storable_json
 from app.config import Settings
+from app.db_errors import is_connection_error
 from app.evolution_events import Ignored, InvalidEvent, StatusUpdate, normalize_event_name, parse_event
 from app.ops_auth import Unauthorized, verify_ops_token
 from app.queries import queries
@@ -32,6 +32,9 @@ from app.webhook_auth import webhook_authorized
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
+# A webhook waits this long for a database connection, then answers 503 (Evolution retries):
+# answering fast beats holding Evolution's request through an outage.
+WEBHOOK_DB_WAIT_SECONDS = 3.0
 
 
 class State(TypedDict):
@@ -57,9 +60,16 @@ async def evolution_webhook(request: Request) -> JSONResponse:
     if len(raw) > MAX_BODY_BYTES:
         return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
     try:
-        body = json.loads(raw)
+        body, unclean = storable_json.loads(raw)
+    except storable_json.NotStorable as exc:
+        return error(422, f"body cannot be stored: {exc}")
     except (ValueError, UnicodeDecodeError) as exc:
         return error(400, f"malformed JSON: {exc}")
+    raw_data = body.get("data") if isinstance(body, dict) else None
+    if unclean:
+        # NUL / lone surrogates: Julia reads the text without them, the raw payload keeps them escaped.
+        raw_data = storable_json.escaped(raw_data)
+        body = storable_json.readable(body)
     try:
         event = parse_event(body, request.path_params.get("event"))
     except InvalidEvent as exc:
@@ -69,15 +79,13 @@ async def evolution_webhook(request: Request) -> JSONResponse:
     if isinstance(event, list):
         return await _record_statuses(request, event)
     name = normalize_event_name(str(body.get("event") or request.path_params.get("event") or ""))
-    message = {"v": 1, "event": name, "message": event.to_json(), "raw": body.get("data")}
+    message = {"v": 1, "event": name, "message": event.to_json(), "raw": raw_data}
     try:
-        async with request.state.pool.connection() as conn:
+        async with request.state.pool.connection(timeout=WEBHOOK_DB_WAIT_SECONDS) as conn:
             cur = await conn.execute(queries["enqueue_inbound"], {"message": Jsonb(message)})
             row = await cur.fetchone()
     except psycopg.Error as exc:
-        # 503 makes Evolution deliver again later; nothing was stored.
-        logger.error("enqueue failed", extra={"action": "webhook_enqueue_failed", "error": type(exc).__name__})
-        return error(503, "database unavailable, retry later")
+        return _database_failure(exc, "webhook_enqueue_failed")
     logger.info(
         "webhook queued",
         extra={"action": "webhook_queued", "msg_id": row["msg_id"], "message_id": event.message_id},
@@ -89,22 +97,37 @@ async def _record_statuses(request: Request, updates: list[StatusUpdate]) -> JSO
     """messages.update: one SQL call per status (usually one) records it."""
     matched = 0
     try:
-        async with request.state.pool.connection() as conn:
+        async with request.state.pool.connection(timeout=WEBHOOK_DB_WAIT_SECONDS) as conn:
             for update in updates:
                 cur = await conn.execute(
                     queries["record_delivery_status"],
                     {
                         "message_id": update.message_id,
                         "status": update.status,
-                        "error_code": update.error_code,
+                        # Evolution's messages.update carries no error code.
+                        "error_code": None,
                         "remote_jid": update.remote_jid,
                     },
                 )
                 matched += (await cur.fetchone())["outbox_id"] is not None
     except psycopg.Error as exc:
-        logger.error("status update failed", extra={"action": "webhook_status_failed", "error": type(exc).__name__})
-        return error(503, "database unavailable, retry later")
+        return _database_failure(exc, "webhook_status_failed")
     return JSONResponse({"status": "recorded", "updates": len(updates), "matched": matched})
+
+
+def _database_failure(exc: psycopg.Error, action: str) -> JSONResponse:
+    """Nothing was stored: 4xx when the data is at fault (Evolution must not
+    retry it), 503 when the database is (Evolution delivers again later)."""
+    if isinstance(exc, psycopg.DataError | psycopg.IntegrityError):
+        reason = (exc.diag.message_primary or type(exc).__name__)[:200]
+        logger.warning("webhook refused by the database", extra={"action": action, "error": reason})
+        return error(422, f"body cannot be stored: {reason}")
+    unavailable = is_connection_error(exc)
+    logger.error(
+        "webhook not stored",
+        extra={"action": action, "error": type(exc).__name__, "database_unavailable": unavailable},
+    )
+    return error(503, "database unavailable, retry later" if unavailable else "database error, retry later")
 
 
 async def health(request: Request) -> JSONResponse:
@@ -118,7 +141,10 @@ async def health_ready(request: Request) -> JSONResponse:
         async with request.state.pool.connection(timeout=5) as conn:
             await conn.execute(queries["ping"])
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
-        return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        logger.warning("database unavailable", extra={"action": "health_db_unavailable", "error": type(exc).__name__})
+        return JSONResponse(
+            {"status": "unavailable", "database": "unreachable", "error": type(exc).__name__}, status_code=503
+        )
     return JSONResponse({"status": "ready", "database": "ok"})
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from app import storable_json
 from app.config import Settings
 from app.integrations.chatwoot import MARKER
 from app.queries import queries
@@ -148,11 +148,17 @@ async def chatwoot_webhook(request: Request) -> JSONResponse:
             logger.warning("chatwoot webhook refused", extra={"action": "chatwoot_webhook_refused", "reason": str(exc)})
             return _error(401, str(exc))
     try:
-        event = parse_event(
-            json.loads(raw), account_id=settings.chatwoot_account_id, inbox_id=settings.chatwoot_inbox_id
-        )
+        body, unclean = storable_json.loads(raw)
+    except storable_json.NotStorable as exc:
+        return _error(422, f"body cannot be stored: {exc}")
     except (ValueError, UnicodeDecodeError) as exc:
         return _error(400, f"malformed JSON: {exc}")
+    try:
+        event = parse_event(
+            storable_json.readable(body) if unclean else body,
+            account_id=settings.chatwoot_account_id,
+            inbox_id=settings.chatwoot_inbox_id,
+        )
     except InvalidEvent as exc:
         return _error(400, f"not a Chatwoot event: {exc}")
     if isinstance(event, Ignored):
@@ -173,6 +179,10 @@ async def chatwoot_webhook(request: Request) -> JSONResponse:
                     queries["resolve_chatwoot_conversation"], {"chatwoot_conversation_id": event.conversation_id}
                 )
             row = await cur.fetchone()
+    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        reason = (exc.diag.message_primary or type(exc).__name__)[:200]
+        logger.warning("chatwoot webhook refused", extra={"action": "chatwoot_webhook_failed", "error": reason})
+        return _error(422, f"body cannot be stored: {reason}")
     except psycopg.Error as exc:
         logger.error("chatwoot webhook not stored", extra={"action": "chatwoot_webhook_failed", "error": str(exc)})
         return _error(503, "database unavailable, retry later")

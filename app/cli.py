@@ -89,16 +89,26 @@ def cmd_api(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace, *, scheduler: bool = False) -> None:
-    from app.worker import PERIODIC_QUEUES, run_worker
+    from app.db_errors import PermanentDatabaseError
+    from app.worker import PERIODIC_QUEUES, run_worker, wait_for_database_at_start
 
     role = "scheduler" if scheduler else "worker"
     settings = _settings(role)
     _require_direct_connection(settings, role)
+    try:
+        if not asyncio.run(wait_for_database_at_start(settings.database_url)):
+            return  # stopped while waiting
+    except PermanentDatabaseError as exc:
+        raise CommandError(f"{role} cannot start: the database refuses it: {exc}") from None
     _require_schema(settings)
-    if scheduler:
-        asyncio.run(run_worker(settings, consume_inbound=False, queues=PERIODIC_QUEUES))
-    else:
-        asyncio.run(run_worker(settings))
+    try:
+        if scheduler:
+            asyncio.run(run_worker(settings, consume_inbound=False, queues=PERIODIC_QUEUES))
+        else:
+            asyncio.run(run_worker(settings))
+    except PermanentDatabaseError as exc:
+        # Exit non-zero, so an ON_FAILURE restart policy restarts it and operators see it.
+        raise CommandError(f"{role} stopped: the database refuses it: {exc}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> None:

@@ -25,7 +25,14 @@ _WRAPPERS = (
     "editedMessage",
 )
 # Keys Evolution or WhatsApp add next to the content; they are not content.
-_NON_CONTENT = frozenset({"messageContextInfo", "base64", "mediaUrl"})
+# speechToText is Evolution's transcription of an audioMessage beside it.
+_NON_CONTENT = frozenset({"messageContextInfo", "base64", "mediaUrl", "speechToText"})
+# Evolution writes a transcription as "[audio] <text>".
+_SPEECH_PREFIX = "[audio]"
+# WhatsApp key ids are 16-32 characters; a longer one is not WhatsApp's.
+MAX_ID_CHARS = 256
+# Unix seconds up to the year 5138: anything larger is not a timestamp.
+_MAX_UNIX_SECONDS = 10**11
 _PROTOCOL = frozenset({"protocolMessage", "senderKeyDistributionMessage"})
 _MEDIA_TYPES = {
     "imageMessage": "image",
@@ -114,8 +121,9 @@ class StatusUpdate:
     """A messages.update: the delivery status of a message Julia sent."""
 
     message_id: str  # data.keyId: the key.id Evolution returned on sendText
-    status: str  # PENDING, SERVER_ACK, DELIVERY_ACK, READ, PLAYED, ERROR
-    error_code: int | None
+    # PENDING, SERVER_ACK, DELIVERY_ACK, READ, PLAYED, ERROR. Evolution sends
+    # ERROR bare: its messages.update carries no WhatsApp error code.
+    status: str
     remote_jid: str | None
 
 
@@ -123,20 +131,6 @@ DELIVERY_STATUSES = frozenset({"PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", 
 MESSAGES_UPDATE = "messages.update"
 # Fired for messages sent through the API: confirms a send whose HTTP answer was lost.
 SEND_MESSAGE = "send.message"
-
-
-def _error_code(data: dict) -> int | None:
-    """A numeric WhatsApp error code (e.g. 463) wherever Evolution puts it."""
-    stub = data.get("messageStubParameters")
-    candidates = [data.get("errorCode"), data.get("code"), data.get("error")]
-    if isinstance(stub, list) and stub:
-        candidates.append(stub[0])
-    for value in candidates:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-            return int(value)
-    return None
 
 
 def parse_status_updates(data: object) -> list[StatusUpdate]:
@@ -157,9 +151,8 @@ def parse_status_updates(data: object) -> list[StatusUpdate]:
             remote = item.get("remoteJid") or key.get("remoteJid")
             updates.append(
                 StatusUpdate(
-                    message_id=message_id,
+                    message_id=message_id[:MAX_ID_CHARS],
                     status=status,
-                    error_code=_error_code(item),
                     remote_jid=remote if isinstance(remote, str) else None,
                 )
             )
@@ -214,6 +207,8 @@ def parse_event(body: object, path_event: str | None = None) -> InboundMessage |
     message_id = key.get("id")
     if not isinstance(message_id, str) or not message_id:
         return Ignored(event=event, reason="no key.id")
+    if len(message_id) > MAX_ID_CHARS:
+        raise InvalidEvent(f"'key.id' is longer than {MAX_ID_CHARS} characters")
 
     content = _unwrap(data.get("message"))
     kinds = {k for k, v in content.items() if k not in _NON_CONTENT and v is not None}
@@ -232,13 +227,17 @@ def parse_event(body: object, path_event: str | None = None) -> InboundMessage |
         key.get("senderPn"),
         key.get("participantAlt"),
     )
-    lid_jids = (remote_jid, key.get("remoteJidAlt"), key.get("senderLid"))
+    # 2.3.1-2.3.2 replace an @lid remoteJid by senderPn and keep the LID in previousRemoteJid.
+    lid_jids = (remote_jid, key.get("remoteJidAlt"), key.get("senderLid"), key.get("previousRemoteJid"))
+    phone, lid = _first_phone(phone_jids), _first_lid(lid_jids)
+    if phone is None and lid is None:
+        return Ignored(event=event, reason="no phone number or LID to answer")
     return InboundMessage(
         message_id=message_id,
         instance=_text_or_none(body.get("instance")),
-        phone=_first_phone(phone_jids),
+        phone=phone,
         remote_jid=remote_jid,
-        lid=_first_lid(lid_jids),
+        lid=lid,
         from_me=event == SEND_MESSAGE or key.get("fromMe") in (True, "true"),
         push_name=_text_or_none(data.get("pushName")),
         text=_text_of(content),
@@ -267,12 +266,17 @@ def _unwrap(message: object) -> dict:
     return message
 
 
+# A phone number as E.164 digits (what clientes.telefone accepts).
+_PHONE_DIGITS = re.compile(r"[0-9]{8,15}")
+
+
 def _jid_user(jid: object, domain: str) -> str | None:
     """Return the user part of ``jid`` without device suffix if it is in ``domain``."""
     if not isinstance(jid, str) or not jid.endswith(domain):
         return None
     user = jid[: -len(domain)].split(":", 1)[0]
-    return user if _DIGITS.fullmatch(user) else None
+    pattern = _PHONE_DIGITS if domain == "@s.whatsapp.net" else _DIGITS
+    return user if pattern.fullmatch(user) else None
 
 
 def _first_phone(jids: tuple[object, ...]) -> str | None:
@@ -300,11 +304,21 @@ def _text_of(content: dict) -> str | None:
         _field(content, "buttonsResponseMessage", "selectedDisplayText"),
         _field(content, "templateButtonReplyMessage", "selectedDisplayText"),
         _field(content, "listResponseMessage", "title"),
+        _speech_to_text(content),
     ]
     for text in candidates:
         if isinstance(text, str) and text.strip():
             return text
     return None
+
+
+def _speech_to_text(content: dict) -> str | None:
+    """Evolution's transcription of an audio ("[audio] <text>"), as the doctor's words."""
+    text = content.get("speechToText")
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    return text[len(_SPEECH_PREFIX) :].strip() if text.startswith(_SPEECH_PREFIX) else text
 
 
 def _field(content: dict, kind: str, name: str) -> object:
@@ -321,13 +335,15 @@ def _media_type_of(kinds: set[str]) -> str | None:
 
 def _unix_seconds(value: object) -> int | None:
     """Read messageTimestamp given as int, numeric string or protobuf Long object."""
+    seconds = None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
-        return int(value)
-    if isinstance(value, dict) and isinstance(value.get("low"), int) and isinstance(value.get("high"), int):
+        seconds = value
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        seconds = int(value)
+    elif isinstance(value, dict) and isinstance(value.get("low"), int) and isinstance(value.get("high"), int):
         # Long.js keeps two signed 32-bit halves; mask low to read it unsigned.
-        return (value["high"] << 32) | (value["low"] & 0xFFFFFFFF)
-    return None
+        seconds = (value["high"] << 32) | (value["low"] & 0xFFFFFFFF)
+    # Out of range is no timestamp (the arrival time is used): it could never be stored.
+    return seconds if seconds is not None and 0 < seconds < _MAX_UNIX_SECONDS else None

@@ -3,18 +3,22 @@ and the message archived by one SQL call (`process_inbound`).
 
 A message that fails is left for its visibility timeout to expire and is
 read again; after `inbound_max_reads` reads it is archived as poison with
-its error, so nothing is retried forever and nothing is lost.
+its error, so nothing is retried forever and nothing is lost. A lost
+database is not the message's fault: it never counts towards poison, and
+the consumer waits for the database with growing pauses.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from app.config import Settings
+from app.db_errors import describe, is_connection_error
 from app.queries import queries
 
 logger = logging.getLogger(__name__)
@@ -22,6 +26,8 @@ logger = logging.getLogger(__name__)
 BATCH = 20
 POLL_SECONDS = 1
 POLL_INTERVAL_MS = 50
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 10.0
 
 
 async def consume_once(pool: AsyncConnectionPool, settings: Settings, *, poll_seconds: int = POLL_SECONDS) -> int:
@@ -47,7 +53,9 @@ async def _process(conn, settings: Settings, msg: dict) -> None:
     try:
         cur = await conn.execute(queries["process_inbound"], {"msg_id": msg["msg_id"], "body": Jsonb(msg["message"])})
         result = await cur.fetchone()
-    except Exception as exc:  # noqa: BLE001 - any failure: retry after vt, poison after max reads
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise  # the database went away: the message stays queued, read again later
         error = f"{type(exc).__name__}: {exc}"
         if msg["read_ct"] >= settings.inbound_max_reads:
             await conn.execute(
@@ -75,17 +83,29 @@ async def _process(conn, settings: Settings, msg: dict) -> None:
 
 
 async def consume_forever(pool: AsyncConnectionPool, settings: Settings, stop: asyncio.Event) -> None:
-    """Consume until `stop` is set; a database hiccup is logged and retried."""
+    """Consume until `stop` is set.
+
+    A lost database is retried with growing pauses (logged each time);
+    any other failure outside a message (the queue is missing, a bug) is
+    raised, and stops the worker.
+    """
     logger.info("inbound consumer started", extra={"action": "inbound_consumer_start"})
+    backoff = BACKOFF_FIRST_SECONDS
     while not stop.is_set():
         try:
             await consume_once(pool, settings)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the loop must outlive a database hiccup
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
             logger.error(
-                "inbound consumer error",
-                extra={"action": "inbound_consumer_error", "error": f"{type(exc).__name__}: {exc}"},
+                "inbound consumer: database unavailable",
+                extra={"action": "inbound_db_unavailable", "error": describe(exc), "retry_in": backoff},
             )
-            await asyncio.sleep(1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+            continue
+        backoff = BACKOFF_FIRST_SECONDS
     logger.info("inbound consumer stopped", extra={"action": "inbound_consumer_stop"})

@@ -316,6 +316,11 @@ SELECT public.ops_recent_conversations(%(limit)s) AS result;
 -- Conversations a human owns now
 SELECT public.ops_open_handoffs() AS result;
 
+-- rescue_stalled_jobs --
+-- Put the jobs of dead workers back to work (replacing a job waiting under the same queueing lock)
+SELECT job_id, task_name, replaced_job_id
+  FROM public.rescue_stalled_jobs(make_interval(secs => %(seconds)s));
+
 -- sweep_owed_replies --
 -- Re-defer replies still owed after a while with no job for them
 SELECT public.sweep_owed_replies(make_interval(mins => %(minutes)s)) AS deferred;

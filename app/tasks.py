@@ -13,7 +13,7 @@ import procrastinate
 import psycopg
 from procrastinate import JobContext, RetryStrategy
 from psycopg.types.json import Jsonb
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app import agent, conversation, knowledge
 from app.errors import classify
@@ -265,23 +265,27 @@ def _typing_ms(text: str) -> int:
     return min(3000, 400 + 15 * len(text))
 
 
-async def rescue_stalled_jobs(proc_app: procrastinate.App, stalled_seconds: float) -> int:
-    """Put back to 'todo' the jobs of workers that stopped sending heartbeats."""
-    manager = proc_app.job_manager
-    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_seconds)
-    rescued = 0
-    for job in stalled:
-        try:
-            await manager.retry_job(job)
-        except procrastinate.exceptions.ProcrastinateException as exc:
-            # Usually another worker rescued it first.
-            logger.info(
-                "stalled job not rescued", extra={"action": "job_rescue_skipped", "job_id": job.id, "error": str(exc)}
-            )
-            continue
-        rescued += 1
-        logger.warning("stalled job rescued", extra={"action": "job_rescued", "job_id": job.id, "task": job.task_name})
-    return rescued
+async def rescue_stalled_jobs(pool: AsyncConnectionPool, stalled_seconds: float) -> int:
+    """Put back to 'todo' the jobs of workers that stopped sending heartbeats.
+
+    The rule is SQL's (`rescue_stalled_jobs`): a job waiting under the same
+    queueing lock is replaced by the stalled one, so a rescue never collides
+    with procrastinate's one-waiting-job index and never leaves a lock jammed.
+    """
+    async with pool.connection() as conn:
+        cur = await conn.execute(queries["rescue_stalled_jobs"], {"seconds": stalled_seconds})
+        rescued = await cur.fetchall()
+    for job in rescued:
+        logger.warning(
+            "stalled job rescued",
+            extra={
+                "action": "job_rescued",
+                "job_id": job["job_id"],
+                "task": job["task_name"],
+                "replaced_job_id": job["replaced_job_id"],
+            },
+        )
+    return len(rescued)
 
 
 async def _record_run(rt: Runtime, task_name: str, tick: int, result: dict[str, Any]) -> None:
@@ -294,7 +298,7 @@ async def _record_run(rt: Runtime, task_name: str, tick: int, result: dict[str, 
 async def periodic_rescue_stalled_jobs(context: JobContext, timestamp: int) -> dict[str, Any]:
     """Every minute: rescue stalled jobs, release deferred sends that are due, re-drive owed replies."""
     rt = _runtime(context)
-    rescued = await rescue_stalled_jobs(context.app, rt.settings.stalled_worker_seconds)
+    rescued = await rescue_stalled_jobs(rt.pool, rt.settings.stalled_worker_seconds)
     released = (await _one(rt, "release_held_work", replies=False))["deferred"]
     owed = (await _one(rt, "sweep_owed_replies", minutes=OWED_REPLY_MINUTES))["deferred"]
     result = {"rescued": rescued, "released": released, "owed_replies": owed}
@@ -345,7 +349,9 @@ async def periodic_reconcile_touches(context: JobContext, timestamp: int) -> dic
 async def periodic_prune(context: JobContext, timestamp: int) -> dict[str, Any]:
     """Daily (03:30 in Sao Paulo): drop finished jobs, archived queue messages, old counters."""
     rt = _runtime(context)
-    await context.app.job_manager.delete_old_jobs(nb_hours=PRUNE_DAYS * 24, include_failed=False)
+    await context.app.job_manager.delete_old_jobs(
+        nb_hours=PRUNE_DAYS * 24, include_failed=False, include_cancelled=True
+    )
     pruned = (await _one(rt, "prune_history", days=PRUNE_DAYS))["pruned"]
     await _record_run(rt, "periodic_prune", timestamp, pruned)
     return pruned

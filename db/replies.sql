@@ -79,17 +79,28 @@ BEGIN
                                   FROM public.diretrizes AS d WHERE d.ativa), '[]'::jsonb),
         -- Julia's answers sit right after the message they answered, even when
         -- they were sent after the doctor wrote again: that is what she saw.
+        -- Replies written but not sent yet (their send job waits, or died and
+        -- waits for its rescue) are answers too: the next reply must not
+        -- answer the same doctor messages again.
         'history', coalesce((
             SELECT jsonb_agg(jsonb_build_object('autor', h.autor, 'texto', h.texto, 'tipo', h.tipo,
-                                                'at', h.message_at) ORDER BY h.position, h.id)
-              FROM (SELECT i.id, i.autor, i.texto, i.tipo, i.message_at,
-                           coalesce((SELECT o.reply_to_id + 0.5 FROM public.outbox AS o
-                                      WHERE o.evolution_message_id = i.message_id AND o.kind = 'reply'),
-                                    i.id) AS position
-                      FROM public.interacoes AS i
-                     WHERE i.conversation_id = _conv.id
-                     ORDER BY i.id DESC
-                     LIMIT p_history_limit) AS h), '[]'::jsonb));
+                                                'at', h.message_at) ORDER BY h.position, h.part, h.id)
+              FROM (SELECT r.* FROM (
+                        SELECT i.id, i.autor, i.texto, i.tipo, i.message_at,
+                               coalesce((SELECT o.reply_to_id + 0.5 FROM public.outbox AS o
+                                          WHERE o.evolution_message_id = i.message_id AND o.kind = 'reply'),
+                                        i.id) AS position,
+                               0::bigint AS part
+                          FROM public.interacoes AS i
+                         WHERE i.conversation_id = _conv.id
+                         ORDER BY i.id DESC
+                         LIMIT p_history_limit) AS r
+                    UNION ALL
+                    SELECT o.id, 'julia', o.texto, 'texto', o.created_at, o.reply_to_id + 0.5, o.id
+                      FROM public.outbox AS o
+                     WHERE o.conversation_id = _conv.id AND o.kind = 'reply'
+                       AND o.state IN ('queued', 'claimed', 'deferred')
+                       AND o.reply_to_id IS NOT NULL) AS h), '[]'::jsonb));
 END;
 $$;
 
@@ -98,7 +109,8 @@ $$;
 ------------------------------------------------------------
 
 -- Re-defer the reply of conversations whose doctor is still owed an answer
--- after p_older_than with no reply job waiting or running (its job failed
+-- after p_older_than with no reply job waiting or running (jobs of workers
+-- silent for p_older_than are rescued first) (its job failed
 -- for a reason nobody recorded, or ran out of retries while Evolution or
 -- Claude were down). A permanent failure recorded for the conversation since
 -- that message stops it: nobody loops on a request the model rejects.
@@ -115,6 +127,9 @@ BEGIN
     IF public.julia_is_paused() THEN
         RETURN 0;
     END IF;
+    -- A reply job left running by a dead worker is not "a job waiting": put
+    -- it back to work first (the worker's own rescue normally did already).
+    PERFORM public.rescue_stalled_jobs(p_older_than);
     FOR _conv IN
         SELECT c.id, owed.id AS message_id, i.message_at
           FROM public.conversations AS c

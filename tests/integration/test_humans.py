@@ -451,6 +451,8 @@ def test_slack_outage_keeps_the_notification_and_retries(db, slack, start_worker
     start_worker()
     wait_for(lambda: slack.texts(), timeout=20)
     assert "pausada" in slack.texts()[0]
+    # Slack has the text a moment before the worker records it as sent.
+    wait_for(lambda: db.execute("SELECT state FROM notificacoes").fetchone()["state"] != "pending", timeout=10)
     row = db.execute("SELECT state, attempts FROM notificacoes").fetchone()
     assert row == {"state": "sent", "attempts": 2}
 
@@ -545,3 +547,17 @@ def test_slack_pause_is_limited_to_allowed_users_when_a_list_is_set(db, test_env
         allowed = client.post("/slack/commands", content=body, headers=sign_request(SLACK_SECRET, body, None))
         assert allowed.status_code == 200
     assert newest_status(db)["status"] == "pausado"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"event": "message_created", "id": NaN}',
+        b'{"event": "message_created", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=["nan", "nested-5000-deep"],
+)
+def test_chatwoot_json_postgres_cannot_store_is_a_422(api_client, db, raw):
+    response = api_client.post("/webhooks/chatwoot", content=raw, headers=sign_webhook(CHATWOOT_SECRET, raw))
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("body cannot be stored")

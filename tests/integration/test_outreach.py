@@ -279,7 +279,7 @@ def test_campaign_views_count_delivery_replies_opt_outs_and_attributed_reservati
     assert (sends["respondeu"], sends["reservou_depois"], sends["delivery_status"]) == (True, True, "DELIVERY_ACK")
 
 
-def test_delivery_status_webhook_updates_the_outbox_and_463_blocks_the_doctor(db, api_client):
+def test_delivery_status_webhook_updates_the_outbox_and_a_known_463_blocks_the_doctor(db, api_client):
     cliente = doctor(db, 1)
     job = next(_job_ids)
     row = outbox_row(db, cliente)
@@ -296,9 +296,20 @@ def test_delivery_status_webhook_updates_the_outbox_and_463_blocks_the_doctor(db
     assert db.execute("SELECT delivery_status FROM outbox WHERE id = %s", (row,)).fetchone()["delivery_status"] == (
         "DELIVERY_ACK"
     )
-    body["data"] = {"keyId": f"EVO{row}", "status": "ERROR", "messageStubParameters": ["463"]}
+    # Evolution sends ERROR bare (no WhatsApp error code): recorded, nobody blocked.
+    body["data"] = {
+        "keyId": f"EVO{row}",
+        "remoteJid": "5511900000001@s.whatsapp.net",
+        "fromMe": True,
+        "participant": "5511900000001@s.whatsapp.net",
+        "status": "ERROR",
+        "instanceId": "b1e6c1a0-0000-4000-8000-000000000001",
+    }
     response = api_client.post("/webhooks/evolution", json=body, headers={"x-webhook-secret": WEBHOOK_SECRET})
     assert response.json()["matched"] == 1
+    assert db.execute("SELECT bloqueado_em FROM clientes WHERE id = %s", (cliente,)).fetchone()["bloqueado_em"] is None
+    # A 463, when one is known (the SQL takes it), blocks further outreach.
+    db.execute("SELECT record_delivery_status(%s, 'ERROR', 463, NULL)", (f"EVO{row}",))
     assert db.execute("SELECT bloqueado_em FROM clientes WHERE id = %s", (cliente,)).fetchone()["bloqueado_em"]
     later = outbox_row(db, cliente)
     assert claim(db, later, WED_0900 + timedelta(days=5), ALWAYS)["reason"] == "blocked"

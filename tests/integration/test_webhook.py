@@ -3,6 +3,7 @@ gets in, what is refused, and what lands on the pgmq 'inbound' queue."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import jwt
@@ -111,6 +112,41 @@ def test_malformed_json_is_a_400_with_a_reason(api_client, db, raw):
     assert response.status_code == 400
     assert response.json()["error"].startswith("malformed JSON")
     assert queued(db) == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"event": "messages.upsert", "data": {"n": NaN}}',
+        b'{"event": "messages.upsert", "n": -Infinity}',
+        b'{"event": "messages.upsert", "n": 1e999}',
+        b'{"event": "messages.upsert", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=["nan", "infinity", "overflowing-number", "nested-5000-deep"],
+)
+def test_json_postgres_cannot_store_is_a_422_with_a_reason(api_client, db, raw):
+    response = api_client.post(URL, content=raw, headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("body cannot be stored")
+
+
+def test_encoded_surrogates_are_not_utf8_and_get_a_400(api_client, db):
+    surrogate = "\ud800".encode("utf-8", "surrogatepass")  # CESU-8 bytes: not UTF-8
+    raw = b'{"event": "messages.upsert", "t": "x' + surrogate + b'y"}'
+    response = api_client.post(URL, content=raw, headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 400
+    assert queued(db) == []
+
+
+def test_nul_and_lone_surrogates_are_stored_readable_with_the_raw_payload_escaped(api_client, db):
+    body = payloads.upsert(text="Oi\x00 doutor \ud800!", push_name="Dr.\x00 Rafael")
+    raw = json.dumps(body).encode()  # NUL and the surrogate travel as escapes, as JSON allows
+    response = api_client.post(URL, content=raw, headers={**AUTH, "content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    row = db.execute("SELECT message FROM pgmq.q_inbound").fetchone()["message"]
+    assert row["message"]["text"] == "Oi doutor \ufffd!"
+    assert row["message"]["push_name"] == "Dr. Rafael"
+    assert row["raw"]["message"]["conversation"] == "Oi\\u0000 doutor \\ud800!"
 
 
 @pytest.mark.parametrize(

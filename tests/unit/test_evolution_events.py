@@ -435,3 +435,76 @@ def test_send_message_is_an_echo_of_an_api_send():
         "5511981677736",
         "Oi! Aqui é a Julia.",
     )
+
+
+# --- shapes read from Evolution's source (whatsapp.baileys.service.ts) --------
+
+
+def test_evolution_231_232_keep_the_lid_in_previous_remote_jid():
+    # 'messages.upsert' in 2.3.1/2.3.2: an @lid remoteJid with senderPn is rewritten,
+    #   received.key.previousRemoteJid = received.key.remoteJid;
+    #   received.key.remoteJid = received.key.senderPn;
+    # and prepareMessage() sends key: message.key as it is.
+    key = {
+        "remoteJid": PHONE_JID,
+        "fromMe": False,
+        "id": "3A287F9E01CFA289E153",
+        "senderPn": PHONE_JID,
+        "participant": "",
+        "previousRemoteJid": LID,
+    }
+    msg = parse_message(webhook(key=key))
+    assert (msg.phone, msg.lid, msg.remote_jid) == (PHONE, LID, PHONE_JID)
+
+
+def test_speech_to_text_is_read_as_the_doctors_words():
+    # With OpenAI speech-to-text on, 2.3.x sets
+    #   messageRaw.message.speechToText = `[audio] ${transcription}`
+    # beside the audioMessage.
+    message = {
+        "audioMessage": {"mimetype": "audio/ogg; codecs=opus", "seconds": 7, "ptt": True},
+        "speechToText": "[audio] Oi, tem plantão de pediatria no sábado?",
+    }
+    msg = parse_message(webhook(message=message, messageType="audioMessage"))
+    assert msg.text == "Oi, tem plantão de pediatria no sábado?"
+    assert msg.media_type == "audio"
+
+
+def test_messages_update_error_comes_without_a_code():
+    # 'messages.update' builds {keyId, remoteJid, fromMe, participant, status, pollUpdates,
+    # instanceId} (+ messageId when stored); status[0] is 'ERROR'. No error code anywhere.
+    from app.evolution_events import StatusUpdate
+
+    body = {
+        "event": "messages.update",
+        "instance": "julia-prod",
+        "data": {
+            "keyId": "3EB0C431C26A1916E0B2",
+            "remoteJid": PHONE_JID,
+            "fromMe": True,
+            "participant": PHONE_JID,
+            "status": "ERROR",
+            "instanceId": "c5b1a2e4-9f0d-4c2b-8e55-0b7f3d6a1e90",
+            "messageId": "cm4m8xk2p0001qv0k3g7h9z1a",
+        },
+        "destination": "https://julia.example.com/webhooks/evolution",
+        "date_time": "2025-12-02T09:20:41.000Z",
+        "sender": "5511900000000@s.whatsapp.net",
+        "server_url": "https://evolution.example.com",
+        "apikey": None,
+    }
+    assert parse_event(body) == [StatusUpdate(message_id="3EB0C431C26A1916E0B2", status="ERROR", remote_jid=PHONE_JID)]
+
+
+def test_a_message_with_neither_phone_nor_lid_is_ignored():
+    key = {"remoteJid": "123@s.whatsapp.net", "fromMe": False, "id": "3A1"}  # too short for a phone
+    assert isinstance(parse_event(webhook(key=key)), Ignored)
+
+
+def test_an_overlong_key_id_is_invalid():
+    with pytest.raises(InvalidEvent, match="longer than"):
+        parse_event(webhook(key={"remoteJid": PHONE_JID, "fromMe": False, "id": "A" * 300}))
+
+
+def test_an_out_of_range_timestamp_is_none():
+    assert parse_message(webhook(messageTimestamp=10**30)).timestamp is None
