@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from app import campaign_cli, schema
 from app.config import ConfigError, Role, Settings, load_settings
@@ -139,7 +140,13 @@ def cmd_db_bootstrap(args: argparse.Namespace) -> None:
         try:
             rows = conn.execute(
                 queries["bootstrap_database"],
-                {"app_env": settings.app_env, "project_ref": settings.supabase_project_ref, "force": args.force},
+                {
+                    "app_env": settings.app_env,
+                    "project_ref": settings.supabase_project_ref,
+                    "force": args.force,
+                    "policy": Jsonb(settings.send_policy()),
+                    "instance": settings.evolution_instance or None,
+                },
             ).fetchall()
         except psycopg.errors.RaiseException as exc:
             raise CommandError(exc.diag.message_primary or str(exc)) from None

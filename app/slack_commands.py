@@ -73,11 +73,19 @@ def format_status(status: dict[str, Any]) -> str:
 
 def format_limits(limits: dict[str, Any]) -> str:
     hour, day = limits["hour"], limits["day"]
-    return (
-        f"Limites de mensagens proativas ({limits['timezone']}):\n"
+    lines = [
+        f"Limites de mensagens proativas ({limits['timezone']}, do banco de dados):",
         f"hora: {hour['sent']}/{hour['limit']} (restam {hour['remaining']}) · "
-        f"dia: {day['sent']}/{day['limit']} (restam {day['remaining']})"
-    )
+        f"dia: {day['sent']}/{day['limit']} (restam {day['remaining']})",
+    ]
+    for n in limits.get("numbers", []):
+        state = "ok" if n["available"] else n["unavailable"]
+        warmup = f" · aquecimento dia {n['warmup_day']}" if n.get("warmup_day") else ""
+        lines.append(
+            f"• {n['instance']} ({state}): hora {n['hour']['sent']}/{n['hour']['limit']} · "
+            f"dia {n['day']['sent']}/{n['day']['limit']}{warmup}"
+        )
+    return "\n".join(lines)
 
 
 async def slack_commands(request: Request) -> JSONResponse:
@@ -120,10 +128,7 @@ async def _run(
         status = (await (await conn.execute(queries["ops_status"])).fetchone())["status"]
         return slack_reply(format_status(status))
     if command.name == "limites":
-        cur = await conn.execute(
-            queries["rate_limit_status"],
-            {"hour_limit": settings.max_msgs_por_hora, "day_limit": settings.max_msgs_por_dia},
-        )
+        cur = await conn.execute(queries["rate_limit_status"])
         return slack_reply(format_limits((await cur.fetchone())["status"]))
     if command.name in ("pause", "resume"):
         if not allowed:
