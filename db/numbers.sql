@@ -217,25 +217,46 @@ AS $$
                       WHERE c.number_id = p_number_id AND c.window_kind = p_kind AND c.window_start = p_start), 0);
 $$;
 
--- Take one slot of a number's window; false when it is full. One guarded
--- upsert: concurrent claimers serialize on the row and none overshoots.
+-- Take one slot of a number's window; false when it is full. A guarded
+-- UPDATE: concurrent claimers serialize on the row and none overshoots, and
+-- a claimer that finds it full keeps no lock on it (an upsert's DO UPDATE
+-- WHERE would), so trying the next number cannot deadlock. The row must
+-- exist (_open_number_windows).
 CREATE OR REPLACE FUNCTION public._take_number_slot(p_number_id bigint, p_kind text, p_start timestamp, p_limit integer)
 RETURNS boolean
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
-DECLARE
-    _claims integer;
 BEGIN
     IF p_limit <= 0 THEN
         RETURN false;
     END IF;
-    INSERT INTO public.number_send_counters AS c (number_id, window_kind, window_start, claims)
-    VALUES (p_number_id, p_kind, p_start, 1)
-    ON CONFLICT (number_id, window_kind, window_start) DO UPDATE SET claims = c.claims + 1
-        WHERE c.claims < p_limit
-    RETURNING c.claims INTO _claims;
-    RETURN _claims IS NOT NULL;
+    UPDATE public.number_send_counters AS c SET claims = c.claims + 1
+     WHERE c.number_id = p_number_id AND c.window_kind = p_kind AND c.window_start = p_start AND c.claims < p_limit;
+    RETURN FOUND;
+END;
+$$;
+
+-- Create the counter rows of the current windows for every number, in id
+-- order (concurrent creators wait for each other in the same order).
+CREATE OR REPLACE FUNCTION public._open_number_windows(p_hour timestamp, p_day timestamp)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM public.whatsapp_numbers AS n
+                WHERE NOT EXISTS (SELECT 1 FROM public.number_send_counters AS c
+                                   WHERE c.number_id = n.id AND c.window_kind = 'hour' AND c.window_start = p_hour)
+                   OR NOT EXISTS (SELECT 1 FROM public.number_send_counters AS c
+                                   WHERE c.number_id = n.id AND c.window_kind = 'day' AND c.window_start = p_day)) THEN
+        INSERT INTO public.number_send_counters (number_id, window_kind, window_start, claims)
+        SELECT n.id, w.kind, w.start, 0
+          FROM public.whatsapp_numbers AS n
+          CROSS JOIN (VALUES ('day', p_day), ('hour', p_hour)) AS w (kind, start)
+         ORDER BY n.id, w.kind
+        ON CONFLICT DO NOTHING;
+    END IF;
 END;
 $$;
 
@@ -288,6 +309,7 @@ DECLARE
     _hour_full boolean := false;
     _day_full boolean := false;
 BEGIN
+    PERFORM public._open_number_windows(_hour, _day);
     FOR _n IN
         SELECT n.* FROM public.whatsapp_numbers AS n
          WHERE (p_known_number_id IS NULL AND public.number_unavailable(n) IS NULL) OR n.id = p_known_number_id
@@ -306,17 +328,19 @@ BEGIN
             next_at := least(next_at, _opening);
             CONTINUE;
         END IF;
-        IF NOT public._take_number_slot(_n.id, 'day', _day, public.number_day_limit(_n, p_policy, p_now)) THEN
-            _day_full := true;
+        -- Both slots or neither: a full hour rolls the day slot back (and
+        -- its row lock) with the subtransaction, before the next number.
+        BEGIN
+            IF NOT public._take_number_slot(_n.id, 'day', _day, public.number_day_limit(_n, p_policy, p_now)) THEN
+                RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'day_full';
+            END IF;
+            IF NOT public._take_number_slot(_n.id, 'hour', _hour, public.number_hour_limit(_n, p_policy, p_now)) THEN
+                RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'hour_full';
+            END IF;
+        EXCEPTION WHEN SQLSTATE 'JU001' THEN
+            IF SQLERRM = 'hour_full' THEN _hour_full := true; ELSE _day_full := true; END IF;
             CONTINUE;
-        END IF;
-        IF NOT public._take_number_slot(_n.id, 'hour', _hour, public.number_hour_limit(_n, p_policy, p_now)) THEN
-            -- Give the day slot back: this message does not go from this number now.
-            UPDATE public.number_send_counters AS c SET claims = c.claims - 1
-             WHERE c.number_id = _n.id AND c.window_kind = 'day' AND c.window_start = _day;
-            _hour_full := true;
-            CONTINUE;
-        END IF;
+        END;
         UPDATE public.whatsapp_numbers AS n SET first_used_at = p_now, updated_at = now()
          WHERE n.id = _n.id AND n.first_used_at IS NULL;
         number_id := _n.id; next_at := NULL; RETURN;
