@@ -33,6 +33,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # CASCADE: db/numbers.sql functions take whatsapp_numbers rows; the next upgrade re-creates them.
     op.execute(
         """
         ALTER TABLE public.outbox DROP COLUMN IF EXISTS number_id;
@@ -40,6 +41,6 @@ def downgrade() -> None:
         ALTER TABLE public.clientes DROP COLUMN IF EXISTS number_id;
         ALTER TABLE public.delivery_events DROP COLUMN IF EXISTS instance;
         DROP TABLE IF EXISTS public.unknown_instances, public.number_health_events, public.send_policy_changes,
-            public.number_send_counters, public.send_policy_settings, public.whatsapp_numbers;
+            public.number_send_counters, public.send_policy_settings, public.whatsapp_numbers CASCADE;
         """
     )
