@@ -399,3 +399,78 @@ def test_numbers_cli_add_list_pause_resume_with_clear_errors(db, cli_env, capsys
         assert message in capsys.readouterr().err
     subjects = [r["subject"] for r in db.execute("SELECT subject FROM send_policy_changes ORDER BY id")]
     assert subjects == ["number:num-novo", "number:num-velho", "number:num-novo", "number:num-novo"]
+
+
+# ---------------------------------------------------------------------------
+# The acceptance: three numbers, a campaign of 500
+# ---------------------------------------------------------------------------
+
+
+def test_campaign_of_500_over_three_numbers_keeps_every_cap_and_ramp(db, api_client):
+    set_policy(
+        db, hour_limit=20, day_limit=100, start="08:00", end="20:00", weekdays=[1, 2, 3, 4, 5], cooldown_hours=72
+    )
+    add_number(db, "num-a")
+    add_number(db, "num-b")
+    add_number(db, "num-c", warmup=True)  # new: 20/day on day 1, +80/14 a day
+    inbound(db, "num-b", "5511988880000", "ANA-1")  # Ana already talked to B
+    esp = db.execute("INSERT INTO especialidades (nome) VALUES ('Clínica') RETURNING id").fetchone()["id"]
+    db.execute(
+        "INSERT INTO clientes (telefone, nome, especialidade_id) "
+        "SELECT '55119' || lpad(g::text, 8, '0'), 'Médico ' || g, %s FROM generate_series(1, 499) AS g",
+        (esp,),
+    )
+    db.execute("UPDATE clientes SET especialidade_id = %s WHERE telefone = '5511988880000'", (esp,))
+    campaign = db.execute("SELECT create_campaign('500', 'Oi {primeiro_nome}!', '{}', NULL, NULL) AS id").fetchone()[
+        "id"
+    ]
+    assert db.execute("SELECT start_campaign(%s) AS n", (campaign,)).fetchone()["n"] == 500
+    preview = db.execute("SELECT preview_campaign(%s, NULL, %s) AS p", (campaign, WED_0900)).fetchone()["p"]
+    assert [n["hoje_restam"] for n in preview["numeros"]] == [100, 100, 20]
+    assert preview["dias_necessarios"] == 3  # 220 + 225 + the last 55
+
+    per_hour: Counter = Counter()
+    per_day: Counter = Counter()
+    for day in range(3):  # Wednesday, Thursday, Friday
+        for hour in range(8, 20):
+            for minute in (0, 20, 40):
+                at = datetime(2026, 12, 2 + day, hour, minute, tzinfo=SP)
+                due = [r["id"] for r in db.execute("SELECT * FROM dispatch_outreach(NULL, %s) AS id", (at,))]
+                due += [
+                    r["id"]
+                    for r in db.execute(
+                        "SELECT id FROM outbox WHERE state = 'deferred' AND not_before <= %s ORDER BY id", (at,)
+                    )
+                ]
+                for outbox_id in due:
+                    job = next(_ids)
+                    result = claim(db, outbox_id, at, job)
+                    if result["claimed"]:
+                        db.execute("SELECT mark_outbox_sent(%s, %s, %s)", (outbox_id, job, f"EVO{outbox_id}"))
+                        db.execute("UPDATE outbox SET sent_at = %s WHERE id = %s", (at, outbox_id))
+                        per_hour[(result["instance"], day, hour)] += 1
+                        per_day[(result["instance"], day)] += 1
+    assert max(per_hour.values()) <= 20
+    ramp = {0: 20, 1: 25, 2: 31}  # num-c: 20 + 80 * d / 14
+    for (instance, day), sent in per_day.items():
+        assert sent <= (ramp[day] if instance == "num-c" else 100), (instance, day, sent)
+    assert (per_day[("num-c", 0)], per_day[("num-c", 1)]) == (20, 25)
+    assert (per_day[("num-a", 0)], per_day[("num-b", 0)]) == (100, 100)
+    assert sum(per_day.values()) == 500
+    sent_from = db.execute(
+        "SELECT n.instance FROM outbox AS o JOIN whatsapp_numbers AS n ON n.id = o.number_id "
+        "JOIN clientes AS c ON c.id = o.cliente_id WHERE c.telefone = '5511988880000' AND o.kind = 'campaign'"
+    ).fetchone()
+    assert sent_from["instance"] == "num-b"
+    status = db.execute("SELECT campaign_numbers(%s) AS s", (campaign,)).fetchone()["s"]
+    assert sum(s["enviadas"] for s in status) == 500 and {s["instance"] for s in status} == {"num-a", "num-b", "num-c"}
+
+    # /health/rate-limit: each number's counters, from the database, now.
+    set_policy(db, hour_limit=20, day_limit=100)
+    now_row = claim(db, campaign_row(db, doctor(db, 9_999)), None)
+    body = api_client.get("/health/rate-limit").json()
+    numbers = {n["instance"]: n for n in body["numbers"]}
+    assert set(numbers) == {"num-a", "num-b", "num-c"}
+    assert numbers[now_row["instance"]]["hour"]["sent"] == 1
+    assert sum(n["day"]["sent"] for n in numbers.values()) == body["day"]["sent"] == 1
+    assert numbers["num-a"]["hour"]["limit"] == 20 and numbers["num-a"]["day"]["limit"] == 100
