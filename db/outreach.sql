@@ -677,12 +677,17 @@ AS $$
 DECLARE
     _archived integer;
     _counters integer;
+    _n integer;
     _runs integer;
 BEGIN
     DELETE FROM pgmq.a_inbound WHERE archived_at < clock_timestamp() - p_keep;
     GET DIAGNOSTICS _archived = ROW_COUNT;
     DELETE FROM public.send_counters WHERE window_start < (clock_timestamp() - p_keep) AT TIME ZONE 'America/Sao_Paulo';
     GET DIAGNOSTICS _counters = ROW_COUNT;
+    DELETE FROM public.number_send_counters WHERE window_start < (clock_timestamp() - p_keep) AT TIME ZONE 'America/Sao_Paulo';
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _counters := _counters + _n;
+    DELETE FROM public.number_health_events WHERE created_at < clock_timestamp() - p_keep;
     _runs := public.prune_periodic_runs(p_keep);
     RETURN jsonb_build_object('pgmq_archived', _archived, 'send_counters', _counters, 'periodic_runs', _runs);
 END;
