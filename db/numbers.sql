@@ -312,11 +312,14 @@ BEGIN
     PERFORM public._open_number_windows(_hour, _day);
     FOR _n IN
         SELECT n.* FROM public.whatsapp_numbers AS n
-         WHERE (p_known_number_id IS NULL AND public.number_unavailable(n) IS NULL) OR n.id = p_known_number_id
+          LEFT JOIN public.number_send_counters AS d
+                 ON d.number_id = n.id AND d.window_kind = 'day' AND d.window_start = _day
+          LEFT JOIN public.number_send_counters AS h
+                 ON h.number_id = n.id AND h.window_kind = 'hour' AND h.window_start = _hour
+         WHERE (p_known_number_id IS NULL AND NOT n.paused AND n.state = 'open') OR n.id = p_known_number_id
          -- Least used share of today's cap first: new contacts spread over the numbers.
-         ORDER BY public.number_claims(n.id, 'day', _day)::numeric
-                  / greatest(public.number_day_limit(n, p_policy, p_now), 1),
-                  public.number_claims(n.id, 'hour', _hour), n.id
+         ORDER BY coalesce(d.claims, 0)::numeric / greatest(public.number_day_limit(n, p_policy, p_now), 1),
+                  coalesce(h.claims, 0), n.id
     LOOP
         IF public.number_unavailable(_n) IS NOT NULL THEN
             -- Her number is down: she waits for it rather than hear from a stranger.
