@@ -299,8 +299,11 @@ def test_a_burst_of_463_on_one_number_pauses_it_and_alerts_operators(db, api_cli
     numbers = {n["instance"]: n for n in db.execute("SELECT numbers_report(NULL) AS r").fetchone()["r"]}
     assert numbers["num-a"]["paused"] is True and "pausa automática" in numbers["num-a"]["pause_reason"]
     assert numbers["num-b"]["paused"] is False
-    note = db.execute("SELECT kind, critical, payload FROM notificacoes WHERE kind = 'number_paused'").fetchone()
+    note = db.execute("SELECT id, critical, payload FROM notificacoes WHERE kind = 'number_paused'").fetchone()
     assert note["critical"] is True and note["payload"]["instance"] == "num-a"
+    # The manager's WhatsApp alert goes from another number (the paused one sends nothing).
+    alert = db.execute("SELECT claim_manager_alert(%s, '5511911112222', 'alerta') AS id", (note["id"],)).fetchone()
+    assert claim(db, alert["id"], WED_0900)["instance"] == "num-b"
     audit = db.execute("SELECT via FROM send_policy_changes WHERE subject = 'number:num-a' ORDER BY id DESC").fetchone()
     assert audit["via"] == "sistema"
     assert {claim(db, campaign_row(db, doctor(db, 100 + n)), WED_0900)["instance"] for n in range(3)} == {"num-b"}
