@@ -6,7 +6,7 @@ julia run                 the container entrypoint: RUN_MODE=api|worker|schedule
 julia db upgrade|current|bootstrap|lint|import|copy
 julia pause|resume --reason R, julia status
 julia limits show|set     the send policy every worker enforces (in the database)
-julia numbers list|add|pause|resume   the WhatsApp numbers Julia sends from
+julia numbers list|add|set|pause|resume   the WhatsApp numbers Julia sends from
 julia token --subject NAME [--minutes N]   an operator JWT for the ops API
 julia kb reindex          embed knowledge chunks that are new, changed or of another model
 """

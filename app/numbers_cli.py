@@ -100,6 +100,32 @@ def cmd_numbers_add(args: argparse.Namespace) -> None:
     _run(action)
 
 
+def cmd_numbers_set(args: argparse.Namespace) -> None:
+    changes: dict[str, Any] = {}
+    for name in ("hour_limit", "day_limit", "phone"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    if args.hours:
+        start, sep, end = args.hours.partition("-")
+        if not sep:
+            raise NumbersError(f"--hours must look like HH:MM-HH:MM, got {args.hours!r}")
+        changes["hours_start"], changes["hours_end"] = start, end
+    if args.policy_hours:
+        changes["hours_start"] = changes["hours_end"] = None
+    if args.policy_limits:
+        changes["hour_limit"] = changes["day_limit"] = None
+    if not changes:
+        raise NumbersError("nothing to change: give --hour-limit, --day-limit, --hours, --phone or --policy-*")
+
+    def action(conn: psycopg.Connection) -> dict[str, Any]:
+        params = {"instance": args.instance, "changes": Jsonb(changes), "motivo": args.reason, "via": "manual"}
+        conn.execute(queries["update_number"], params)
+        numbers = conn.execute(queries["numbers_report"]).fetchone()["numbers"]
+        return next(n for n in numbers if n["instance"] == args.instance)
+
+    _run(action)
+
+
 def cmd_numbers_pause(args: argparse.Namespace, *, resume: bool = False) -> None:
     def action(conn: psycopg.Connection) -> dict[str, Any]:
         params = {"instance": args.instance, "motivo": args.reason, "via": "manual"}
@@ -146,6 +172,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-warmup", action="store_true", help="an established number: full cap from day one")
     p.add_argument("--reason", default="julia numbers add", help="why (kept in the audit)")
     p.set_defaults(func=cmd_numbers_add)
+    p = commands.add_parser("set", help="change a number's own caps, hours or phone (audited)")
+    p.add_argument("instance")
+    p.add_argument("--hour-limit", type=_non_negative)
+    p.add_argument("--day-limit", type=_non_negative)
+    p.add_argument("--hours", help="its own proactive hours, HH:MM-HH:MM (Sao Paulo), within the policy's")
+    p.add_argument("--phone")
+    p.add_argument("--policy-limits", action="store_true", help="use the policy's caps again")
+    p.add_argument("--policy-hours", action="store_true", help="use the policy's hours again")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_numbers_set)
     p = commands.add_parser("pause", help="stop sending from a number")
     p.add_argument("instance")
     p.add_argument("--reason", required=True)

@@ -409,6 +409,10 @@ SELECT public.numbers_report(NULL) AS numbers;
 -- Add a WhatsApp number (Evolution instance)
 SELECT public.add_number(%(instance)s, %(phone)s, %(hour_limit)s, %(day_limit)s, %(warmup)s, %(motivo)s, %(via)s) AS id;
 
+-- update_number --
+-- Change a number's own caps, hours or phone
+SELECT public.update_number(%(instance)s, %(changes)s::jsonb, %(motivo)s, %(via)s);
+
 -- pause_number --
 -- Pause one number
 SELECT public.pause_number(%(instance)s, %(motivo)s, %(via)s);

@@ -431,6 +431,52 @@ BEGIN
 END;
 $$;
 
+-- Change a number's own caps, hours or phone (p_changes: hour_limit,
+-- day_limit, hours_start, hours_end, phone; JSON null = back to the policy's). Audited.
+CREATE OR REPLACE FUNCTION public.update_number(p_instance text, p_changes jsonb, p_motivo text, p_via text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _key text;
+BEGIN
+    IF coalesce(trim(p_motivo), '') = '' THEN
+        RAISE EXCEPTION 'a motivo (reason) is required to change number %', p_instance;
+    END IF;
+    FOR _key IN SELECT jsonb_object_keys(coalesce(p_changes, '{}'::jsonb)) LOOP
+        IF _key NOT IN ('hour_limit', 'day_limit', 'hours_start', 'hours_end', 'phone') THEN
+            RAISE EXCEPTION 'update_number: unknown key % (known: hour_limit, day_limit, hours_start, hours_end, phone)', _key;
+        END IF;
+    END LOOP;
+    IF (p_changes ? 'hours_start') <> (p_changes ? 'hours_end') THEN
+        RAISE EXCEPTION 'update_number: give both hours_start and hours_end (number %)', p_instance;
+    END IF;
+    FOR _key IN SELECT k FROM unnest(ARRAY['hours_start', 'hours_end']) AS k WHERE p_changes ->> k IS NOT NULL LOOP
+        IF (p_changes ->> _key) !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$' THEN
+            RAISE EXCEPTION 'update_number: % must look like HH:MM, got % (number %)', _key, p_changes ->> _key, p_instance;
+        END IF;
+    END LOOP;
+    FOR _key IN SELECT k FROM unnest(ARRAY['hour_limit', 'day_limit']) AS k WHERE p_changes ->> k IS NOT NULL LOOP
+        IF (p_changes ->> _key) !~ '^[0-9]{1,9}$' THEN
+            RAISE EXCEPTION 'update_number: % must be a whole number >= 0, got % (number %)', _key, p_changes ->> _key, p_instance;
+        END IF;
+    END LOOP;
+    UPDATE public.whatsapp_numbers AS n
+       SET hour_limit = CASE WHEN p_changes ? 'hour_limit' THEN (p_changes ->> 'hour_limit')::integer ELSE n.hour_limit END,
+           day_limit = CASE WHEN p_changes ? 'day_limit' THEN (p_changes ->> 'day_limit')::integer ELSE n.day_limit END,
+           hours_start = CASE WHEN p_changes ? 'hours_start' THEN (p_changes ->> 'hours_start')::time ELSE n.hours_start END,
+           hours_end = CASE WHEN p_changes ? 'hours_end' THEN (p_changes ->> 'hours_end')::time ELSE n.hours_end END,
+           phone = CASE WHEN p_changes ? 'phone' THEN p_changes ->> 'phone' ELSE n.phone END,
+           updated_at = now()
+     WHERE n.instance = p_instance;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'update_number: number % not found', p_instance;
+    END IF;
+    PERFORM public._audit_number(p_instance, jsonb_build_object('action', 'set') || p_changes, p_motivo, p_via);
+END;
+$$;
+
 -- The first number of a deployment (bootstrap, worker start: EVOLUTION_INSTANCE).
 -- Created only while there is no number at all; it has sent before, so no ramp.
 CREATE OR REPLACE FUNCTION public.ensure_first_number(p_instance text)

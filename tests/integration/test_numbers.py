@@ -477,3 +477,27 @@ def test_campaign_of_500_over_three_numbers_keeps_every_cap_and_ramp(db, api_cli
     assert numbers[now_row["instance"]]["hour"]["sent"] == 1
     assert sum(n["day"]["sent"] for n in numbers.values()) == body["day"]["sent"] == 1
     assert numbers["num-a"]["hour"]["limit"] == 20 and numbers["num-a"]["day"]["limit"] == 100
+
+
+def test_numbers_set_changes_caps_and_own_hours_which_the_gate_respects(db, cli_env, capsys):
+    set_policy(db, hour_limit=1000, day_limit=100)
+    run_cli(capsys, "numbers", "add", "num-a", "--no-warmup")
+    run_cli(capsys, "numbers", "add", "num-b", "--no-warmup")
+    changed = run_cli(
+        capsys, "numbers", "set", "num-a", "--day-limit", "3", "--hours", "10:00-12:00", "--reason", "teste"
+    )
+    assert changed["day"]["limit"] == 3
+    # 09:00: num-a is outside its own hours, so new contacts go from num-b only.
+    assert {claim(db, campaign_row(db, doctor(db, n)), WED_0900)["instance"] for n in range(4)} == {"num-b"}
+    at_ten = WED_0900 + timedelta(hours=1)
+    went = Counter(claim(db, campaign_row(db, doctor(db, 10 + n)), at_ten)["instance"] for n in range(120))
+    assert (went["num-a"], went["num-b"], went[None]) == (3, 96, 21)  # num-a's own day cap; num-b's is the policy's
+    run_cli(capsys, "numbers", "set", "num-a", "--policy-limits", "--policy-hours", "--reason", "volta")
+    listed = {n["instance"]: n for n in run_cli(capsys, "numbers", "list")}
+    assert listed["num-a"]["day"]["limit"] == 100
+    with pytest.raises(SystemExit):
+        main(["numbers", "set", "num-a", "--hours", "25:00-26:00", "--reason", "x"])
+    assert "hours_start must look like HH:MM" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["numbers", "set", "nenhum", "--day-limit", "1", "--reason", "x"])
+    assert "number nenhum not found" in capsys.readouterr().err
