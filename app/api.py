@@ -76,7 +76,7 @@ async def evolution_webhook(request: Request) -> JSONResponse:
     if isinstance(event, list):
         return await _record_statuses(request, event, _instance(body))
     if isinstance(event, ConnectionUpdate):
-        return await _record_connection(request, event, body)
+        return await _record_connection(request, event)
     name = normalize_event_name(str(body.get("event") or request.path_params.get("event") or ""))
     message = {"v": 1, "event": name, "message": event.to_json(), "raw": body.get("data")}
     try:
@@ -118,11 +118,12 @@ async def _record_statuses(request: Request, updates: list[StatusUpdate], instan
 
 
 def _instance(body: dict) -> str | None:
+    """The Evolution instance (number) a webhook comes from, if it says."""
     value = body.get("instance")
     return value.strip() or None if isinstance(value, str) else None
 
 
-async def _record_connection(request: Request, update: ConnectionUpdate, body: dict) -> JSONResponse:
+async def _record_connection(request: Request, update: ConnectionUpdate) -> JSONResponse:
     """connection.update: the number's state (open/close/connecting), by instance."""
     params = {
         "instance": update.instance,

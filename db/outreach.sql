@@ -487,13 +487,18 @@ DECLARE
     _id bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('julia.dispatch_outreach'));
-    SELECT * INTO _cap FROM public.proactive_capacity(p_policy, p_now);
+    -- Capacity and in-flight rows from one snapshot: a claim committing in
+    -- between would otherwise count neither as in flight nor in the counters.
+    SELECT c.*, (SELECT count(*) FROM public.outbox AS o
+                  WHERE o.kind IN ('campaign', 'follow_up') AND o.state IN ('queued', 'deferred')
+                    AND o.dispatched_at IS NOT NULL
+                    AND (o.not_before IS NULL OR o.not_before <= coalesce(p_now, clock_timestamp())))::integer AS in_flight
+      INTO _cap
+      FROM public.proactive_capacity(p_policy, p_now) AS c;
     IF NOT _cap.in_hours THEN
         RETURN;
     END IF;
-    SELECT count(*) INTO _in_flight FROM public.outbox AS o
-     WHERE o.kind IN ('campaign', 'follow_up') AND o.state IN ('queued', 'deferred') AND o.dispatched_at IS NOT NULL
-       AND (o.not_before IS NULL OR o.not_before <= coalesce(p_now, clock_timestamp()));
+    _in_flight := _cap.in_flight;
     _room := least(_cap.hour_left, _cap.day_left) - _in_flight;
     FOR _id IN
         SELECT o.id FROM public.outbox AS o
