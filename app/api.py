@@ -23,7 +23,14 @@ from starlette.routing import BaseRoute, Route
 from app import chatwoot_webhook, ops_api, schema, slack_commands, storable_json
 from app.config import Settings
 from app.db_errors import is_connection_error
-from app.evolution_events import Ignored, InvalidEvent, StatusUpdate, normalize_event_name, parse_event
+from app.evolution_events import (
+    ConnectionUpdate,
+    Ignored,
+    InvalidEvent,
+    StatusUpdate,
+    normalize_event_name,
+    parse_event,
+)
 from app.ops_auth import Unauthorized, verify_ops_token
 from app.queries import queries
 from app.runtime import new_pool
@@ -77,7 +84,9 @@ async def evolution_webhook(request: Request) -> JSONResponse:
     if isinstance(event, Ignored):
         return JSONResponse({"status": "ignored", "event": event.event, "reason": event.reason})
     if isinstance(event, list):
-        return await _record_statuses(request, event)
+        return await _record_statuses(request, event, _instance(body))
+    if isinstance(event, ConnectionUpdate):
+        return await _record_connection(request, event)
     name = normalize_event_name(str(body.get("event") or request.path_params.get("event") or ""))
     message = {"v": 1, "event": name, "message": event.to_json(), "raw": raw_data}
     try:
@@ -93,7 +102,7 @@ async def evolution_webhook(request: Request) -> JSONResponse:
     return JSONResponse({"status": "queued", "msg_id": row["msg_id"]})
 
 
-async def _record_statuses(request: Request, updates: list[StatusUpdate]) -> JSONResponse:
+async def _record_statuses(request: Request, updates: list[StatusUpdate], instance: str | None) -> JSONResponse:
     """messages.update: one SQL call per status (usually one) records it."""
     matched = 0
     try:
@@ -107,6 +116,7 @@ async def _record_statuses(request: Request, updates: list[StatusUpdate]) -> JSO
                         # Evolution's messages.update carries no error code.
                         "error_code": None,
                         "remote_jid": update.remote_jid,
+                        "instance": instance,
                     },
                 )
                 matched += (await cur.fetchone())["outbox_id"] is not None
@@ -128,6 +138,34 @@ def _database_failure(exc: psycopg.Error, action: str) -> JSONResponse:
         extra={"action": action, "error": type(exc).__name__, "database_unavailable": unavailable},
     )
     return error(503, "database unavailable, retry later" if unavailable else "database error, retry later")
+
+
+def _instance(body: dict) -> str | None:
+    """The Evolution instance (number) a webhook comes from, if it says."""
+    value = body.get("instance")
+    return value.strip() or None if isinstance(value, str) else None
+
+
+async def _record_connection(request: Request, update: ConnectionUpdate) -> JSONResponse:
+    """connection.update: the number's state (open/close/connecting), by instance."""
+    params = {
+        "instance": update.instance,
+        "state": update.state,
+        "reason": update.reason,
+        "payload": Jsonb({"state": update.state, "statusReason": update.reason}),
+    }
+    try:
+        async with request.state.pool.connection() as conn:
+            result = (await (await conn.execute(queries["record_connection_update"], params)).fetchone())["result"]
+    except psycopg.Error as exc:
+        return _database_failure(exc, "webhook_connection_failed")
+    level = logging.WARNING if result == "unknown" or update.state != "open" else logging.INFO
+    logger.log(
+        level,
+        "number connection",
+        extra={"action": "number_connection", "instance": update.instance, "state": update.state, "result": result},
+    )
+    return JSONResponse({"status": "recorded", "instance": update.instance, "state": update.state, "result": result})
 
 
 async def health(request: Request) -> JSONResponse:
@@ -197,14 +235,10 @@ async def health_schema(request: Request) -> JSONResponse:
 
 
 async def health_rate_limit(request: Request) -> JSONResponse:
-    """GET /health/rate-limit: proactive sends this hour and today vs the limits."""
-    settings: Settings = request.state.settings
+    """GET /health/rate-limit: proactive sends this hour and today vs the database's
+    limits, in total and per number (never this process's environment)."""
     async with request.state.pool.connection(timeout=5) as conn:
-        cur = await conn.execute(
-            queries["rate_limit_status"],
-            {"hour_limit": settings.max_msgs_por_hora, "day_limit": settings.max_msgs_por_dia},
-        )
-        status = (await cur.fetchone())["status"]
+        status = (await (await conn.execute(queries["rate_limit_status"])).fetchone())["status"]
     return JSONResponse(status)
 
 

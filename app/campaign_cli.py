@@ -76,7 +76,7 @@ def cmd_create(args: argparse.Namespace) -> None:
 
 def cmd_preview(args: argparse.Namespace) -> None:
     def action(conn: psycopg.Connection, settings: Settings) -> dict[str, Any]:
-        params = {"id": _campaign_id(conn, args.campaign), "policy": Jsonb(settings.send_policy())}
+        params = {"id": _campaign_id(conn, args.campaign)}
         return conn.execute(queries["preview_campaign"], params).fetchone()["preview"]
 
     _run(args, action)
@@ -87,9 +87,7 @@ def cmd_start(args: argparse.Namespace) -> None:
         campaign_id = _campaign_id(conn, args.campaign)
         queued = conn.execute(queries["start_campaign"], {"id": campaign_id}).fetchone()["queued"]
         # The first wave goes now; the scheduler dispatches the rest minute by minute.
-        first = conn.execute(
-            queries["dispatch_outreach"], {"policy": Jsonb(settings.send_policy()), "now": None}
-        ).fetchall()
+        first = conn.execute(queries["dispatch_outreach"], {"now": None}).fetchall()
         return {"id": campaign_id, "status": "ativa", "queued": queued, "dispatched_now": len(first)}
 
     _run(args, action)
@@ -107,7 +105,13 @@ def cmd_pause(args: argparse.Namespace) -> None:
 def cmd_status(args: argparse.Namespace) -> None:
     def action(conn: psycopg.Connection, settings: Settings) -> list[dict[str, Any]]:
         campaign_id = _campaign_id(conn, args.campaign) if args.campaign else None
-        return conn.execute(queries["campaign_metrics"], {"id": campaign_id}).fetchall()
+        rows = conn.execute(queries["campaign_metrics"], {"id": campaign_id}).fetchall()
+        for row in rows:
+            # Where each campaign's messages went, number by number.
+            row["por_numero"] = conn.execute(queries["campaign_numbers"], {"id": row["campanha_id"]}).fetchone()[
+                "numbers"
+            ]
+        return rows
 
     _run(args, action)
 

@@ -6,6 +6,8 @@ julia run                 the container entrypoint: RUN_MODE=api|worker|schedule
 julia db upgrade|current|bootstrap|lint|import|copy
 julia doctors merge --dry-run|--yes   fold rows that are one doctor (12/13-digit forms)
 julia pause|resume --reason R, julia status
+julia limits show|set     the send policy every worker enforces (in the database)
+julia numbers list|add|set|pause|resume   the WhatsApp numbers Julia sends from
 julia token --subject NAME [--minutes N]   an operator JWT for the ops API
 julia kb reindex          embed knowledge chunks that are new, changed or of another model
 """
@@ -22,8 +24,9 @@ from collections.abc import Sequence
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
-from app import campaign_cli, schema
+from app import campaign_cli, numbers_cli, schema
 from app.config import ConfigError, Role, Settings, load_settings
 from app.dburl import pooler_problem
 from app.logs import setup_logging
@@ -150,7 +153,13 @@ def cmd_db_bootstrap(args: argparse.Namespace) -> None:
         try:
             rows = conn.execute(
                 queries["bootstrap_database"],
-                {"app_env": settings.app_env, "project_ref": settings.supabase_project_ref, "force": args.force},
+                {
+                    "app_env": settings.app_env,
+                    "project_ref": settings.supabase_project_ref,
+                    "force": args.force,
+                    "policy": Jsonb(settings.send_policy()),
+                    "instance": settings.evolution_instance or None,
+                },
             ).fetchall()
         except psycopg.errors.RaiseException as exc:
             raise CommandError(exc.diag.message_primary or str(exc)) from None
@@ -371,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_token)
 
     campaign_cli.register(sub)
+    numbers_cli.register(sub)
 
     kb = sub.add_parser("kb", help="knowledge base: embeddings").add_subparsers(
         dest="kb_command", required=True, metavar="KB_COMMAND"
@@ -385,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, CommandError, campaign_cli.CampaignError) as exc:
+    except (ConfigError, CommandError, campaign_cli.CampaignError, numbers_cli.NumbersError) as exc:
         print(f"julia: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except psycopg.OperationalError as exc:

@@ -114,7 +114,8 @@ class Settings:
         return self.app_env == "dev"
 
     def send_policy(self) -> dict[str, object]:
-        """The outreach policy handed to the SQL send gate (claim_send_slot)."""
+        """The outreach policy these env variables describe: what bootstrap writes
+        to the database when it has none. The gate enforces the database's row."""
         return {
             "hour_limit": self.max_msgs_por_hora,
             "day_limit": self.max_msgs_por_dia,

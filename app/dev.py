@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+from psycopg.types.json import Jsonb
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -52,8 +53,18 @@ def start_embedded_postgres(data_dir: Path) -> str:
 def prepare_database(database_url: str) -> None:
     """Migrate, bootstrap the dev markers and load the demo data."""
     schema.upgrade(database_url)
+    settings = load_settings("dev")
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(queries["bootstrap_database"], {"app_env": "dev", "project_ref": "", "force": False})
+        conn.execute(
+            queries["bootstrap_database"],
+            {
+                "app_env": "dev",
+                "project_ref": "",
+                "force": False,
+                "policy": Jsonb(settings.send_policy()),
+                "instance": settings.evolution_instance or None,
+            },
+        )
         importer.import_directory(conn, importer.DEMO_DIR)
 
 

@@ -131,6 +131,32 @@ DELIVERY_STATUSES = frozenset({"PENDING", "SERVER_ACK", "DELIVERY_ACK", "READ", 
 MESSAGES_UPDATE = "messages.update"
 # Fired for messages sent through the API: confirms a send whose HTTP answer was lost.
 SEND_MESSAGE = "send.message"
+CONNECTION_UPDATE = "connection.update"
+CONNECTION_STATES = frozenset({"open", "close", "connecting"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionUpdate:
+    """A connection.update: a number (instance) connected, closed or is connecting."""
+
+    instance: str
+    state: str  # open, close, connecting
+    reason: str | None  # statusReason (e.g. 200, 401 logged out, 428 connection closed)
+
+
+def parse_connection_update(body: dict) -> ConnectionUpdate | Ignored:
+    """Evolution sends {instance, data: {instance, state, statusReason, wuid?, profileName?}}."""
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    instance = _text_or_none(body.get("instance")) or _text_or_none(data.get("instance"))
+    state = str(data.get("state") or "").lower()
+    if instance is None:
+        return Ignored(event=CONNECTION_UPDATE, reason="connection.update without an instance")
+    if state not in CONNECTION_STATES:
+        return Ignored(event=CONNECTION_UPDATE, reason=f"connection state {state or 'missing'} not tracked")
+    reason = data.get("statusReason")
+    return ConnectionUpdate(
+        instance=instance.strip(), state=state, reason=None if reason is None else str(reason)[:100]
+    )
 
 
 def parse_status_updates(data: object) -> list[StatusUpdate]:
@@ -159,7 +185,9 @@ def parse_status_updates(data: object) -> list[StatusUpdate]:
     return updates
 
 
-def parse_event(body: object, path_event: str | None = None) -> InboundMessage | Ignored | list[StatusUpdate]:
+def parse_event(
+    body: object, path_event: str | None = None
+) -> InboundMessage | Ignored | list[StatusUpdate] | ConnectionUpdate:
     """Parse an Evolution v2 webhook body.
 
     ``path_event`` is the suffix of ``/webhooks/evolution/{event}`` (webhook by
@@ -179,6 +207,8 @@ def parse_event(body: object, path_event: str | None = None) -> InboundMessage |
     if event == MESSAGES_UPDATE:
         updates = parse_status_updates(body.get("data"))
         return updates or Ignored(event=event, reason="no tracked delivery status")
+    if event == CONNECTION_UPDATE:
+        return parse_connection_update(body)
     if event not in (MESSAGES_UPSERT, SEND_MESSAGE):
         return Ignored(event=event, reason=f"event {event} not handled")
     if event == SEND_MESSAGE and not (isinstance(body.get("data"), dict) and isinstance(body["data"].get("key"), dict)):

@@ -31,8 +31,8 @@ SELECT public.enqueue_reply(%(conversation_id)s, %(reply_to_id)s, %(parts)s::tex
 
 -- claim_send_slot --
 -- The send gate: may this outbox row go now? Claims it if so
-SELECT claimed, reason, next_at, number, texto, attempts, conversation_id, cliente_id
-  FROM public.claim_send_slot(%(outbox_id)s, %(job_id)s, %(app_env)s, %(project_ref)s, %(policy)s::jsonb, %(now)s);
+SELECT claimed, reason, next_at, number, texto, attempts, conversation_id, cliente_id, instance
+  FROM public.claim_send_slot(%(outbox_id)s, %(job_id)s, %(app_env)s, %(project_ref)s, NULL, %(now)s);
 
 -- mark_outbox_sent --
 -- Record a successful send
@@ -59,8 +59,9 @@ SELECT public.pause_julia(%(motivo)s, %(via)s) AS id;
 SELECT public.resume_julia(%(motivo)s, %(via)s) AS id;
 
 -- bootstrap_database --
--- Write environment markers, feature flags and the first pause state
-SELECT item, action FROM public.bootstrap_database(%(app_env)s, %(project_ref)s, %(force)s);
+-- Write environment markers, feature flags, the first pause state, the send policy (when absent) and the first number
+SELECT item, action
+  FROM public.bootstrap_database(%(app_env)s, %(project_ref)s, %(force)s, %(policy)s::jsonb, %(instance)s);
 
 -- check_environment --
 -- Compare the database markers with what this process declares
@@ -79,8 +80,8 @@ SELECT public.record_periodic_run(%(task_name)s, %(tick)s, %(result)s::jsonb);
 SELECT public.health_report(%(app_env)s, %(project_ref)s, %(expected_revision)s, %(known_revisions)s) AS report;
 
 -- rate_limit_status --
--- Proactive sends this hour and today vs the limits
-SELECT public.rate_limit_status(%(hour_limit)s, %(day_limit)s) AS status;
+-- Proactive sends this hour and today vs the database's limits, in total and per number
+SELECT public.rate_limit_status() AS status;
 
 -- execute_tool --
 -- Run one of Julia's tools for a conversation
@@ -154,7 +155,7 @@ SELECT public.import_prompt(%(row)s::jsonb) AS action;
 
 -- record_delivery_status --
 -- Apply a messages.update (delivery ack or error) to its outbox row
-SELECT public.record_delivery_status(%(message_id)s, %(status)s, %(error_code)s, %(remote_jid)s) AS outbox_id;
+SELECT public.record_delivery_status(%(message_id)s, %(status)s, %(error_code)s, %(remote_jid)s, %(instance)s) AS outbox_id;
 
 -- mark_contact_blocked --
 -- WhatsApp refuses this doctor: no more proactive outreach
@@ -176,7 +177,7 @@ SELECT mantido_id, removido_id, mantido_telefone, removido_telefone, mantido_nom
 
 -- dispatch_outreach --
 -- Defer send jobs for queued proactive rows, within the window's capacity
-SELECT outbox_id FROM public.dispatch_outreach(%(policy)s::jsonb, %(now)s) AS d (outbox_id);
+SELECT outbox_id FROM public.dispatch_outreach(NULL, %(now)s) AS d (outbox_id);
 
 -- queue_follow_ups --
 -- One follow-up for doctors who showed interest and went silent
@@ -208,11 +209,15 @@ SELECT public.pause_campaign(%(id)s);
 
 -- preview_campaign --
 -- What a campaign would send today under the limits
-SELECT public.preview_campaign(%(id)s, %(policy)s::jsonb, NULL) AS preview;
+SELECT public.preview_campaign(%(id)s, NULL, NULL) AS preview;
 
 -- campaign_by_name --
 -- A campaign's id by name or id
 SELECT id FROM public.campanhas WHERE nome = %(ref)s OR id::text = %(ref)s;
+
+-- campaign_numbers --
+-- A campaign's sends per number
+SELECT public.campaign_numbers(%(id)s) AS numbers;
 
 -- campaign_metrics --
 -- Metrics of all campaigns, or of one
@@ -398,3 +403,51 @@ SELECT 'trigger', pg_catalog.quote_ident(t.tgname) || ' ON ' || t.tgrelid::regcl
 -- secure_schema --
 -- RLS, API-role revokes and fixed search_paths over everything (db/security.sql)
 SELECT public.secure_public_schema();
+
+------------------------------------------------------------
+-- Numbers and the send policy (db/numbers.sql; tables from revision 0013)
+------------------------------------------------------------
+
+-- bootstrap_sending --
+-- A worker's start: the policy row from its env when absent, its instance as the first number
+SELECT item, action FROM public.bootstrap_sending(%(policy)s::jsonb, %(instance)s);
+
+-- current_send_policy --
+-- The send policy every process enforces
+SELECT public.current_send_policy() AS policy;
+
+-- set_send_policy --
+-- Change the send policy (audited); returns the policy in force
+SELECT public.set_send_policy(%(changes)s::jsonb, %(motivo)s, %(via)s) AS policy;
+
+-- numbers_report --
+-- Every number with its state, caps, warm-up and counters now
+SELECT public.numbers_report(NULL) AS numbers;
+
+-- add_number --
+-- Add a WhatsApp number (Evolution instance)
+SELECT public.add_number(%(instance)s, %(phone)s, %(hour_limit)s, %(day_limit)s, %(warmup)s, %(motivo)s, %(via)s) AS id;
+
+-- update_number --
+-- Change a number's own caps, hours or phone
+SELECT public.update_number(%(instance)s, %(changes)s::jsonb, %(motivo)s, %(via)s);
+
+-- pause_number --
+-- Pause one number
+SELECT public.pause_number(%(instance)s, %(motivo)s, %(via)s);
+
+-- resume_number --
+-- Resume one number and release what waited for it
+SELECT public.resume_number(%(instance)s, %(motivo)s, %(via)s) AS released;
+
+-- record_connection_update --
+-- Evolution connection.update: a number's state
+SELECT public.record_connection_update(%(instance)s, %(state)s, %(reason)s, %(payload)s::jsonb) AS result;
+
+-- record_unknown_instance --
+-- Keep a webhook from an instance Julia does not know, and tell operators
+SELECT public.record_unknown_instance(%(instance)s, %(event)s, %(payload)s::jsonb);
+
+-- record_send_problem --
+-- A failed send that says something about its number (not on WhatsApp); true when it paused the number
+SELECT public.record_send_problem(%(outbox_id)s, %(kind)s) AS paused;

@@ -1,4 +1,4 @@
-"""POST /slack/commands: `/julia status | pause <motivo> | resume <motivo> | limites`.
+"""POST /slack/commands: `/julia status | pause <motivo> | resume <motivo> | limites [k=v ... <motivo>]`.
 
 Requests must carry Slack's v0 signature (slack_sdk's SignatureVerifier:
 HMAC-SHA256 of "v0:{timestamp}:{body}", 5-minute window, constant-time
@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import psycopg
+from psycopg.types.json import Jsonb
 from slack_sdk.signature import SignatureVerifier
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,7 +26,9 @@ from app.queries import queries
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-USAGE = "Comandos: `status`, `pause <motivo>`, `resume <motivo>`, `limites`."
+USAGE = (
+    "Comandos: `status`, `pause <motivo>`, `resume <motivo>`, `limites`, `limites hour_limit=30 day_limit=80 <motivo>`."
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +41,23 @@ def parse_command(text: str) -> Command:
     """`pause Evolution instável` -> Command(name="pause", motivo="Evolution instável")."""
     name, _, rest = (text or "").strip().partition(" ")
     return Command(name=name.lower(), motivo=rest.strip())
+
+
+def parse_limit_changes(text: str) -> tuple[dict[str, Any], str]:
+    """`hour_limit=30 weekdays=1,2,3 campanha` -> ({"hour_limit": 30, "weekdays": [1, 2, 3]}, "campanha").
+
+    Leading key=value words are changes (whole numbers become integers); the
+    rest is the motivo. The database checks keys and values.
+    """
+    changes: dict[str, Any] = {}
+    words = (text or "").split()
+    while words and "=" in words[0]:
+        key, _, raw = words.pop(0).partition("=")
+        if key == "weekdays":
+            changes[key] = [int(d) if d.isdecimal() else d for d in raw.split(",") if d]
+        else:
+            changes[key] = int(raw) if raw.isdecimal() else raw
+    return changes, " ".join(words)
 
 
 def signature_valid(secret: str, raw: bytes, timestamp: str | None, signature: str | None) -> bool:
@@ -73,11 +93,19 @@ def format_status(status: dict[str, Any]) -> str:
 
 def format_limits(limits: dict[str, Any]) -> str:
     hour, day = limits["hour"], limits["day"]
-    return (
-        f"Limites de mensagens proativas ({limits['timezone']}):\n"
+    lines = [
+        f"Limites de mensagens proativas ({limits['timezone']}, do banco de dados):",
         f"hora: {hour['sent']}/{hour['limit']} (restam {hour['remaining']}) · "
-        f"dia: {day['sent']}/{day['limit']} (restam {day['remaining']})"
-    )
+        f"dia: {day['sent']}/{day['limit']} (restam {day['remaining']})",
+    ]
+    for n in limits.get("numbers", []):
+        state = "ok" if n["available"] else n["unavailable"]
+        warmup = f" · aquecimento dia {n['warmup_day']}" if n.get("warmup_day") else ""
+        lines.append(
+            f"• {n['instance']} ({state}): hora {n['hour']['sent']}/{n['hour']['limit']} · "
+            f"dia {n['day']['sent']}/{n['day']['limit']}{warmup}"
+        )
+    return "\n".join(lines)
 
 
 async def slack_commands(request: Request) -> JSONResponse:
@@ -119,11 +147,10 @@ async def _run(
     if command.name == "status":
         status = (await (await conn.execute(queries["ops_status"])).fetchone())["status"]
         return slack_reply(format_status(status))
+    if command.name == "limites" and command.motivo:
+        return await _set_limits(conn, command, user, allowed=allowed, log=log)
     if command.name == "limites":
-        cur = await conn.execute(
-            queries["rate_limit_status"],
-            {"hour_limit": settings.max_msgs_por_hora, "day_limit": settings.max_msgs_por_dia},
-        )
+        cur = await conn.execute(queries["rate_limit_status"])
         return slack_reply(format_limits((await cur.fetchone())["status"]))
     if command.name in ("pause", "resume"):
         if not allowed:
@@ -144,6 +171,26 @@ async def _run(
         verb = "retomada" if resume else "pausada"
         return slack_reply(f"Julia {verb} por @{user}: {command.motivo}", in_channel=True)
     return slack_reply(USAGE)
+
+
+async def _set_limits(
+    conn: psycopg.AsyncConnection, command: Command, user: str, *, allowed: bool, log: dict[str, str]
+) -> JSONResponse:
+    """`limites k=v ... <motivo>`: change the send policy every worker enforces (audited, via slack)."""
+    if not allowed:
+        logger.warning("slack command not allowed", extra={"action": "slack_command_refused", "reason": "user", **log})
+        return slack_reply("Você não está na lista de quem pode mudar os limites (SLACK_ALLOWED_USERS).")
+    changes, motivo = parse_limit_changes(command.motivo)
+    if not changes or not motivo:
+        return slack_reply("Use `limites hour_limit=30 day_limit=80 <motivo>` (chaves como em `julia limits set`).")
+    try:
+        params = {"changes": Jsonb(changes), "motivo": f"{motivo} (@{user})", "via": "slack"}
+        policy = (await (await conn.execute(queries["set_send_policy"], params)).fetchone())["policy"]
+    except psycopg.errors.RaiseException as exc:
+        return slack_reply(f"Limites não alterados: {exc.diag.message_primary}")
+    logger.warning("send policy changed", extra={"action": "send_policy_changed", "via": "slack", **log})
+    shown = ", ".join(f"{k}={policy[k]}" for k in changes)
+    return slack_reply(f"Limites alterados por @{user}: {shown} ({motivo})", in_channel=True)
 
 
 ROUTES: list[BaseRoute] = [Route("/slack/commands", slack_commands, methods=["POST"])]

@@ -184,7 +184,6 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
         "job_id": job_id,
         "app_env": s.app_env,
         "project_ref": s.supabase_project_ref,
-        "policy": Jsonb(s.send_policy()),
         "now": None,
     }
     claim = await _one(rt, "claim_send_slot", **claim_params)
@@ -203,10 +202,18 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
         )
         return claim["reason"]
     fault_point(s, "after_claim")
-    await rt.evolution.send_presence(claim["number"], delay_ms=_typing_ms(claim["texto"]))
+    # The number the gate chose (NULL before the deployment has number rows: EVOLUTION_INSTANCE).
+    instance = claim["instance"]
+    log["instance"] = instance
+    await rt.evolution.send_presence(claim["number"], delay_ms=_typing_ms(claim["texto"]), instance=instance)
     try:
-        sent = await rt.evolution.send_text(claim["number"], claim["texto"])
+        sent = await rt.evolution.send_text(claim["number"], claim["texto"], instance=instance)
     except EvolutionError as exc:
+        if exc.not_on_whatsapp and not claim["number"].endswith("@lid"):
+            # A burst of these on one number pauses it (SQL decides).
+            paused = (await _one(rt, "record_send_problem", outbox_id=outbox_id, kind="not_on_whatsapp"))["paused"]
+            if paused:
+                logger.error("number paused", extra={"action": "number_auto_paused", **log})
         lid_refused = claim["number"].endswith("@lid") and exc.status == 400
         final = (
             lid_refused
@@ -312,9 +319,7 @@ async def periodic_dispatch_outreach(context: JobContext, timestamp: int) -> dic
     """Every minute: let queued campaign and follow-up messages trickle out, within the limits."""
     rt = _runtime(context)
     async with rt.pool.connection() as conn:
-        cur = await conn.execute(
-            queries["dispatch_outreach"], {"policy": Jsonb(rt.settings.send_policy()), "now": None}
-        )
+        cur = await conn.execute(queries["dispatch_outreach"], {"now": None})
         dispatched = len(await cur.fetchall())
     result = {"dispatched": dispatched}
     await _record_run(rt, "periodic_dispatch_outreach", timestamp, result)

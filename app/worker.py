@@ -18,6 +18,7 @@ import time
 
 import procrastinate
 import psycopg
+from psycopg.types.json import Jsonb
 
 from app import inbound, tasks
 from app.config import Settings
@@ -84,8 +85,26 @@ async def run_worker(
         logger.info("worker stopped", extra={"action": "worker_stop"})
 
 
+async def _bootstrap_sending(rt: Runtime) -> None:
+    """Write the send policy (from this env) when the database has none, and
+    EVOLUTION_INSTANCE as the first number; warn when this env disagrees with
+    the policy in force (the database's wins, for every replica)."""
+    settings = rt.settings
+    params = {"policy": Jsonb(settings.send_policy()), "instance": settings.evolution_instance or None}
+    async with rt.pool.connection() as conn:
+        rows = await (await conn.execute(queries["bootstrap_sending"], params)).fetchall()
+    actions = {r["item"]: r["action"] for r in rows}
+    if actions.pop("send_policy_env", "same") == "differs":
+        logger.warning(
+            "send policy variables differ from the database's policy, which is the one enforced (julia limits show)",
+            extra={"action": "send_policy_env_ignored"},
+        )
+    logger.info("sending bootstrap", extra={"action": "sending_bootstrap", "results": actions})
+
+
 async def _run(rt: Runtime, *, consume_inbound: bool, queues: tuple[str, ...], stop: asyncio.Event) -> None:
     settings = rt.settings
+    await _bootstrap_sending(rt)
     rescued = await tasks.rescue_stalled_jobs(rt.pool, settings.stalled_worker_seconds)
     logger.info(
         "worker started",

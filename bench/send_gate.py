@@ -1,12 +1,15 @@
-"""Send-gate benchmark: claim_send_slot() under 1, 8 and 32 concurrent connections.
+"""Send-gate benchmark: claim_send_slot() under 1, 8 and 32 concurrent
+connections, with no number row (the global counter), one WhatsApp number
+(the one-number baseline) and ten numbers, in the same run.
 
 Starts its own embedded PostgreSQL, migrates it, creates one doctor and one
 campaign outbox row per claim attempt, then lets C threads (one connection
 each) claim rows as fast as they can against an hourly limit of half the
-attempts. Prints claims/s and p50/p99 latency per concurrency, and checks in
-the same run that the number of successful claims never exceeds the limit
-(overshoot = 0) and that the counter row agrees. The baseline row is a plain
-single-row UPDATE of a counter without the gate's checks, same connections.
+attempts (split evenly over the numbers: each has its own cap). Prints
+claims/s and p50/p99 latency per case, and checks in the same run that no
+number's claims exceed its cap (overshoot = 0) and that the counters agree
+with the claimed rows. The baseline column is a plain single-row UPDATE of
+a counter without the gate's checks, same connections.
 
     uv run python bench/send_gate.py [--attempts N]
 """
@@ -35,14 +38,29 @@ from psycopg.types.json import Jsonb
 BENCH_DB = "julia_gate_bench"
 WEDNESDAY_10H = datetime(2026, 12, 2, 10, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
 POLICY = {"weekdays": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59", "cooldown_hours": 0}
-CLAIM = "SELECT claimed FROM public.claim_send_slot(%s, %s, 'bench', '', %s, %s)"
+CLAIM = "SELECT claimed FROM public.claim_send_slot(%s, %s, 'bench', '', NULL, %s)"
+NUMBER_CASES = (0, 1, 10)  # 0 = no number row: the single global counter
 BASELINE = "UPDATE public.bench_counter SET n = n + 1 WHERE id = 1"
 
 
-def prepare(url: str, rows: int) -> list[int]:
-    """Fresh rows to claim: one doctor and one campaign outbox row each."""
+def prepare(url: str, rows: int, numbers: int = 0, limit: int = 0) -> list[int]:
+    """Fresh rows to claim (one doctor and one campaign outbox row each), and
+    `numbers` WhatsApp numbers sharing the hourly `limit` evenly (the policy's
+    hour_limit is the whole `limit`, for the case without number rows)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE public.outbox, public.send_counters, public.clientes RESTART IDENTITY CASCADE")
+        conn.execute(
+            "TRUNCATE public.outbox, public.send_counters, public.clientes, public.whatsapp_numbers "
+            "RESTART IDENTITY CASCADE"
+        )
+        conn.execute(
+            "SELECT public.set_send_policy(%s, 'bench', 'manual', true)",
+            (Jsonb({**POLICY, "hour_limit": limit, "day_limit": 10**9}),),
+        )
+        for n in range(numbers):
+            conn.execute(
+                "SELECT public.add_number(%s, NULL, %s, NULL, false, 'bench', 'manual')",
+                (f"bench-{n}", limit // numbers),
+            )
         conn.execute(
             # Numbers WhatsApp already confirmed: the gate is measured, not the onWhatsApp check.
             "INSERT INTO public.clientes (telefone, nome, whatsapp_numero) "
@@ -66,7 +84,6 @@ def run(
     successes = 0
     lock = threading.Lock()
     barrier = threading.Barrier(concurrency + 1)
-    policy = Jsonb({**POLICY, "hour_limit": limit or 0, "day_limit": 10**9})
 
     def worker(chunk: list[int]) -> None:
         nonlocal successes
@@ -77,7 +94,7 @@ def run(
             for n, outbox_id in enumerate(chunk):
                 started = time.perf_counter()
                 if statement == CLAIM:
-                    ok += conn.execute(CLAIM, (outbox_id, n + 1, policy, WEDNESDAY_10H)).fetchone()[0]
+                    ok += conn.execute(CLAIM, (outbox_id, n + 1, WEDNESDAY_10H)).fetchone()[0]
                 else:
                     conn.execute(BASELINE)
                     ok += 1
@@ -114,37 +131,74 @@ def main() -> int:
         return measure(url, args.attempts)
 
 
+def overshoot_of(url: str, numbers: int, limit: int, claimed: int) -> int:
+    """Claims beyond any cap, plus any disagreement between counters and claimed rows."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        in_db = conn.execute("SELECT count(*) FROM public.outbox WHERE state = 'claimed'").fetchone()[0]
+        if numbers == 0:
+            counter = conn.execute(
+                "SELECT coalesce(sum(claims), 0) FROM public.send_counters WHERE window_kind = 'hour'"
+            ).fetchone()[0]
+            return max(0, claimed - limit) + max(0, in_db - limit) + abs(counter - in_db)
+        per_number = conn.execute(
+            "SELECT n.hour_limit,"
+            "       (SELECT count(*) FROM public.outbox AS o WHERE o.number_id = n.id AND o.state = 'claimed'),"
+            "       (SELECT coalesce(sum(c.claims), 0) FROM public.number_send_counters AS c"
+            "         WHERE c.number_id = n.id AND c.window_kind = 'hour')"
+            "  FROM public.whatsapp_numbers AS n"
+        ).fetchall()
+    return (
+        sum(max(0, rows - cap) + abs(counted - rows) for cap, rows, counted in per_number)
+        + max(0, claimed - limit)
+        + abs(claimed - in_db)
+    )
+
+
 def measure(url: str, attempts: int) -> int:
-    """Run each concurrency level and print the table; 1 when any run overshot."""
+    """Run each concurrency level and number count, print the table; 1 when any run overshot."""
     limit = attempts // 2
     rows = []
     overshoot_total = 0
     for concurrency in (1, 8, 32):
         base_seconds, base_lat, _ = run(url, prepare(url, attempts), concurrency, BASELINE, None)
-        seconds, lat, claimed = run(url, prepare(url, attempts), concurrency, CLAIM, limit)
-        with psycopg.connect(url, autocommit=True) as conn:
-            counter = conn.execute(
-                "SELECT coalesce(sum(claims), 0) FROM public.send_counters WHERE window_kind = 'hour'"
-            ).fetchone()[0]
-            in_db = conn.execute("SELECT count(*) FROM public.outbox WHERE state = 'claimed'").fetchone()[0]
-        overshoot = max(0, claimed - limit) + max(0, in_db - limit) + abs(counter - in_db)
-        overshoot_total += overshoot
-        rate, base = len(lat) / seconds, len(base_lat) / base_seconds
-        rows.append(
-            [
-                str(concurrency),
-                f"{rate:.0f}",
-                f"{pct(lat, 50):.2f}",
-                f"{pct(lat, 99):.2f}",
-                str(claimed),
-                str(limit),
-                str(overshoot),
-                f"{base:.0f}",
-                f"{rate / base:.2f}",
-            ]
-        )
+        base = len(base_lat) / base_seconds
+        one_number_rate = None
+        for numbers in NUMBER_CASES:
+            seconds, lat, claimed = run(url, prepare(url, attempts, numbers, limit), concurrency, CLAIM, limit)
+            overshoot = overshoot_of(url, numbers, limit, claimed)
+            overshoot_total += overshoot
+            rate = len(lat) / seconds
+            if numbers == 1:
+                one_number_rate = rate
+            rows.append(
+                [
+                    str(concurrency),
+                    str(numbers) if numbers else "0 (global)",
+                    f"{rate:.0f}",
+                    f"{pct(lat, 50):.2f}",
+                    f"{pct(lat, 99):.2f}",
+                    str(claimed),
+                    str(limit),
+                    str(overshoot),
+                    f"{base:.0f}",
+                    f"{rate / base:.2f}",
+                    f"{rate / one_number_rate:.2f}" if one_number_rate and numbers > 1 else "-",
+                ]
+            )
     print()
-    header = ["conns", "claims/s", "p50 ms", "p99 ms", "claimed", "limit", "overshoot", "baseline UPDATE/s", "ratio"]
+    header = [
+        "conns",
+        "numbers",
+        "claims/s",
+        "p50 ms",
+        "p99 ms",
+        "claimed",
+        "limit",
+        "overshoot",
+        "baseline UPDATE/s",
+        "ratio",
+        "vs 1 number",
+    ]
     benchkit.print_table(header, rows)
     print(f"\novershoot across all runs: {overshoot_total} (must be 0)")
     return 1 if overshoot_total else 0

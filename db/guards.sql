@@ -42,7 +42,12 @@ $$;
 
 -- Write the markers, feature flags and first pause state; idempotent.
 -- Changing an existing marker needs p_force, so nothing is overwritten silently.
-CREATE OR REPLACE FUNCTION public.bootstrap_database(p_app_env text, p_project_ref text, p_force boolean DEFAULT false)
+-- With p_policy / p_instance (the seed's env variables, EVOLUTION_INSTANCE)
+-- it also writes the send policy row when absent and the first number.
+CREATE OR REPLACE FUNCTION public.bootstrap_database(
+    p_app_env text, p_project_ref text, p_force boolean DEFAULT false,
+    p_policy jsonb DEFAULT NULL, p_instance text DEFAULT NULL
+)
 RETURNS TABLE (item text, action text)
 LANGUAGE plpgsql
 SET search_path = ''
@@ -107,6 +112,10 @@ BEGIN
         item := 'julia_status'; action := 'created'; RETURN NEXT;
     ELSE
         item := 'julia_status'; action := 'unchanged'; RETURN NEXT;
+    END IF;
+
+    IF p_policy IS NOT NULL OR p_instance IS NOT NULL THEN
+        RETURN QUERY SELECT b.item, b.action FROM public.bootstrap_sending(p_policy, p_instance) AS b;
     END IF;
 END;
 $$;

@@ -434,7 +434,8 @@ $$;
 
 -- Record a notification for operators and defer its job; returns its id,
 -- or NULL when one with the same dedupe key exists. guard_failure and
--- job_failure are critical: they also alert the manager's WhatsApp.
+-- job_failure and number_paused are critical: they also alert the manager's
+-- WhatsApp (from another number: a paused one sends nothing).
 CREATE OR REPLACE FUNCTION public.notify_humans(p_kind text, p_payload jsonb, p_dedupe_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
@@ -447,7 +448,7 @@ BEGIN
         RAISE EXCEPTION 'notify_humans: invalid kind %', quote_literal(coalesce(p_kind, 'NULL'));
     END IF;
     INSERT INTO public.notificacoes (kind, payload, critical, dedupe_key)
-    VALUES (p_kind, coalesce(p_payload, '{}'::jsonb), p_kind IN ('guard_failure', 'job_failure'), p_dedupe_key)
+    VALUES (p_kind, coalesce(p_payload, '{}'::jsonb), p_kind IN ('guard_failure', 'job_failure', 'number_paused'), p_dedupe_key)
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id INTO _id;
     IF _id IS NOT NULL THEN

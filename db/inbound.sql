@@ -40,10 +40,22 @@ DECLARE
     _job_id bigint;
     _at timestamptz;
     _echo public.outbox;
+    _instance text := _m ->> 'instance';
+    _number_id bigint;
 BEGIN
     IF _m IS NULL OR coalesce(_message_id, '') = '' THEN
         RAISE EXCEPTION 'process_inbound: queue message % has no message.message_id', p_msg_id;
     END IF;
+
+    -- A message to an instance Julia does not know is kept for operators and
+    -- never answered (least of all from another number).
+    IF NOT public.instance_known(_instance) THEN
+        PERFORM public.record_unknown_instance(_instance, coalesce(p_body ->> 'event', 'messages.upsert'), p_body);
+        PERFORM pgmq.archive('inbound', p_msg_id);
+        RETURN QUERY SELECT NULL::bigint, NULL::bigint, false, NULL::bigint;
+        RETURN;
+    END IF;
+    _number_id := public.resolve_number(_instance);
 
     -- A duplicate delivery is archived without touching anything else.
     IF EXISTS (SELECT 1 FROM public.interacoes AS i WHERE i.message_id = _message_id) THEN
@@ -95,8 +107,8 @@ BEGIN
     END IF;
     _at := coalesce(to_timestamp((_m ->> 'timestamp')::bigint), clock_timestamp());
 
-    INSERT INTO public.conversations (cliente_id, reply_jid)
-    VALUES (_cliente_id, coalesce(_phone, _lid))
+    INSERT INTO public.conversations (cliente_id, reply_jid, number_id)
+    VALUES (_cliente_id, coalesce(_phone, _lid), _number_id)
     ON CONFLICT (cliente_id) WHERE status = 'aberta' DO NOTHING;
     SELECT c.id INTO _conversation_id
       FROM public.conversations AS c
@@ -131,8 +143,15 @@ BEGIN
                                     (SELECT coalesce(cl.whatsapp_numero, cl.telefone)
                                        FROM public.clientes AS cl WHERE cl.id = _cliente_id),
                                     _lid, c.reply_jid),
+               -- The reply goes from the number she wrote to.
+               number_id = coalesce(_number_id, c.number_id),
                updated_at = now()
          WHERE c.id = _conversation_id;
+        IF _number_id IS NOT NULL THEN
+            -- The number she knows: her proactive messages come from it too.
+            UPDATE public.clientes AS cl SET number_id = _number_id
+             WHERE cl.id = _cliente_id AND cl.number_id IS DISTINCT FROM _number_id;
+        END IF;
         _job_id := public.defer_reply(_conversation_id);
     END IF;
 

@@ -140,8 +140,8 @@ DECLARE
     _row public.outbox := p_row;
 BEGIN
     IF _row.conversation_id IS NULL AND _row.cliente_id IS NOT NULL AND _row.kind IN ('campaign', 'follow_up') THEN
-        INSERT INTO public.conversations (cliente_id, reply_jid)
-        VALUES (_row.cliente_id, _row.number)
+        INSERT INTO public.conversations (cliente_id, reply_jid, number_id)
+        VALUES (_row.cliente_id, _row.number, _row.number_id)
         ON CONFLICT (cliente_id) WHERE status = 'aberta' DO NOTHING;
         SELECT c.id INTO _row.conversation_id FROM public.conversations AS c
          WHERE c.cliente_id = _row.cliente_id AND c.status = 'aberta';
@@ -154,7 +154,8 @@ BEGIN
                 'saida', CASE WHEN _row.kind = 'human' THEN 'humano' ELSE 'julia' END,
                 _row.texto, _row.number, _row.sent_at)
         ON CONFLICT ON CONSTRAINT interacoes_message_id_key DO NOTHING;
-        UPDATE public.conversations SET last_outbound_at = _row.sent_at, updated_at = now()
+        UPDATE public.conversations
+           SET last_outbound_at = _row.sent_at, number_id = coalesce(number_id, _row.number_id), updated_at = now()
          WHERE id = _row.conversation_id;
     END IF;
     IF _row.cliente_id IS NOT NULL THEN

@@ -3,56 +3,9 @@
 -- whether it may go now and records the claim: pause, environment guard,
 -- opt-out/blocked, business hours (America/Sao_Paulo), hourly and daily
 -- caps for proactive messages, per-doctor cooldown, per-conversation
--- anti-loop cap for replies. Refusals say why and when to try again.
-
-------------------------------------------------------------
--- Policy
-------------------------------------------------------------
-
--- The policy the worker declares (from its environment), with defaults:
--- {"hour_limit": 20, "day_limit": 100, "start": "08:00", "end": "20:00",
---  "weekdays": [1,2,3,4,5] (ISO: 1 = Monday), "cooldown_hours": 72,
---  "reply_cap_per_hour": 30}
-CREATE OR REPLACE FUNCTION public.send_policy(p_policy jsonb)
-RETURNS jsonb
-LANGUAGE sql IMMUTABLE
-SET search_path = ''
-AS $$
-    SELECT jsonb_build_object(
-        'hour_limit', 20, 'day_limit', 100, 'start', '08:00', 'end', '20:00',
-        'weekdays', '[1,2,3,4,5]'::jsonb, 'cooldown_hours', 72, 'reply_cap_per_hour', 30)
-        || coalesce(p_policy, '{}'::jsonb);
-$$;
-
--- The next moment proactive messages may go at or after p_at (Sao Paulo
--- business hours on allowed weekdays).
-CREATE OR REPLACE FUNCTION public.next_business_opening(p_policy jsonb, p_at timestamptz)
-RETURNS timestamptz
-LANGUAGE plpgsql STABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _p jsonb := public.send_policy(p_policy);
-    _local timestamp := p_at AT TIME ZONE 'America/Sao_Paulo';
-    _start time := (_p ->> 'start')::time;
-    _end time := (_p ->> 'end')::time;
-    _day date := _local::date;
-    _candidate timestamp;
-BEGIN
-    FOR _i IN 0 .. 7 LOOP
-        IF (_p -> 'weekdays') @> to_jsonb(extract(isodow FROM _day)::integer) THEN
-            _candidate := _day + _start;
-            IF _i = 0 AND _local::time >= _start AND _local::time < _end THEN
-                RETURN p_at;
-            ELSIF _candidate > _local THEN
-                RETURN _candidate AT TIME ZONE 'America/Sao_Paulo';
-            END IF;
-        END IF;
-        _day := _day + 1;
-    END LOOP;
-    RAISE EXCEPTION 'next_business_opening: no allowed weekday in policy %', _p -> 'weekdays';
-END;
-$$;
+-- anti-loop cap for replies, and the WhatsApp number it goes from. The
+-- policy and the numbers are data (db/numbers.sql). Refusals say why and
+-- when to try again.
 
 ------------------------------------------------------------
 -- The gate
@@ -81,22 +34,31 @@ END;
 $$;
 
 -- Decide whether outbox row p_outbox_id may be sent now by job p_job_id, and
--- claim it if so. p_now injects the clock (tests); NULL = clock_timestamp().
+-- claim it if so, choosing the WhatsApp number it goes from (instance; NULL
+-- while the deployment has no number row: the worker's EVOLUTION_INSTANCE).
+-- The policy is the database's (current_send_policy()); p_policy is ignored
+-- and kept only so the previous release's calls still work (rollback).
+-- p_now injects the clock (tests); NULL = clock_timestamp().
 -- Reasons: claimed, not_found, already_sent, failed, claimed_elsewhere,
 -- guard, paused, opted_out, blocked, doctor_replied, campaign_inactive,
--- reply_loop_cap, outside_hours, cooldown, hourly_limit, daily_limit. A deferral that knows when the
--- message could go (next_at) re-defers the send job for then.
+-- reply_loop_cap, number_unavailable, no_number, outside_hours, cooldown,
+-- hourly_limit, daily_limit. A deferral that knows when the message could
+-- go (next_at) re-defers the send job for then; number_unavailable and
+-- no_number wait for a number to come back (resume, connection open, or
+-- the periodic release).
+DROP FUNCTION IF EXISTS public.claim_send_slot(bigint, bigint, text, text, jsonb, timestamptz);
 CREATE OR REPLACE FUNCTION public.claim_send_slot(
     p_outbox_id bigint, p_job_id bigint, p_app_env text, p_project_ref text,
     p_policy jsonb DEFAULT NULL, p_now timestamptz DEFAULT NULL,
     OUT claimed boolean, OUT reason text, OUT next_at timestamptz,
-    OUT number text, OUT texto text, OUT attempts integer, OUT conversation_id bigint, OUT cliente_id bigint
+    OUT number text, OUT texto text, OUT attempts integer, OUT conversation_id bigint, OUT cliente_id bigint,
+    OUT instance text
 )
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    _p jsonb := public.send_policy(p_policy);
+    _p jsonb := public.current_send_policy();
     _now timestamptz := coalesce(p_now, clock_timestamp());
     _local timestamp := _now AT TIME ZONE 'America/Sao_Paulo';
     _row public.outbox;
@@ -108,6 +70,10 @@ DECLARE
     _address text;
     _hour timestamp := date_trunc('hour', _now AT TIME ZONE 'America/Sao_Paulo');
     _day timestamp := date_trunc('day', _now AT TIME ZONE 'America/Sao_Paulo');
+    _numbered boolean := EXISTS (SELECT 1 FROM public.whatsapp_numbers);
+    _number_id bigint;
+    _number public.whatsapp_numbers;
+    _choice record;
 BEGIN
     claimed := false;
     SELECT * INTO _row FROM public.outbox AS o WHERE o.id = p_outbox_id FOR UPDATE;
@@ -127,7 +93,7 @@ BEGIN
     END IF;
     _proactive := _row.kind IN ('campaign', 'follow_up');
     -- A re-claim by the same job (retry after a crash) passes every check
-    -- again, but its window slots were counted the first time.
+    -- again, but its window slots were counted (and its number chosen) the first time.
     _reclaim := _row.state = 'claimed';
     -- One doctor's proactive claims run one at a time (cooldown below).
     IF _proactive THEN
@@ -179,6 +145,19 @@ BEGIN
         END IF;
     END IF;
 
+    IF reason IS NULL AND NOT _proactive AND _numbered THEN
+        -- Replies go from the number the doctor wrote to; alerts from any available one.
+        _number_id := CASE WHEN _reclaim THEN _row.number_id ELSE public._reply_number(coalesce(
+                          (SELECT c.number_id FROM public.conversations AS c WHERE c.id = _row.conversation_id),
+                          _cliente.number_id)) END;
+        SELECT * INTO _number FROM public.whatsapp_numbers AS n WHERE n.id = _number_id;
+        IF _number_id IS NULL THEN
+            reason := 'no_number';
+        ELSIF public.number_unavailable(_number) IS NOT NULL THEN
+            reason := 'number_unavailable';
+        END IF;
+    END IF;
+
     IF reason IS NULL AND _proactive THEN
         _address := public.send_address(_row.cliente_id);
         IF public.next_business_opening(_p, _now) <> _now THEN
@@ -198,8 +177,12 @@ BEGIN
                 reason := 'cooldown';
                 next_at := _last_touch + make_interval(hours => (_p ->> 'cooldown_hours')::integer);
             ELSIF _reclaim THEN
-                NULL;  -- counted when first claimed
+                _number_id := _row.number_id;  -- counted (and chosen) when first claimed
+            ELSIF _numbered THEN
+                SELECT * INTO _choice FROM public._claim_proactive_number(_cliente.number_id, _p, _now);
+                _number_id := _choice.number_id; reason := _choice.reason; next_at := _choice.next_at;
             ELSIF NOT public._take_window_slot('day', _day, (_p ->> 'day_limit')::integer) THEN
+                -- No number rows yet (a deployment not bootstrapped): one global counter, as before.
                 reason := 'daily_limit';
                 next_at := public.next_business_opening(_p, (_day + interval '1 day') AT TIME ZONE 'America/Sao_Paulo');
             ELSIF NOT public._take_window_slot('hour', _hour, (_p ->> 'hour_limit')::integer) THEN
@@ -221,13 +204,19 @@ BEGIN
         RETURN;
     END IF;
 
+    IF _proactive AND _number_id IS NOT NULL THEN
+        -- She now knows this number: her next messages come from it.
+        UPDATE public.clientes AS c SET number_id = _number_id WHERE c.id = _row.cliente_id
+           AND c.number_id IS DISTINCT FROM _number_id;
+    END IF;
     -- A proactive message goes to the form WhatsApp confirmed for her.
     UPDATE public.outbox AS o
        SET state = 'claimed', claimed_by_job = p_job_id, claimed_at = _now, refusal = NULL,
            attempts = o.attempts + 1, number = CASE WHEN _proactive THEN _address ELSE o.number END,
-           updated_at = now()
+           number_id = _number_id, updated_at = now()
      WHERE o.id = p_outbox_id
     RETURNING o.attempts, o.number INTO attempts, number;
+    SELECT n.instance INTO instance FROM public.whatsapp_numbers AS n WHERE n.id = _number_id;
     claimed := true; reason := 'claimed';
 END;
 $$;
@@ -281,14 +270,23 @@ BEGIN
     IF _best.error_code = 463 AND _row.cliente_id IS NOT NULL THEN
         PERFORM public.mark_contact_blocked(_row.cliente_id, 'WhatsApp 463: contato não pode receber mensagens');
     END IF;
+    -- A message WhatsApp would not deliver is a sign of trouble on its number
+    -- (Evolution's messages.update says status ERROR, without a code): many of
+    -- these on one number is how numbers get banned, so they are counted per number.
+    IF upper(_best.status) = 'ERROR' AND _row.number_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM public.number_health_events AS h
+                        WHERE h.outbox_id = _row.id AND h.kind IN ('error_463', 'delivery_error')) THEN
+        PERFORM public.record_number_problem(
+            _row.number_id, CASE WHEN _best.error_code = 463 THEN 'error_463' ELSE 'delivery_error' END, _row.id);
+    END IF;
 END;
 $$;
 
 -- Record a messages.update from Evolution (one call from the api). Returns
 -- the outbox row it updated, or NULL when the send is not recorded yet (it
--- will be applied when it is).
+-- will be applied when it is) or the instance is unknown (stored for operators).
 CREATE OR REPLACE FUNCTION public.record_delivery_status(
-    p_evolution_message_id text, p_status text, p_error_code integer, p_remote_jid text
+    p_evolution_message_id text, p_status text, p_error_code integer, p_remote_jid text, p_instance text DEFAULT NULL
 )
 RETURNS bigint
 LANGUAGE plpgsql
@@ -300,8 +298,13 @@ BEGIN
     IF coalesce(p_evolution_message_id, '') = '' OR public._delivery_rank(p_status) = 0 THEN
         RAISE EXCEPTION 'record_delivery_status: unknown status % for message %', p_status, p_evolution_message_id;
     END IF;
-    INSERT INTO public.delivery_events (evolution_message_id, status, error_code, remote_jid)
-    VALUES (p_evolution_message_id, upper(p_status), p_error_code, p_remote_jid);
+    IF NOT public.instance_known(p_instance) THEN
+        PERFORM public.record_unknown_instance(p_instance, 'messages.update',
+            jsonb_build_object('keyId', p_evolution_message_id, 'status', upper(p_status), 'error_code', p_error_code));
+        RETURN NULL;
+    END IF;
+    INSERT INTO public.delivery_events (evolution_message_id, status, error_code, remote_jid, instance)
+    VALUES (p_evolution_message_id, upper(p_status), p_error_code, p_remote_jid, p_instance);
     SELECT o.id INTO _outbox_id FROM public.outbox AS o WHERE o.evolution_message_id = p_evolution_message_id;
     IF _outbox_id IS NOT NULL THEN
         PERFORM public._apply_delivery_events(_outbox_id);
@@ -459,13 +462,17 @@ BEGIN
 END;
 $$;
 
--- How many proactive messages may still go in the current hour and day.
+-- How many proactive messages may still go in the current hour and day,
+-- over every available number (the policy is the database's; p_policy is
+-- ignored, kept for the previous release's calls).
 CREATE OR REPLACE FUNCTION public.proactive_capacity(p_policy jsonb, p_now timestamptz DEFAULT NULL)
 RETURNS TABLE (hour_left integer, day_left integer, in_hours boolean, next_opening timestamptz)
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    WITH t AS (SELECT coalesce(p_now, clock_timestamp()) AS now, public.send_policy(p_policy) AS p)
+    WITH t AS (SELECT coalesce(p_now, clock_timestamp()) AS now, public.current_send_policy() AS p),
+         g AS (SELECT public.next_business_opening(t.p, t.now) AS opening, t.now FROM t),
+         n AS (SELECT c.* FROM public.number_capacity(p_now) AS c WHERE c.unavailable IS NULL)
     SELECT greatest(0, (t.p ->> 'hour_limit')::integer - coalesce((
                SELECT c.claims FROM public.send_counters AS c
                 WHERE c.window_kind = 'hour'
@@ -474,14 +481,24 @@ AS $$
                SELECT c.claims FROM public.send_counters AS c
                 WHERE c.window_kind = 'day'
                   AND c.window_start = date_trunc('day', t.now AT TIME ZONE 'America/Sao_Paulo')), 0)),
-           public.next_business_opening(t.p, t.now) = t.now,
-           public.next_business_opening(t.p, t.now)
-      FROM t;
+           g.opening = t.now, g.opening
+      FROM t, g
+     WHERE NOT EXISTS (SELECT 1 FROM public.whatsapp_numbers)
+    UNION ALL
+    SELECT coalesce(sum(greatest(0, least(n.hour_limit - n.hour_sent, n.day_limit - n.day_sent)))
+                        FILTER (WHERE n.in_hours), 0)::integer,
+           coalesce(sum(greatest(0, n.day_limit - n.day_sent)), 0)::integer,
+           g.opening = g.now AND coalesce(bool_or(n.in_hours), false),
+           greatest(g.opening, coalesce(min(n.next_opening), g.opening))
+      FROM g LEFT JOIN n ON true
+     WHERE EXISTS (SELECT 1 FROM public.whatsapp_numbers)
+     GROUP BY g.opening, g.now;
 $$;
 
 -- Defer send jobs for queued proactive rows, no more than the current
 -- window can take (minus what is already dispatched and unclaimed), oldest
--- first. Returns the outbox ids dispatched. Run every minute.
+-- first. Returns the outbox ids dispatched. Run every minute. (p_policy is
+-- ignored: the database's policy and numbers decide.)
 CREATE OR REPLACE FUNCTION public.dispatch_outreach(p_policy jsonb, p_now timestamptz DEFAULT NULL)
 RETURNS SETOF bigint
 LANGUAGE plpgsql
@@ -494,13 +511,18 @@ DECLARE
     _id bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('julia.dispatch_outreach'));
-    SELECT * INTO _cap FROM public.proactive_capacity(p_policy, p_now);
+    -- Capacity and in-flight rows from one snapshot: a claim committing in
+    -- between would otherwise count neither as in flight nor in the counters.
+    SELECT c.*, (SELECT count(*) FROM public.outbox AS o
+                  WHERE o.kind IN ('campaign', 'follow_up') AND o.state IN ('queued', 'deferred')
+                    AND o.dispatched_at IS NOT NULL
+                    AND (o.not_before IS NULL OR o.not_before <= coalesce(p_now, clock_timestamp())))::integer AS in_flight
+      INTO _cap
+      FROM public.proactive_capacity(p_policy, p_now) AS c;
     IF NOT _cap.in_hours THEN
         RETURN;
     END IF;
-    SELECT count(*) INTO _in_flight FROM public.outbox AS o
-     WHERE o.kind IN ('campaign', 'follow_up') AND o.state IN ('queued', 'deferred') AND o.dispatched_at IS NOT NULL
-       AND (o.not_before IS NULL OR o.not_before <= coalesce(p_now, clock_timestamp()));
+    _in_flight := _cap.in_flight;
     _room := least(_cap.hour_left, _cap.day_left) - _in_flight;
     FOR _id IN
         SELECT o.id FROM public.outbox AS o
@@ -526,19 +548,27 @@ BEGIN
 END;
 $$;
 
--- What a campaign would do today: audience size, already queued/sent, and
--- how many could go today given the limits.
+-- What a campaign would do today: audience size, already queued/sent, how
+-- many could go today given the limits, each number's capacity today and
+-- how many sending days the audience needs (warm-up ramps and weekdays
+-- counted). p_policy is ignored (the database's policy decides).
 CREATE OR REPLACE FUNCTION public.preview_campaign(p_campanha_id bigint, p_policy jsonb, p_now timestamptz DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = ''
 AS $$
 DECLARE
+    _now timestamptz := coalesce(p_now, clock_timestamp());
+    _p jsonb := public.current_send_policy();
     _audience integer;
     _pending integer;
     _cap record;
     _sample text;
     _k public.campanhas;
+    _left integer;
+    _days integer := 0;
+    _day_capacity integer;
+    _at timestamptz;
 BEGIN
     SELECT * INTO _k FROM public.campanhas AS k WHERE k.id = p_campanha_id;
     IF NOT FOUND THEN
@@ -548,14 +578,59 @@ BEGIN
     SELECT count(*) INTO _pending FROM public.campaign_audience(p_campanha_id) AS a (id)
      WHERE NOT EXISTS (SELECT 1 FROM public.outbox AS o
                         WHERE o.campanha_id = p_campanha_id AND o.cliente_id = a.id AND o.state IN ('sent', 'failed'));
-    SELECT * INTO _cap FROM public.proactive_capacity(p_policy, p_now);
+    SELECT * INTO _cap FROM public.proactive_capacity(NULL, _now);
     SELECT public.render_template(_k.template, a.id) INTO _sample FROM public.campaign_audience(p_campanha_id) AS a (id) LIMIT 1;
+    -- Days needed: today's room, then each allowed weekday's caps (ramps grow), up to a year.
+    _left := _pending - least(_pending, _cap.day_left);
+    IF _pending > 0 THEN
+        _days := 1;
+    END IF;
+    _at := _now;
+    WHILE _left > 0 AND _days < 366 LOOP
+        _at := _at + interval '1 day';
+        CONTINUE WHEN NOT (_p -> 'weekdays') @> to_jsonb(extract(isodow FROM _at AT TIME ZONE 'America/Sao_Paulo')::integer);
+        IF EXISTS (SELECT 1 FROM public.whatsapp_numbers) THEN
+            SELECT coalesce(sum(public.number_day_limit(n, _p, _at)), 0) INTO _day_capacity
+              FROM public.whatsapp_numbers AS n WHERE public.number_unavailable(n) IS NULL;
+        ELSE
+            _day_capacity := (_p ->> 'day_limit')::integer;
+        END IF;
+        EXIT WHEN _day_capacity <= 0;
+        _left := _left - _day_capacity;
+        _days := _days + 1;
+    END LOOP;
     RETURN jsonb_build_object(
         'campanha', _k.nome, 'status', _k.status, 'audiencia', _audience, 'a_enviar', _pending,
         'hoje_possiveis', least(_pending, _cap.day_left),
         'limite_hora_restante', _cap.hour_left, 'limite_dia_restante', _cap.day_left,
-        'em_horario', _cap.in_hours, 'proxima_abertura', _cap.next_opening, 'exemplo', _sample);
+        'em_horario', _cap.in_hours, 'proxima_abertura', _cap.next_opening, 'exemplo', _sample,
+        'dias_necessarios', CASE WHEN _left > 0 THEN NULL ELSE _days END,
+        'numeros', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                        'instance', c.instance, 'disponivel', c.unavailable IS NULL, 'motivo', c.unavailable,
+                        'hoje_limite', c.day_limit, 'hoje_enviadas', c.day_sent,
+                        'hoje_restam', CASE WHEN c.unavailable IS NULL THEN greatest(c.day_limit - c.day_sent, 0) ELSE 0 END,
+                        'dia_aquecimento', c.warmup_day) ORDER BY c.number_id), '[]'::jsonb)
+                      FROM public.number_capacity(_now) AS c));
 END;
+$$;
+
+-- A campaign's sends per number (julia campaign status).
+CREATE OR REPLACE FUNCTION public.campaign_numbers(p_campanha_id bigint)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'instance', coalesce(x.instance, '-'), 'enviadas', x.enviadas, 'pendentes', x.pendentes,
+               'falhas', x.falhas) ORDER BY x.instance), '[]'::jsonb)
+      FROM (SELECT n.instance,
+                   count(*) FILTER (WHERE o.state = 'sent') AS enviadas,
+                   count(*) FILTER (WHERE o.state IN ('queued', 'deferred', 'claimed')) AS pendentes,
+                   count(*) FILTER (WHERE o.state = 'failed') AS falhas
+              FROM public.outbox AS o
+              LEFT JOIN public.whatsapp_numbers AS n ON n.id = o.number_id
+             WHERE o.campanha_id = p_campanha_id
+             GROUP BY n.instance) AS x;
 $$;
 
 ------------------------------------------------------------
@@ -632,12 +707,17 @@ AS $$
 DECLARE
     _archived integer;
     _counters integer;
+    _n integer;
     _runs integer;
 BEGIN
     DELETE FROM pgmq.a_inbound WHERE archived_at < clock_timestamp() - p_keep;
     GET DIAGNOSTICS _archived = ROW_COUNT;
     DELETE FROM public.send_counters WHERE window_start < (clock_timestamp() - p_keep) AT TIME ZONE 'America/Sao_Paulo';
     GET DIAGNOSTICS _counters = ROW_COUNT;
+    DELETE FROM public.number_send_counters WHERE window_start < (clock_timestamp() - p_keep) AT TIME ZONE 'America/Sao_Paulo';
+    GET DIAGNOSTICS _n = ROW_COUNT;
+    _counters := _counters + _n;
+    DELETE FROM public.number_health_events WHERE created_at < clock_timestamp() - p_keep;
     _runs := public.prune_periodic_runs(p_keep);
     RETURN jsonb_build_object('pgmq_archived', _archived, 'send_counters', _counters, 'periodic_runs', _runs);
 END;
@@ -701,24 +781,39 @@ SELECT k.id AS campanha_id, k.nome AS campanha, k.status,
   LEFT JOIN public.campaign_sends AS s ON s.campanha_id = k.id
  GROUP BY k.id, k.nome, k.status;
 
--- Proactive sends this hour and today, from the gate's own counters.
-CREATE OR REPLACE FUNCTION public.rate_limit_status(p_hour_limit integer, p_day_limit integer)
+-- Proactive sends this hour and today, from the gate's own counters and the
+-- database's policy: totals over the available numbers and each number's.
+-- The arguments are ignored (kept for the previous release's calls).
+CREATE OR REPLACE FUNCTION public.rate_limit_status(p_hour_limit integer DEFAULT NULL, p_day_limit integer DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    WITH t AS (SELECT clock_timestamp() AT TIME ZONE 'America/Sao_Paulo' AS local_now),
-         w AS (SELECT date_trunc('hour', t.local_now) AS hour_start, date_trunc('day', t.local_now) AS day_start FROM t),
-         c AS (SELECT coalesce((SELECT s.claims FROM public.send_counters AS s, w
-                                 WHERE s.window_kind = 'hour' AND s.window_start = w.hour_start), 0) AS hour_count,
-                      coalesce((SELECT s.claims FROM public.send_counters AS s, w
-                                 WHERE s.window_kind = 'day' AND s.window_start = w.day_start), 0) AS day_count)
+    WITH t AS (SELECT clock_timestamp() AT TIME ZONE 'America/Sao_Paulo' AS local_now, public.current_send_policy() AS p),
+         w AS (SELECT date_trunc('hour', t.local_now) AS hour_start, date_trunc('day', t.local_now) AS day_start, t.p FROM t),
+         legacy AS (SELECT coalesce((SELECT s.claims FROM public.send_counters AS s, w
+                                      WHERE s.window_kind = 'hour' AND s.window_start = w.hour_start), 0) AS hour_count,
+                           coalesce((SELECT s.claims FROM public.send_counters AS s, w
+                                      WHERE s.window_kind = 'day' AND s.window_start = w.day_start), 0) AS day_count,
+                           (w.p ->> 'hour_limit')::integer AS hour_limit, (w.p ->> 'day_limit')::integer AS day_limit
+                      FROM w),
+         nums AS (SELECT coalesce(sum(c.hour_sent), 0)::integer AS hour_count,
+                         coalesce(sum(c.day_sent), 0)::integer AS day_count,
+                         coalesce(sum(c.hour_limit) FILTER (WHERE c.unavailable IS NULL), 0)::integer AS hour_limit,
+                         coalesce(sum(c.day_limit) FILTER (WHERE c.unavailable IS NULL), 0)::integer AS day_limit
+                    FROM public.number_capacity(NULL) AS c),
+         c AS (SELECT * FROM legacy WHERE NOT EXISTS (SELECT 1 FROM public.whatsapp_numbers)
+               UNION ALL
+               SELECT * FROM nums WHERE EXISTS (SELECT 1 FROM public.whatsapp_numbers))
     SELECT jsonb_build_object(
         'timezone', 'America/Sao_Paulo',
-        'hour', jsonb_build_object('window_start', w.hour_start, 'sent', c.hour_count, 'limit', p_hour_limit,
-                                   'remaining', greatest(p_hour_limit - c.hour_count, 0)),
-        'day', jsonb_build_object('window_start', w.day_start, 'sent', c.day_count, 'limit', p_day_limit,
-                                  'remaining', greatest(p_day_limit - c.day_count, 0)))
+        'source', 'database',
+        'policy', w.p,
+        'hour', jsonb_build_object('window_start', w.hour_start, 'sent', c.hour_count, 'limit', c.hour_limit,
+                                   'remaining', greatest(c.hour_limit - c.hour_count, 0)),
+        'day', jsonb_build_object('window_start', w.day_start, 'sent', c.day_count, 'limit', c.day_limit,
+                                  'remaining', greatest(c.day_limit - c.day_count, 0)),
+        'numbers', public.numbers_report(NULL))
       FROM w, c;
 $$;
 

@@ -42,7 +42,11 @@ def load_template(**conn: Any) -> None:
             c.execute(f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
     schema.upgrade(url)
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute(queries["bootstrap_database"], {"app_env": TEST_ENV, "project_ref": "", "force": False})
+        # No policy and no number: processes bring their own at start (bootstrap_sending).
+        c.execute(
+            queries["bootstrap_database"],
+            {"app_env": TEST_ENV, "project_ref": "", "force": False, "policy": None, "instance": None},
+        )
         # A short burst window keeps the tests quick (production default: 2.5 s).
         c.execute("INSERT INTO app_settings (key, value, description) VALUES ('reply_debounce_ms', '300', 'tests')")
 

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -20,10 +21,12 @@ logger = logging.getLogger(__name__)
 class EvolutionError(Exception):
     """Evolution refused or failed a request."""
 
-    def __init__(self, message: str, *, status: int | None, transient: bool) -> None:
+    def __init__(self, message: str, *, status: int | None, transient: bool, not_on_whatsapp: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.transient = transient
+        # 400 with [{"exists": false, ...}]: the number is not on WhatsApp.
+        self.not_on_whatsapp = not_on_whatsapp
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,23 +59,25 @@ class EvolutionClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def send_text(self, number: str, text: str, *, delay_ms: int = 0) -> SentMessage:
-        """POST /message/sendText/{instance}; raises EvolutionError."""
+    async def send_text(self, number: str, text: str, *, delay_ms: int = 0, instance: str | None = None) -> SentMessage:
+        """POST /message/sendText/{instance} (default: EVOLUTION_INSTANCE); raises EvolutionError."""
         body: dict[str, object] = {"number": number, "text": text}
         if delay_ms:
             body["delay"] = delay_ms
-        data = await self._post(f"/message/sendText/{self._instance}", body)
+        data = await self._post(f"/message/sendText/{quote(instance or self._instance, safe='')}", body)
         key = data.get("key") if isinstance(data, dict) else None
         return SentMessage(
             message_id=key.get("id") if isinstance(key, dict) else None,
             status=data.get("status") if isinstance(data, dict) else None,
         )
 
-    async def send_presence(self, number: str, *, presence: str = "composing", delay_ms: int = 1000) -> None:
+    async def send_presence(
+        self, number: str, *, presence: str = "composing", delay_ms: int = 1000, instance: str | None = None
+    ) -> None:
         """POST /chat/sendPresence/{instance}; failures are logged, never raised."""
         try:
             await self._post(
-                f"/chat/sendPresence/{self._instance}",
+                f"/chat/sendPresence/{quote(instance or self._instance, safe='')}",
                 {"number": number, "presence": presence, "delay": delay_ms},
             )
         except EvolutionError as exc:
@@ -114,11 +119,23 @@ class EvolutionClient:
                 f"Evolution answered {response.status_code} on {path}: {_reason(response)}",
                 status=response.status_code,
                 transient=transient,
+                not_on_whatsapp=response.status_code == 400 and _not_on_whatsapp(response),
             )
         try:
             return response.json()
         except ValueError:
             return {}
+
+
+def _not_on_whatsapp(response: httpx.Response) -> bool:
+    """Evolution's answer for a number without WhatsApp: response.message = [{"exists": false, ...}]."""
+    try:
+        data = response.json()
+    except ValueError:
+        return False
+    inner = data.get("response") if isinstance(data, dict) else None
+    message = inner.get("message") if isinstance(inner, dict) else None
+    return isinstance(message, list) and any(isinstance(m, dict) and m.get("exists") is False for m in message)
 
 
 def _reason(response: httpx.Response) -> str:

@@ -88,6 +88,8 @@ def test_campaign_commands_create_preview_start_pause_status(test_env, db):
         "HORARIO_FIM": "23:59",
         "MAX_MSGS_POR_HORA": "2",
     }
+    # The env's limits become the database's policy at bootstrap (with EVOLUTION_INSTANCE as the number).
+    assert run_julia(["db", "bootstrap"], env).returncode == 0
     created = run_julia(
         [
             "campaign",
@@ -106,11 +108,14 @@ def test_campaign_commands_create_preview_start_pause_status(test_env, db):
     preview = json.loads(run_julia(["campaign", "preview", "Pedi dezembro"], env).stdout)
     assert (preview["audiencia"], preview["limite_hora_restante"]) == (5, 2)
     assert preview["exemplo"] == "Oi Médica! Temos plantões de Pediatria."
+    assert [(n["instance"], n["hoje_restam"]) for n in preview["numeros"]] == [("julia-test", 100)]
+    assert preview["dias_necessarios"] == 1
     started = json.loads(run_julia(["campaign", "start", "Pedi dezembro"], env).stdout)
     assert (started["queued"], started["dispatched_now"]) == (5, 2)  # the first wave fits the hour
     assert run_julia(["campaign", "pause", "Pedi dezembro"], env).returncode == 0
     (status,) = json.loads(run_julia(["campaign", "status", "Pedi dezembro"], env).stdout)
     assert (status["status"], status["total"], status["pendentes"]) == ("pausada", 5, 5)
+    assert status["por_numero"] == [{"instance": "-", "enviadas": 0, "pendentes": 5, "falhas": 0}]  # none claimed yet
     bad = run_julia(["campaign", "create", "--nome", "x", "--template", "Oi {apelido}"], env)
     assert bad.returncode == 1
     assert "template variable {apelido} is unknown" in bad.stderr

@@ -107,7 +107,9 @@ def test_schema_endpoint_reports_current_and_expected(api_client):
 
 
 def test_rate_limit_endpoint_counts_proactive_sends_against_the_limits(db, test_env):
-    policy = Jsonb({"weekdays": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59"})
+    # The limits are the database's policy; the api's environment says otherwise and does not count.
+    policy = {"weekdays": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59", "hour_limit": 7, "day_limit": 30}
+    db.execute("SELECT set_send_policy(%s, 'test', 'manual')", (Jsonb(policy),))
     for n, kind in enumerate(("campaign", "follow_up", "reply")):
         phone = f"551190000000{n}"  # a number WhatsApp confirmed: no onWhatsApp check
         cliente = db.execute(
@@ -118,14 +120,15 @@ def test_rate_limit_endpoint_counts_proactive_sends_against_the_limits(db, test_
             "VALUES (%s, %s, %s, '5511900000001', 'oi') RETURNING id",
             (f"k{n}", kind, cliente.fetchone()["id"]),
         ).fetchone()["id"]
-        claim = db.execute("SELECT claimed FROM claim_send_slot(%s, %s, 'test', '', %s)", (outbox, n + 1, policy))
+        claim = db.execute("SELECT claimed FROM claim_send_slot(%s, %s, 'test', '')", (outbox, n + 1))
         assert claim.fetchone()["claimed"]
-    with client_for({**test_env, "MAX_MSGS_POR_HORA": "7", "MAX_MSGS_POR_DIA": "30"}) as client:
+    with client_for({**test_env, "MAX_MSGS_POR_HORA": "99", "MAX_MSGS_POR_DIA": "999"}) as client:
         body = client.get("/health/rate-limit").json()
     assert body["hour"]["sent"] == 2  # replies are not proactive
     assert body["hour"]["limit"] == 7
     assert body["hour"]["remaining"] == 5
     assert body["day"] == {**body["day"], "sent": 2, "limit": 30, "remaining": 28}
+    assert body["policy"]["hour_limit"] == 7
 
 
 def test_worker_with_the_wrong_environment_sends_nothing(test_env, db, evolution, api_client):

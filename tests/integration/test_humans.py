@@ -300,6 +300,21 @@ def slack_post(client, text: str, *, timestamp: int | None = None, secret: str =
     return client.post("/slack/commands", content=body, headers=headers or sign_request(secret, body, timestamp))
 
 
+def test_slack_limites_reads_and_changes_the_database_policy(api_client, db):
+    changed = slack_post(api_client, "limites hour_limit=12 weekdays=1,2,3 campanha de dezembro").json()
+    assert changed["response_type"] == "in_channel"
+    assert "hour_limit=12" in changed["text"] and "weekdays=[1, 2, 3]" in changed["text"]
+    policy = db.execute("SELECT current_send_policy() AS p").fetchone()["p"]
+    assert (policy["hour_limit"], policy["weekdays"], policy["day_limit"]) == (12, [1, 2, 3], 100)
+    audit = db.execute("SELECT change, motivo, via FROM send_policy_changes ORDER BY id DESC LIMIT 1").fetchone()
+    assert audit["via"] == "slack" and audit["change"] == {"hour_limit": 12, "weekdays": [1, 2, 3]}
+    assert audit["motivo"].startswith("campanha de dezembro (@")
+    assert "hora: 0/12" in slack_post(api_client, "limites").json()["text"]
+    refused = slack_post(api_client, "limites hour_limit=-1 x").json()["text"]
+    assert "Limites não alterados" in refused and "hour_limit must be a whole number" in refused
+    assert "Use `limites" in slack_post(api_client, "limites hour_limit=5").json()["text"]  # no motivo
+
+
 def newest_status(db) -> dict[str, Any]:
     return db.execute("SELECT status, motivo, alterado_via FROM julia_status ORDER BY id DESC LIMIT 1").fetchone()
 

@@ -42,10 +42,17 @@ def outbox_row(db, cliente_id: int, kind: str = "campaign", conversation_id: int
     ).fetchone()["id"]
 
 
-def claim(conn, outbox_id: int, now: datetime, policy: dict, job_id: int | None = None) -> dict:
+def set_policy(conn, policy: dict) -> None:
+    """The policy is data: every claim reads the database's (defaults + these values)."""
+    conn.execute("SELECT set_send_policy(%s, 'test', 'manual', true)", (Jsonb(policy),))
+
+
+def claim(conn, outbox_id: int, now: datetime, policy: dict | None = None, job_id: int | None = None) -> dict:
+    if policy is not None:
+        set_policy(conn, policy)
     return conn.execute(
-        "SELECT * FROM claim_send_slot(%s, %s, 'test', '', %s, %s)",
-        (outbox_id, job_id or next(_job_ids), Jsonb(policy), now),
+        "SELECT * FROM claim_send_slot(%s, %s, 'test', '', NULL, %s)",
+        (outbox_id, job_id or next(_job_ids), now),
     ).fetchone()
 
 
@@ -56,6 +63,8 @@ def mark_sent(db, outbox_id: int, job_id: int, at: datetime) -> None:
 
 def concurrent_claims(database_url: str, rows: list[tuple[int, datetime]], policy: dict) -> list[dict]:
     """Each row claimed from its own connection, all released at once."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        set_policy(conn, policy)
     barrier = threading.Barrier(len(rows))
     results: list[dict] = []
     lock = threading.Lock()
@@ -63,7 +72,7 @@ def concurrent_claims(database_url: str, rows: list[tuple[int, datetime]], polic
     def run(outbox_id: int, now: datetime) -> None:
         with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
             barrier.wait()
-            result = claim(conn, outbox_id, now, policy)
+            result = claim(conn, outbox_id, now)
         with lock:
             results.append(result)
 
@@ -205,7 +214,8 @@ def test_campaign_of_200_with_20_per_hour_sends_20_in_the_first_hour_and_the_res
         sent = 0
         for minute in (0, 20, 40):
             at = now + timedelta(minutes=minute)
-            ids = [r["id"] for r in db.execute("SELECT * FROM dispatch_outreach(%s, %s) AS id", (Jsonb(policy), at))]
+            set_policy(db, policy)
+            ids = [r["id"] for r in db.execute("SELECT * FROM dispatch_outreach(NULL, %s) AS id", (at,))]
             for outbox_id in ids:
                 job = next(_job_ids)
                 if claim(db, outbox_id, at, policy, job)["claimed"]:
@@ -226,9 +236,8 @@ def test_campaign_of_200_with_20_per_hour_sends_20_in_the_first_hour_and_the_res
 def test_campaign_audience_filters_and_preview(db):
     campaign = make_campaign(db, 10, regioes=["abc"])
     db.execute("UPDATE clientes SET opt_out = true WHERE id = (SELECT min(id) FROM clientes WHERE regiao = 'ABC')")
-    preview = db.execute(
-        "SELECT preview_campaign(%s, %s, %s) AS p", (campaign, Jsonb({**ALWAYS, "hour_limit": 3}), WED_0900)
-    ).fetchone()["p"]
+    set_policy(db, {**ALWAYS, "hour_limit": 3})
+    preview = db.execute("SELECT preview_campaign(%s, NULL, %s) AS p", (campaign, WED_0900)).fetchone()["p"]
     assert preview["audiencia"] == 4  # 5 in ABC, one opted out
     assert preview["hoje_possiveis"] == 4
     assert preview["limite_hora_restante"] == 3
@@ -373,7 +382,9 @@ def test_periodic_dispatch_runs_in_the_worker(db, evolution, test_env):
             "MAX_MSGS_POR_HORA": "2",
         },
     )
-    dispatched = db.execute("SELECT * FROM dispatch_outreach(%s, NULL) AS id", (Jsonb(settings.send_policy()),))
+    # The worker's env seeds the database's policy (there is none yet); dispatch reads it there.
+    db.execute("SELECT * FROM bootstrap_sending(%s, NULL)", (Jsonb(settings.send_policy()),))
+    dispatched = db.execute("SELECT * FROM dispatch_outreach(NULL, NULL) AS id")
     assert len(dispatched.fetchall()) == 2
     from tests.conftest import WorkerThread
 

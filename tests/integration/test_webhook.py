@@ -201,23 +201,14 @@ def _presence_update():
     }
 
 
-def _connection_update():
-    return {
-        "event": "connection.update",
-        "instance": "julia-test",
-        "data": {"instance": "julia-test", "state": "open", "statusReason": 200},
-    }
-
-
 @pytest.mark.parametrize(
     ("body", "event"),
     [
         (_group_message(), "messages.upsert"),
         (_status_broadcast(), "messages.upsert"),
         (_presence_update(), "presence.update"),
-        (_connection_update(), "connection.update"),
     ],
-    ids=["group", "status-broadcast", "presence-update", "connection-update"],
+    ids=["group", "status-broadcast", "presence-update"],
 )
 def test_ignored_events_are_acknowledged_and_not_queued(api_client, db, body, event):
     response = api_client.post(URL, json=body, headers=AUTH)

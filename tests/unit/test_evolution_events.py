@@ -5,6 +5,7 @@ import json
 import pytest
 
 from app.evolution_events import (
+    ConnectionUpdate,
     Ignored,
     InboundMessage,
     InvalidEvent,
@@ -508,3 +509,37 @@ def test_an_overlong_key_id_is_invalid():
 
 def test_an_out_of_range_timestamp_is_none():
     assert parse_message(webhook(messageTimestamp=10**30)).timestamp is None
+
+
+# connection.update: Evolution sends {instance, data: {instance, wuid, profileName, state, statusReason}}
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {"event": "connection.update", "instance": "julia-2", "data": {"state": "open", "statusReason": 200}},
+            ConnectionUpdate(instance="julia-2", state="open", reason="200"),
+        ),
+        (
+            {"event": "CONNECTION_UPDATE", "data": {"instance": "julia-3", "state": "close", "statusReason": 401}},
+            ConnectionUpdate(instance="julia-3", state="close", reason="401"),
+        ),
+        (
+            {"event": "connection.update", "instance": "julia-2", "data": {"state": "connecting"}},
+            ConnectionUpdate(instance="julia-2", state="connecting", reason=None),
+        ),
+    ],
+)
+def test_connection_update_is_parsed(body, expected):
+    assert parse_event(body) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event": "connection.update", "data": {"state": "open"}},
+        {"event": "connection.update", "instance": "julia-2", "data": {"state": "refused"}},
+        {"event": "connection.update", "instance": "julia-2"},
+    ],
+)
+def test_connection_update_without_instance_or_known_state_is_ignored(body):
+    assert isinstance(parse_event(body), Ignored)
