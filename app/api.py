@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from app import chatwoot_webhook, ops_api, schema, slack_commands
+from app.chatwoot_rescue import ChatwootRescue
 from app.config import Settings
 from app.evolution_events import Ignored, InvalidEvent, StatusUpdate, normalize_event_name, parse_event
 from app.ops_auth import Unauthorized, verify_ops_token
@@ -37,6 +38,7 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 class State(TypedDict):
     settings: Settings
     pool: AsyncConnectionPool
+    chatwoot_rescue: ChatwootRescue
 
 
 def error(status: int, reason: str) -> JSONResponse:
@@ -253,9 +255,11 @@ def create_app(
         if own:
             await the_pool.open(wait=True, timeout=30)
         logger.info("api started", extra={"action": "api_start", "app_env": settings.app_env})
+        rescue = ChatwootRescue(settings)
         try:
-            yield {"settings": settings, "pool": the_pool}
+            yield {"settings": settings, "pool": the_pool, "chatwoot_rescue": rescue}
         finally:
+            await rescue.aclose()
             if own:
                 await the_pool.close()
 

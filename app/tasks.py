@@ -198,9 +198,20 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
         )
         return claim["reason"]
     fault_point(s, "after_claim")
+    media = (await _one(rt, "outbox_media", outbox_id=outbox_id))["media"]
     await rt.evolution.send_presence(claim["number"], delay_ms=_typing_ms(claim["texto"]))
     try:
-        sent = await rt.evolution.send_text(claim["number"], claim["texto"])
+        if media:
+            sent = await rt.evolution.send_media(
+                claim["number"],
+                mediatype=media["mediatype"],
+                media=media["media"],
+                mimetype=media.get("mimetype"),
+                caption=media.get("caption"),
+                file_name=media.get("file_name"),
+            )
+        else:
+            sent = await rt.evolution.send_text(claim["number"], claim["texto"])
     except EvolutionError as exc:
         lid_refused = claim["number"].endswith("@lid") and exc.status == 400
         final = (
@@ -357,7 +368,9 @@ async def sync_chatwoot_conversation(context: JobContext, conversation_id: int) 
         return "unconfigured"
     try:
         async with ChatwootClient.from_settings(rt.settings) as client:
-            counts = await chatwoot_sync.sync_conversation(rt.pool, client, conversation_id)
+            counts = await chatwoot_sync.sync_conversation(
+                rt.pool, client, conversation_id, team_id=rt.settings.chatwoot_handoff_team_id
+            )
     except ChatwootError as exc:
         await _one(rt, "record_chatwoot_sync_error", conversation_id=conversation_id, error=str(exc))
         if context.job.attempts + 1 >= HUMANS_RETRY.max_attempts:

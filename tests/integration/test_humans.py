@@ -18,7 +18,13 @@ from app.api import create_app
 from app.config import load_settings
 from app.handoff_link import mint_handoff_token
 from app.ops_auth import mint_ops_token
-from app.standins.chatwoot import ChatwootStandin, message_created_event, sign_webhook, status_changed_event
+from app.standins.chatwoot import (
+    MESSAGE_TYPE_NAMES,
+    ChatwootStandin,
+    message_created_event,
+    sign_webhook,
+    status_changed_event,
+)
 from app.standins.slack import SlackStandin, sign_request, slash_command_body
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET, settled, wait_for
@@ -85,7 +91,10 @@ def the_conversation(chatwoot: ChatwootStandin) -> dict[str, Any]:
 
 def public_texts(chatwoot: ChatwootStandin) -> list[tuple[str, str]]:
     conversation = the_conversation(chatwoot)
-    return [(m["message_type"], m["content"]) for m in chatwoot.messages(conversation["id"], private=False)]
+    return [
+        (MESSAGE_TYPE_NAMES[m["message_type"]], m["content"])
+        for m in chatwoot.messages(conversation["id"], private=False)
+    ]
 
 
 def notes(chatwoot: ChatwootStandin) -> list[str]:

@@ -214,7 +214,7 @@ async def test_chatwoot_client_finds_or_creates_the_contact_and_posts():
                 await client.toggle_status(conversation, "open")
             assert unauthorised.value.status == 401
         (stored,) = server.conversations()
-        assert [(m["id"], m["private"]) for m in stored["messages"]] == [(posted, False), (note, True)]
+        assert [(m["id"], m["private"]) for m in server.messages(stored["id"])] == [(posted, False), (note, True)]
         assert stored["status_history"] == ["open"]
         assert all(r.headers.get("api_access_token") in ("k", "wrong") for r in server.api_calls())
 
