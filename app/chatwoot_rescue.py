@@ -31,11 +31,15 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-def pending_note(content: str, minutes: int) -> str:
+def _span(seconds: float) -> str:
+    return f"{round(seconds / 60)} min" if seconds >= 90 else f"{round(seconds)} s"
+
+
+def pending_note(content: str, span: str) -> str:
     return (
         "⚠️ Julia não conseguiu registrar esta mensagem (banco de dados indisponível): "
         "ela AINDA NÃO foi entregue ao médico. "
-        f"Julia tenta de novo por até {minutes} min e avisa aqui quando entregar ou desistir.\n"
+        f"Julia tenta de novo por até {span} e avisa aqui quando entregar ou desistir.\n"
         f"Mensagem: «{_excerpt(content)}»"
     )
 
@@ -74,11 +78,11 @@ class ChatwootRescue:
 
     async def _run(self, conversation_id: int, message_id: int, content: str, store: Store) -> None:
         log = {"chatwoot_conversation_id": conversation_id, "chatwoot_message_id": message_id}
-        minutes = max(1, round(self._settings.chatwoot_rescue_seconds / 60))
-        await self._tell(conversation_id, pending_note(content, minutes), log)
+        span = _span(self._settings.chatwoot_rescue_seconds)
+        await self._tell(conversation_id, pending_note(content, span), log)
         await self._alert(
             f":rotating_light: Chatwoot: mensagem de agente não registrada (banco indisponível), conversa "
-            f"{conversation_id}, mensagem {message_id}. Julia tenta por até {minutes} min.",
+            f"{conversation_id}, mensagem {message_id}. Julia tenta por até {span}.",
             log,
         )
         deadline = time.monotonic() + self._settings.chatwoot_rescue_seconds

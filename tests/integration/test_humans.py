@@ -68,6 +68,20 @@ def test_env(test_env: dict[str, str], chatwoot: ChatwootStandin, slack: SlackSt
     }
 
 
+@pytest.fixture
+def api_client(api_client, chatwoot: ChatwootStandin) -> Iterator[Any]:
+    """The api, with the fake Chatwoot delivering its events to it as Chatwoot would:
+    Julia's own posts, notes and status changes come back as signed webhooks."""
+
+    def deliver(raw: bytes, headers: dict[str, str]) -> int:
+        return api_client.post("/webhooks/chatwoot", content=raw, headers=headers).status_code
+
+    chatwoot.deliver_webhooks(deliver, secret=CHATWOOT_SECRET)
+    yield api_client
+    wait_for(chatwoot.webhooks_idle, timeout=20)
+    chatwoot.deliver_webhooks(None)
+
+
 def quiet(db) -> bool:
     """Replies and sends settled, and no mirror or notification job waiting or running."""
     busy = db.execute("SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing') AND queue_name = 'humans'")
