@@ -33,6 +33,9 @@ from app.webhook_auth import webhook_authorized
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
+# A doctor's photo or PDF arrives base64-encoded in the webhook (webhook_base64):
+# room for a 16 MB file (app/chatwoot_sync.py MAX_MEDIA_BYTES) and its envelope.
+MAX_MEDIA_BODY_BYTES = 24 * 1024 * 1024
 
 
 class State(TypedDict):
@@ -45,6 +48,13 @@ def error(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
 
 
+def _carries_media(body: object) -> bool:
+    """True for a message whose file Evolution sent base64-encoded (webhook_base64)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    message = data.get("message") if isinstance(data, dict) else None
+    return isinstance(message, dict) and isinstance(message.get("base64"), str)
+
+
 async def evolution_webhook(request: Request) -> JSONResponse:
     """POST /webhooks/evolution[/{event}]: authenticate, parse, enqueue."""
     settings: Settings = request.state.settings
@@ -53,15 +63,17 @@ async def evolution_webhook(request: Request) -> JSONResponse:
     ):
         return error(401, "missing or invalid webhook credentials")
     declared = request.headers.get("content-length", "")
-    if declared.isdecimal() and int(declared) > MAX_BODY_BYTES:
-        return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    if declared.isdecimal() and int(declared) > MAX_MEDIA_BODY_BYTES:
+        return error(413, f"body larger than {MAX_MEDIA_BODY_BYTES} bytes")
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    if len(raw) > MAX_MEDIA_BODY_BYTES:
+        return error(413, f"body larger than {MAX_MEDIA_BODY_BYTES} bytes")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return error(400, f"malformed JSON: {exc}")
+    if len(raw) > MAX_BODY_BYTES and not _carries_media(body):
+        return error(413, f"body larger than {MAX_BODY_BYTES} bytes (only a media message with base64 may be larger)")
     try:
         event = parse_event(body, request.path_params.get("event"))
     except InvalidEvent as exc:

@@ -123,9 +123,17 @@ DECLARE
     _m integer;
     _e integer;
 BEGIN
-    UPDATE public.chatwoot_mensagens SET state = 'skipped'
-     WHERE conversation_id = p_conversation_id AND state IN ('pending', 'sending');
-    GET DIAGNOSTICS _m = ROW_COUNT;
+    -- Not mirrored: the history keeps the message, not megabytes of base64.
+    WITH skipped AS (
+        UPDATE public.chatwoot_mensagens SET state = 'skipped'
+         WHERE conversation_id = p_conversation_id AND state IN ('pending', 'sending')
+        RETURNING interacao_id),
+    stripped AS (
+        UPDATE public.interacoes AS i SET payload = i.payload #- '{message,base64}'
+          FROM skipped AS k
+         WHERE i.id = k.interacao_id AND i.payload -> 'message' ? 'base64'
+        RETURNING i.id)
+    SELECT count(*) INTO _m FROM skipped;
     UPDATE public.chatwoot_eventos SET state = 'skipped', done_at = clock_timestamp()
      WHERE conversation_id = p_conversation_id AND state = 'pending';
     GET DIAGNOSTICS _e = ROW_COUNT;
@@ -213,6 +221,9 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'mark_chatwoot_message_synced: interacao % is not waiting to be mirrored', p_interacao_id;
     END IF;
+    -- The file is in Chatwoot now: the history keeps the message, not megabytes of base64.
+    UPDATE public.interacoes AS i SET payload = i.payload #- '{message,base64}'
+     WHERE i.id = p_interacao_id AND i.payload -> 'message' ? 'base64';
 END;
 $$;
 

@@ -253,9 +253,10 @@ def test_a_doctors_image_appears_in_chatwoot_as_an_attachment(
 ):
     claude.queue_reply("Recebi a foto, obrigada!")
     start_worker()
+    photo = PNG + bytes(3 * 1024 * 1024)  # 3 MB: a webhook over the 2 MB text limit
     image = {
         "imageMessage": {"caption": "meu CRM", "mimetype": "image/png", "url": "https://mmg.whatsapp.net/x.enc"},
-        "base64": base64.b64encode(PNG).decode(),
+        "base64": base64.b64encode(photo).decode(),
     }
     post(api_client, message=image)
     wait_for(
@@ -267,7 +268,10 @@ def test_a_doctors_image_appears_in_chatwoot_as_an_attachment(
     assert incoming["content"] == "meu CRM"
     (attachment,) = incoming["attachments"]
     assert attachment["file_type"] == "image"
-    assert chatwoot.blob(attachment["id"])[1:] == ("image/png", PNG)
+    assert chatwoot.blob(attachment["id"])[1:] == ("image/png", photo)
+    # Mirrored: the stored history no longer carries the file's base64.
+    kept = db.execute("SELECT payload -> 'message' ? 'base64' AS kept FROM interacoes WHERE autor = 'medico'")
+    assert kept.fetchone() == {"kept": False}
     assert reply["content"] == "Recebi a foto, obrigada!"
     assert reply["sender_type"] == "AgentBot"  # Julia is a bot in Chatwoot's reports
 
