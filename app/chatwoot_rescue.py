@@ -1,4 +1,4 @@
-"""An agent's Chatwoot message that the api could not store: Chatwoot never
+"""An agent's Chatwoot message (or resolution) that the api could not store: Chatwoot never
 retries a webhook, so the api keeps it in memory and keeps trying, tells
 the agent in the Chatwoot conversation (a private note, which needs no
 database) and alerts the operators on Slack, at once and again when it
@@ -35,7 +35,12 @@ def _span(seconds: float) -> str:
     return f"{round(seconds / 60)} min" if seconds >= 90 else f"{round(seconds)} s"
 
 
-def pending_note(content: str, span: str) -> str:
+def pending_note(content: str, span: str, *, resolved: bool = False) -> str:
+    if resolved:
+        return (
+            "⚠️ Julia não conseguiu registrar que esta conversa foi resolvida (banco de dados indisponível): "
+            f"ela AINDA NÃO voltou para a Julia. Julia tenta de novo por até {span} e avisa aqui."
+        )
     return (
         "⚠️ Julia não conseguiu registrar esta mensagem (banco de dados indisponível): "
         "ela AINDA NÃO foi entregue ao médico. "
@@ -44,11 +49,15 @@ def pending_note(content: str, span: str) -> str:
     )
 
 
-def delivered_note(content: str) -> str:
+def delivered_note(content: str, *, resolved: bool = False) -> str:
+    if resolved:
+        return "✅ Resolução registrada depois da falha do banco: a conversa voltou para a Julia."
     return f"✅ Mensagem registrada depois da falha do banco; vai ser entregue ao médico: «{_excerpt(content)}»"
 
 
-def lost_note(content: str, why: str) -> str:
+def lost_note(content: str, why: str, *, resolved: bool = False) -> str:
+    if resolved:
+        return f"❌ A resolução NÃO foi registrada ({why}): reabra e resolva a conversa de novo, por favor."
     return f"❌ Esta mensagem NÃO foi entregue ao médico ({why}). Envie de novo, por favor: «{_excerpt(content)}»"
 
 
@@ -63,9 +72,18 @@ class ChatwootRescue:
     def pending(self) -> int:
         return len(self._tasks)
 
-    def start(self, *, chatwoot_conversation_id: int, chatwoot_message_id: int, content: str, store: Store) -> None:
-        """Tell the agent and operators now, then keep calling `store` until it works or time runs out."""
-        task = asyncio.create_task(self._run(chatwoot_conversation_id, chatwoot_message_id, content, store))
+    def start(
+        self,
+        *,
+        chatwoot_conversation_id: int,
+        chatwoot_message_id: int | None,
+        content: str,
+        store: Store,
+        resolved: bool = False,
+    ) -> None:
+        """Tell the agent and operators now, then keep calling `store` until it works or time
+        runs out. `resolved`: the event is a resolution (hand-back), not a message."""
+        task = asyncio.create_task(self._run(chatwoot_conversation_id, chatwoot_message_id, content, store, resolved))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -76,13 +94,16 @@ class ChatwootRescue:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
 
-    async def _run(self, conversation_id: int, message_id: int, content: str, store: Store) -> None:
+    async def _run(
+        self, conversation_id: int, message_id: int | None, content: str, store: Store, resolved: bool
+    ) -> None:
         log = {"chatwoot_conversation_id": conversation_id, "chatwoot_message_id": message_id}
         span = _span(self._settings.chatwoot_rescue_seconds)
-        await self._tell(conversation_id, pending_note(content, span), log)
+        what = "resolução" if resolved else f"mensagem {message_id}"
+        await self._tell(conversation_id, pending_note(content, span, resolved=resolved), log)
         await self._alert(
-            f":rotating_light: Chatwoot: mensagem de agente não registrada (banco indisponível), conversa "
-            f"{conversation_id}, mensagem {message_id}. Julia tenta por até {span}.",
+            f":rotating_light: Chatwoot: {what} de agente não registrada (banco indisponível), conversa "
+            f"{conversation_id}. Julia tenta por até {span}.",
             log,
         )
         deadline = time.monotonic() + self._settings.chatwoot_rescue_seconds
@@ -101,16 +122,16 @@ class ChatwootRescue:
                     "chatwoot message rescued",
                     extra={"action": "chatwoot_rescued", "status": row.get("status"), **log},
                 )
-                if row.get("status") == "queued":
-                    await self._tell(conversation_id, delivered_note(content), log)
+                if row.get("status") in ("queued", "handed_back"):
+                    await self._tell(conversation_id, delivered_note(content, resolved=resolved), log)
                 return
         except asyncio.CancelledError:
             why = "a api parou antes de conseguir registrar"
         logger.error("chatwoot message lost", extra={"action": "chatwoot_rescue_failed", "reason": why, **log})
-        await self._tell(conversation_id, lost_note(content, why), log)
+        await self._tell(conversation_id, lost_note(content, why, resolved=resolved), log)
         await self._alert(
-            f":x: Chatwoot: mensagem {message_id} da conversa {conversation_id} NÃO foi entregue ({why}); "
-            "o agente foi avisado para reenviar.",
+            f":x: Chatwoot: {what} da conversa {conversation_id} NÃO foi registrada nem entregue ({why}); "
+            "o agente foi avisado para refazer.",
             log,
         )
 

@@ -236,16 +236,18 @@ async def chatwoot_webhook(request: Request) -> JSONResponse:
         row = await store(settings.chatwoot_store_retry_seconds)
     except psycopg.Error as exc:
         logger.error("chatwoot webhook not stored", extra={"action": "chatwoot_webhook_failed", "error": str(exc)})
-        if isinstance(event, AgentMessage):
-            # Chatwoot will not send it again: keep it here, tell the agent, alert operators.
-            request.state.chatwoot_rescue.start(
-                chatwoot_conversation_id=event.conversation_id,
-                chatwoot_message_id=event.message_id,
-                content=event.content or ", ".join(a.file_name or a.mediatype for a in event.attachments),
-                store=lambda: store(RESCUE_ATTEMPT_SECONDS),
-            )
-            return _error(503, "database unavailable: the message is kept and retried, the agent is told")
-        return _error(503, "database unavailable, retry later")
+        # Chatwoot will not send it again: keep it here, tell the agent, alert operators.
+        agent = isinstance(event, AgentMessage)
+        request.state.chatwoot_rescue.start(
+            chatwoot_conversation_id=event.conversation_id,
+            chatwoot_message_id=event.message_id if agent else None,
+            content=(event.content or ", ".join(a.file_name or a.mediatype for a in event.attachments))
+            if agent
+            else "",
+            store=lambda: store(RESCUE_ATTEMPT_SECONDS),
+            resolved=not agent,
+        )
+        return _error(503, "database unavailable: the event is kept and retried, the agent is told")
     logger.info(
         "chatwoot webhook",
         extra={

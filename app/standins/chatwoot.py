@@ -206,6 +206,11 @@ class ChatwootStandin(StandinServer):
             )
             return self._rest_message(message)
 
+    def agent_sets_status(self, conversation_id: int, status: str) -> None:
+        """An agent changes the status in the Chatwoot UI (its webhook is queued)."""
+        with self._lock:
+            self._toggle_status(self._conversations[conversation_id], {"status": status}, ("bot", self.bot))
+
     # ------------------------------------------------------------------ inspection
 
     def conversations(self) -> list[dict[str, Any]]:

@@ -176,11 +176,37 @@ def test_agent_is_told_to_resend_when_the_rescue_runs_out(
             message = chatwoot.agent_writes(cw_id, "Doutor, pode confirmar?")
             wait_for(lambda: any("Envie de novo" in n for n in notes(chatwoot, cw_id)), timeout=30)
             assert delivery_of(chatwoot, message["id"])["status"] == 503
-        wait_for(lambda: any("NÃO foi entregue (" in t for t in slack.texts()), timeout=10)
+        wait_for(lambda: any("nem entregue (" in t for t in slack.texts()), timeout=10)
         chatwoot.deliver_webhooks(None)
     with reconnect(database_url) as conn:
         assert conn.execute("SELECT count(*) AS n FROM outbox WHERE kind = 'human'").fetchone()["n"] == 0
     assert len(evolution.sent_texts()) == 1
+
+
+def test_a_resolution_while_the_database_is_down_still_hands_back_after_recovery(
+    db, database_url, evolution, claude, chatwoot, slack, start_worker, test_env
+):
+    from starlette.testclient import TestClient
+
+    from app.api import create_app
+    from app.config import load_settings
+
+    env = {**test_env, "CHATWOOT_STORE_RETRY_SECONDS": "1"}
+    with TestClient(create_app(load_settings("api", env))) as client:
+        chatwoot.deliver_webhooks(
+            lambda raw, headers: client.post("/webhooks/chatwoot", content=raw, headers=headers).status_code,
+            secret=env["CHATWOOT_WEBHOOK_SECRET"],
+        )
+        cw_id = handed_off_without_worker(client, db, evolution, claude, chatwoot, start_worker)
+        with database_stopped(db.info.dbname):
+            chatwoot.agent_sets_status(cw_id, "resolved")
+            wait_for(lambda: any("AINDA NÃO voltou para a Julia" in n for n in notes(chatwoot, cw_id)), timeout=20)
+            statuses = [d for d in chatwoot.deliveries() if d["event"] == "conversation_status_changed"]
+            assert statuses[-1]["status"] == 503
+        wait_for(lambda: any("Resolução registrada" in n for n in notes(chatwoot, cw_id)), timeout=40)
+        chatwoot.deliver_webhooks(None)
+    with reconnect(database_url) as conn:
+        assert conn.execute("SELECT handoff_ativo FROM conversations").fetchone() == {"handoff_ativo": False}
 
 
 # ---------------------------------------------------------------------- attachments
