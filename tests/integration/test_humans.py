@@ -474,6 +474,8 @@ def test_slack_outage_keeps_the_notification_and_retries(db, slack, start_worker
     start_worker()
     wait_for(lambda: slack.texts(), timeout=20)
     assert "pausada" in slack.texts()[0]
+    # Slack has the text a moment before the job records it as sent.
+    wait_for(lambda: db.execute("SELECT 1 FROM notificacoes WHERE state <> 'pending'").fetchone(), timeout=10)
     row = db.execute("SELECT state, attempts FROM notificacoes").fetchone()
     assert row == {"state": "sent", "attempts": 2}
 
