@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from app import chatwoot_webhook, ops_api, schema, slack_commands, storable_json
+from app.chatwoot_rescue import ChatwootRescue
 from app.config import Settings
 from app.db_errors import is_connection_error
 from app.evolution_events import (
@@ -42,15 +43,26 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 # A webhook waits this long for a database connection, then answers 503 (Evolution retries):
 # answering fast beats holding Evolution's request through an outage.
 WEBHOOK_DB_WAIT_SECONDS = 3.0
+# A doctor's photo or PDF arrives base64-encoded in the webhook (webhook_base64):
+# room for a 16 MB file (app/chatwoot_sync.py MAX_MEDIA_BYTES) and its envelope.
+MAX_MEDIA_BODY_BYTES = 24 * 1024 * 1024
 
 
 class State(TypedDict):
     settings: Settings
     pool: AsyncConnectionPool
+    chatwoot_rescue: ChatwootRescue
 
 
 def error(status: int, reason: str) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status)
+
+
+def _carries_media(body: object) -> bool:
+    """True for a message whose file Evolution sent base64-encoded (webhook_base64)."""
+    data = body.get("data") if isinstance(body, dict) else None
+    message = data.get("message") if isinstance(data, dict) else None
+    return isinstance(message, dict) and isinstance(message.get("base64"), str)
 
 
 async def evolution_webhook(request: Request) -> JSONResponse:
@@ -61,17 +73,19 @@ async def evolution_webhook(request: Request) -> JSONResponse:
     ):
         return error(401, "missing or invalid webhook credentials")
     declared = request.headers.get("content-length", "")
-    if declared.isdecimal() and int(declared) > MAX_BODY_BYTES:
-        return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    if declared.isdecimal() and int(declared) > MAX_MEDIA_BODY_BYTES:
+        return error(413, f"body larger than {MAX_MEDIA_BODY_BYTES} bytes")
     raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    if len(raw) > MAX_MEDIA_BODY_BYTES:
+        return error(413, f"body larger than {MAX_MEDIA_BODY_BYTES} bytes")
     try:
         body, unclean = storable_json.loads(raw)
     except storable_json.NotStorable as exc:
         return error(422, f"body cannot be stored: {exc}")
     except (ValueError, UnicodeDecodeError) as exc:
         return error(400, f"malformed JSON: {exc}")
+    if len(raw) > MAX_BODY_BYTES and not _carries_media(body):
+        return error(413, f"body larger than {MAX_BODY_BYTES} bytes (only a media message with base64 may be larger)")
     raw_data = body.get("data") if isinstance(body, dict) else None
     if unclean:
         # NUL / lone surrogates: Julia reads the text without them, the raw payload keeps them escaped.
@@ -313,9 +327,11 @@ def create_app(
         if own:
             await the_pool.open(wait=True, timeout=30)
         logger.info("api started", extra={"action": "api_start", "app_env": settings.app_env})
+        rescue = ChatwootRescue(settings)
         try:
-            yield {"settings": settings, "pool": the_pool}
+            yield {"settings": settings, "pool": the_pool, "chatwoot_rescue": rescue}
         finally:
+            await rescue.aclose()
             if own:
                 await the_pool.close()
 

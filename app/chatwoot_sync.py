@@ -5,18 +5,35 @@ each step in SQL as it succeeds. Run by the `sync_chatwoot_conversation` job.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from typing import Any
 
+import httpx
 from psycopg_pool import AsyncConnectionPool
 
-from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError
+from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError, Upload
 from app.queries import queries
 
 logger = logging.getLogger(__name__)
 
 BATCH = 50
 MAX_ROUNDS = 20  # new messages may keep arriving; the next job picks up the rest
+
+# A doctor's file larger than this is not copied to Chatwoot (its placeholder is).
+MAX_MEDIA_BYTES = 16 * 1024 * 1024
+MEDIA_DOWNLOAD_SECONDS = 20.0
+DEFAULT_MIME = {"image": "image/jpeg", "video": "video/mp4", "audio": "audio/ogg", "sticker": "image/webp"}
+EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "video/mp4": "mp4",
+    "audio/ogg": "ogg",
+    "audio/mpeg": "mp3",
+    "application/pdf": "pdf",
+}
 
 # Who wrote a stored message -> Chatwoot's message_type.
 MESSAGE_TYPES = {"medico": "incoming", "julia": "outgoing", "humano": "outgoing"}
@@ -39,8 +56,11 @@ def handback_note(via: str) -> str:
     return f"Conversa devolvida para a Julia {who}. Ela volta a responder o médico."
 
 
-async def sync_conversation(pool: AsyncConnectionPool, client: ChatwootClient, conversation_id: int) -> dict[str, int]:
-    """Mirror what waits for a conversation; returns counts.
+async def sync_conversation(
+    pool: AsyncConnectionPool, client: ChatwootClient, conversation_id: int, *, team_id: int | None = None
+) -> dict[str, int]:
+    """Mirror what waits for a conversation; returns counts. A handoff is
+    assigned to `team_id` when given (else to nobody).
 
     Raises ChatwootError on the first failure; what was posted before it is
     recorded, so a retry continues where this run stopped.
@@ -59,7 +79,7 @@ async def sync_conversation(pool: AsyncConnectionPool, client: ChatwootClient, c
             if len(messages) == BATCH:
                 continue  # notes come after the messages that preceded them
             for event in events:
-                await _show_event(client, chatwoot_id, event)
+                await _show_event(client, chatwoot_id, event, team_id=team_id)
                 await _call(pool, "mark_chatwoot_event_done", event_id=event["id"])
                 counts["events"] += 1
         except ChatwootError as exc:
@@ -134,22 +154,84 @@ async def _post_message(
         # An earlier attempt may have posted it before failing to record it.
         posted = await client.find_marked_message(chatwoot_id, interacao_id)
     if posted is None:
+        upload, problem = (None, None)
+        if message.get("has_media"):
+            upload, problem = await _doctor_media(pool, message)
+        content = message_content(message) if upload is None else (message.get("texto") or "").strip()
+        if problem:
+            content = f"{content}\n(anexo não copiado: {problem})"
         posted = await client.create_message(
             chatwoot_id,
-            message_content(message),
+            content,
             message_type=MESSAGE_TYPES.get(message["autor"], "outgoing"),
             attributes={MARKER: interacao_id},
+            upload=upload,
         )
     await _call(pool, "mark_chatwoot_message_synced", interacao_id=interacao_id, chatwoot_message_id=posted)
     return True
 
 
-async def _show_event(client: ChatwootClient, chatwoot_id: int, event: dict[str, Any]) -> None:
-    """Handoff: open the conversation, then a private note with summary and reason.
-    Hand-back: resolve it (unless Chatwoot resolved it), then a note."""
+async def _doctor_media(pool: AsyncConnectionPool, message: dict[str, Any]) -> tuple[Upload | None, str | None]:
+    """The doctor's file from Evolution's payload (base64, else mediaUrl), or why not."""
+    media = (await _call(pool, "chatwoot_message_media", interacao_id=message["interacao_id"]))["media"]
+    if not media:
+        return None, None
+    tipo = media.get("tipo") or "document"
+    mimetype = (media.get("mimetype") or DEFAULT_MIME.get(tipo, "application/octet-stream")).split(";")[0].strip()
+    name = media.get("file_name") or f"{tipo}-{message['interacao_id']}.{EXTENSIONS.get(mimetype, 'bin')}"
+    data: bytes | None = None
+    if media.get("base64"):
+        try:
+            data = base64.b64decode(media["base64"], validate=False)
+        except (binascii.Error, ValueError):
+            return None, "base64 inválido"
+    elif media.get("url"):
+        try:
+            data = await _download(media["url"])
+        except MediaTooLarge:
+            return None, f"maior que {MAX_MEDIA_BYTES // (1024 * 1024)} MB"
+        except httpx.HTTPError as exc:
+            return None, f"download falhou ({type(exc).__name__})"
+    else:
+        return None, "a Evolution não enviou o arquivo (ative webhook_base64 ou S3)"
+    if len(data) > MAX_MEDIA_BYTES:
+        return None, f"maior que {MAX_MEDIA_BYTES // (1024 * 1024)} MB"
+    return Upload(file_name=name, content_type=mimetype, data=data), None
+
+
+class MediaTooLarge(Exception):
+    """The file is larger than MAX_MEDIA_BYTES."""
+
+
+async def _download(url: str) -> bytes:
+    """GET a media URL, refusing more than MAX_MEDIA_BYTES."""
+    async with (
+        httpx.AsyncClient(timeout=MEDIA_DOWNLOAD_SECONDS, follow_redirects=True) as http,
+        http.stream("GET", url) as response,
+    ):
+        response.raise_for_status()
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > MAX_MEDIA_BYTES:
+                raise MediaTooLarge(url)
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _show_event(
+    client: ChatwootClient, chatwoot_id: int, event: dict[str, Any], *, team_id: int | None = None
+) -> None:
+    """Handoff: open the conversation (assigned to the team, if one is set),
+    then a private note with summary and reason. Hand-back: resolve it
+    (unless Chatwoot resolved it), then a note. Note: a private note."""
     payload = event["payload"]
-    if event["kind"] == "handoff":
+    if event["kind"] == "note":
+        await client.create_message(chatwoot_id, payload.get("texto") or "Aviso da Julia.", private=True)
+    elif event["kind"] == "handoff":
         await client.toggle_status(chatwoot_id, "open")
+        if team_id:
+            await client.assign_team(chatwoot_id, team_id)
         await client.create_message(chatwoot_id, payload.get("nota") or "Handoff da Julia.", private=True)
     else:
         via = payload.get("via") or "julia"

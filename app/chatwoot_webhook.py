@@ -1,22 +1,33 @@
 """POST /webhooks/chatwoot: an agent's message goes to the doctor (through
-the outbox, once per Chatwoot message id); resolving hands back to Julia.
+the outbox, once per Chatwoot message id: its text converted from Markdown,
+each attachment as a media send); resolving hands back to Julia.
 
 Signed with CHATWOOT_WEBHOOK_SECRET: `X-Chatwoot-Signature: sha256=<hex>`,
 HMAC-SHA256 of "{X-Chatwoot-Timestamp}.{raw body}". Unsigned webhooks are
 accepted only in APP_ENV=dev with no secret set.
+
+Chatwoot never retries a webhook, so the event is stored before it is
+answered, retrying for CHATWOOT_STORE_RETRY_SECONDS while the database is
+unavailable (below Chatwoot's 5 s webhook timeout); past that it answers 503
+and app/chatwoot_rescue.py keeps it, tells the agent and alerts operators.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
+import mimetypes
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -25,12 +36,24 @@ from app import storable_json
 from app.config import Settings
 from app.integrations.chatwoot import MARKER
 from app.queries import queries
+from app.whatsapp_format import markdown_to_whatsapp
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 SIGNATURE_WINDOW_SECONDS = 300
 MESSAGE_TYPES = {0: "incoming", 1: "outgoing", 2: "activity", 3: "template"}
+# Chatwoot's attachment file_type -> Evolution's sendMedia mediatype, and
+# WhatsApp's size limit for it.
+MEDIA_TYPES = {"image": "image", "video": "video", "audio": "audio", "file": "document"}
+MEDIA_LIMITS = {
+    "image": 5 * 1024 * 1024,
+    "video": 16 * 1024 * 1024,
+    "audio": 16 * 1024 * 1024,
+    "document": 100 * 1024 * 1024,
+}
+# The database errors worth waiting out: it is down, restarting or out of connections.
+UNAVAILABLE = (psycopg.OperationalError, PoolTimeout)
 
 
 class BadSignature(Exception):
@@ -42,10 +65,23 @@ class InvalidEvent(Exception):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Attachment:
+    mediatype: str  # image, video, audio, document (Evolution's sendMedia)
+    url: str
+    mimetype: str | None
+    file_name: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mediatype": self.mediatype, "media": self.url, "mimetype": self.mimetype, "file_name": self.file_name}
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentMessage:
     conversation_id: int
     message_id: int
     content: str
+    attachments: tuple[Attachment, ...] = ()
+    refused: tuple[str, ...] = ()  # attachments that cannot go to WhatsApp, and why
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +147,7 @@ def parse_event(body: Any, *, account_id: str = "", inbox_id: str = "") -> Agent
     sender = body.get("sender") if isinstance(body.get("sender"), dict) else {}
     attributes = body.get("content_attributes") if isinstance(body.get("content_attributes"), dict) else {}
     content = body.get("content") if isinstance(body.get("content"), str) else ""
+    attachments, refused = _attachments(body.get("attachments"))
     if inbox_id and inbox is not None and str(inbox) != inbox_id:
         reason = "another inbox"
     elif body.get("private"):
@@ -121,11 +158,44 @@ def parse_event(body: Any, *, account_id: str = "", inbox_id: str = "") -> Agent
         reason = "julia's own mirrored message"
     elif str(sender.get("type", "")).lower() != "user":
         reason = f"sender {sender.get('type')!r} is not an agent"
-    elif not content.strip():
+    elif not content.strip() and not attachments and not refused:
         reason = "no text"
     else:
-        return AgentMessage(conversation_id=conversation_id, message_id=message_id, content=content.strip())
+        return AgentMessage(
+            conversation_id=conversation_id,
+            message_id=message_id,
+            content=markdown_to_whatsapp(content.strip()),
+            attachments=attachments,
+            refused=refused,
+        )
     return Ignored(event=event, reason=reason)
+
+
+def _attachments(items: Any) -> tuple[tuple[Attachment, ...], tuple[str, ...]]:
+    """The attachments WhatsApp can take, and a reason for each it cannot."""
+    sendable: list[Attachment] = []
+    refused: list[str] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        url = item.get("data_url") if isinstance(item.get("data_url"), str) else ""
+        name = unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or None
+        label = name or f"anexo {item.get('id')}"
+        mediatype = MEDIA_TYPES.get(str(item.get("file_type")))
+        size = item.get("file_size") if isinstance(item.get("file_size"), int) else None
+        if mediatype is None:
+            refused.append(f"{label}: tipo {item.get('file_type')!r} não vai para o WhatsApp")
+        elif not url.startswith(("http://", "https://")):
+            refused.append(f"{label}: sem data_url")
+        elif size is not None and size > MEDIA_LIMITS[mediatype]:
+            refused.append(
+                f"{label}: {size // (1024 * 1024)} MB, o WhatsApp aceita até "
+                f"{MEDIA_LIMITS[mediatype] // (1024 * 1024)} MB para {mediatype}"
+            )
+        else:
+            mimetype = mimetypes.guess_type(name or "")[0] if name else None
+            sendable.append(Attachment(mediatype=mediatype, url=url, mimetype=mimetype, file_name=name))
+    return tuple(sendable), tuple(refused)
 
 
 def _error(status: int, reason: str) -> JSONResponse:
@@ -163,29 +233,32 @@ async def chatwoot_webhook(request: Request) -> JSONResponse:
         return _error(400, f"not a Chatwoot event: {exc}")
     if isinstance(event, Ignored):
         return JSONResponse({"status": "ignored", "event": event.event, "reason": event.reason})
+    pool: AsyncConnectionPool = request.state.pool
+
+    async def store(budget: float) -> dict[str, Any]:
+        return await _store(pool, event, budget=budget)
+
     try:
-        async with request.state.pool.connection() as conn:
-            if isinstance(event, AgentMessage):
-                cur = await conn.execute(
-                    queries["record_chatwoot_agent_message"],
-                    {
-                        "chatwoot_conversation_id": event.conversation_id,
-                        "chatwoot_message_id": event.message_id,
-                        "texto": event.content,
-                    },
-                )
-            else:
-                cur = await conn.execute(
-                    queries["resolve_chatwoot_conversation"], {"chatwoot_conversation_id": event.conversation_id}
-                )
-            row = await cur.fetchone()
+        row = await store(settings.chatwoot_store_retry_seconds)
     except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        # The data is at fault, not the database: a retry would fail the same way.
         reason = (exc.diag.message_primary or type(exc).__name__)[:200]
         logger.warning("chatwoot webhook refused", extra={"action": "chatwoot_webhook_failed", "error": reason})
         return _error(422, f"body cannot be stored: {reason}")
     except psycopg.Error as exc:
         logger.error("chatwoot webhook not stored", extra={"action": "chatwoot_webhook_failed", "error": str(exc)})
-        return _error(503, "database unavailable, retry later")
+        # Chatwoot will not send it again: keep it here, tell the agent, alert operators.
+        agent = isinstance(event, AgentMessage)
+        request.state.chatwoot_rescue.start(
+            chatwoot_conversation_id=event.conversation_id,
+            chatwoot_message_id=event.message_id if agent else None,
+            content=(event.content or ", ".join(a.file_name or a.mediatype for a in event.attachments))
+            if agent
+            else "",
+            store=lambda: store(RESCUE_ATTEMPT_SECONDS),
+            resolved=not agent,
+        )
+        return _error(503, "database unavailable: the event is kept and retried, the agent is told")
     logger.info(
         "chatwoot webhook",
         extra={
@@ -197,6 +270,54 @@ async def chatwoot_webhook(request: Request) -> JSONResponse:
         },
     )
     return JSONResponse({k: v for k, v in row.items() if v is not None})
+
+
+RESCUE_ATTEMPT_SECONDS = 2.0
+
+
+async def _store(pool: AsyncConnectionPool, event: AgentMessage | Resolved, *, budget: float) -> dict[str, Any]:
+    """Record the event in one SQL call, retrying for `budget` seconds while
+    the database is unavailable; raises the last psycopg error after that."""
+    deadline = time.monotonic() + budget
+    pause = 0.1
+    while True:
+        try:
+            async with pool.connection(timeout=max(0.2, deadline - time.monotonic())) as conn:
+                return await _record(conn, event)
+        except UNAVAILABLE as exc:
+            if time.monotonic() + pause >= deadline:
+                raise psycopg.OperationalError(str(exc)) from exc
+            logger.info(
+                "chatwoot webhook waits for the database", extra={"action": "chatwoot_webhook_retry", "error": str(exc)}
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+async def _record(conn: psycopg.AsyncConnection, event: AgentMessage | Resolved) -> dict[str, Any]:
+    if isinstance(event, Resolved):
+        cur = await conn.execute(
+            queries["resolve_chatwoot_conversation"], {"chatwoot_conversation_id": event.conversation_id}
+        )
+        return await cur.fetchone()
+    async with conn.transaction():
+        media = [a.to_json() for a in event.attachments]
+        cur = await conn.execute(
+            queries["record_chatwoot_agent_message"],
+            {
+                "chatwoot_conversation_id": event.conversation_id,
+                "chatwoot_message_id": event.message_id,
+                "texto": event.content,
+                "media": Jsonb(media) if media else None,
+            },
+        )
+        row = await cur.fetchone()
+        if event.refused and row["status"] in ("queued", "empty"):
+            note = "Anexo não enviado ao médico: " + "; ".join(event.refused)
+            await conn.execute(queries["note_chatwoot"], {"conversation_id": row["conversation_id"], "texto": note})
+            if row["status"] == "empty":
+                row = {**row, "status": "refused"}
+    return row
 
 
 ROUTES: list[BaseRoute] = [Route("/webhooks/chatwoot", chatwoot_webhook, methods=["POST"])]

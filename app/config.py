@@ -30,6 +30,7 @@ SECRET_NAMES = frozenset(
         "SLACK_SIGNING_SECRET",
         "SLACK_WEBHOOK_URL",
         "CHATWOOT_WEBHOOK_SECRET",
+        "CHATWOOT_BOT_TOKEN",
         "DATABASE_URL",
     }
 )
@@ -101,6 +102,13 @@ class Settings:
     # Humans in the loop (issue 7): Chatwoot webhook signing, Slack API base
     # (a stand-in in tests), the external handoff system's endpoint.
     chatwoot_webhook_secret: str = field(default="", repr=False)
+    # Issue 14: Julia posts as an agent bot; handoffs go to a team (or nobody);
+    # an agent's webhook is retried this long when the database is down, then
+    # rescued in the background this long.
+    chatwoot_bot_token: str = field(default="", repr=False)
+    chatwoot_handoff_team_id: int | None = None
+    chatwoot_store_retry_seconds: float = 3.0
+    chatwoot_rescue_seconds: float = 600.0
     slack_api_url: str = "https://slack.com/api"
     external_handoff_url: str = ""
     # Worker tuning (not in the seed; sane defaults).
@@ -247,6 +255,10 @@ def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> S
         slack_signing_secret=get("SLACK_SIGNING_SECRET"),
         slack_allowed_users=tuple(u.strip() for u in get("SLACK_ALLOWED_USERS").split(",") if u.strip()),
         chatwoot_webhook_secret=get("CHATWOOT_WEBHOOK_SECRET"),
+        chatwoot_bot_token=get("CHATWOOT_BOT_TOKEN"),
+        chatwoot_handoff_team_id=_int(env, "CHATWOOT_HANDOFF_TEAM_ID", 0) or None,
+        chatwoot_store_retry_seconds=_float(env, "CHATWOOT_STORE_RETRY_SECONDS", 3.0),
+        chatwoot_rescue_seconds=_float(env, "CHATWOOT_RESCUE_SECONDS", 600.0),
         slack_api_url=get("SLACK_API_URL", "https://slack.com/api").rstrip("/"),
         external_handoff_url=get("EXTERNAL_HANDOFF_URL"),
         inbound_visibility_timeout=_int(env, "INBOUND_VISIBILITY_TIMEOUT", 30),

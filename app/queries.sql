@@ -270,7 +270,24 @@ SELECT public.record_chatwoot_sync_error(%(conversation_id)s, %(error)s);
 -- record_chatwoot_agent_message --
 -- Queue an agent's Chatwoot message to the doctor once (outbox 'human')
 SELECT status, outbox_id, conversation_id
-  FROM public.record_chatwoot_agent_message(%(chatwoot_conversation_id)s, %(chatwoot_message_id)s, %(texto)s);
+  FROM public.record_chatwoot_agent_message(%(chatwoot_conversation_id)s, %(chatwoot_message_id)s, %(texto)s,
+                                            %(media)s);
+
+-- outbox_media --
+-- The attachment an outbox row carries (NULL for text)
+SELECT public.outbox_media(%(outbox_id)s) AS media;
+
+-- chatwoot_message_media --
+-- The doctor's media of a stored message (base64 or URL), NULL if none
+SELECT public.chatwoot_message_media(%(interacao_id)s) AS media;
+
+-- note_chatwoot --
+-- A private note for the agents in a conversation's Chatwoot mirror
+SELECT public.note_chatwoot(%(conversation_id)s, %(texto)s) AS event_id;
+
+-- conversation_of_chatwoot --
+-- The conversation a Chatwoot conversation mirrors
+SELECT public.conversation_of_chatwoot(%(chatwoot_conversation_id)s) AS conversation_id;
 
 -- resolve_chatwoot_conversation --
 -- A resolved Chatwoot conversation hands its conversation back to Julia

@@ -205,9 +205,21 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
     # The number the gate chose (NULL before the deployment has number rows: EVOLUTION_INSTANCE).
     instance = claim["instance"]
     log["instance"] = instance
+    media = (await _one(rt, "outbox_media", outbox_id=outbox_id))["media"]
     await rt.evolution.send_presence(claim["number"], delay_ms=_typing_ms(claim["texto"]), instance=instance)
     try:
-        sent = await rt.evolution.send_text(claim["number"], claim["texto"], instance=instance)
+        if media:
+            sent = await rt.evolution.send_media(
+                claim["number"],
+                mediatype=media["mediatype"],
+                media=media["media"],
+                mimetype=media.get("mimetype"),
+                caption=media.get("caption"),
+                file_name=media.get("file_name"),
+                instance=instance,
+            )
+        else:
+            sent = await rt.evolution.send_text(claim["number"], claim["texto"], instance=instance)
     except EvolutionError as exc:
         if exc.not_on_whatsapp and not claim["number"].endswith("@lid"):
             # A burst of these on one number pauses it (SQL decides).
@@ -399,7 +411,9 @@ async def sync_chatwoot_conversation(context: JobContext, conversation_id: int) 
         return "unconfigured"
     try:
         async with ChatwootClient.from_settings(rt.settings) as client:
-            counts = await chatwoot_sync.sync_conversation(rt.pool, client, conversation_id)
+            counts = await chatwoot_sync.sync_conversation(
+                rt.pool, client, conversation_id, team_id=rt.settings.chatwoot_handoff_team_id
+            )
     except ChatwootError as exc:
         await _one(rt, "record_chatwoot_sync_error", conversation_id=conversation_id, error=str(exc))
         if context.job.attempts + 1 >= HUMANS_RETRY.max_attempts:

@@ -38,15 +38,18 @@ SET search_path = ''
 AS $$
 DECLARE
     _cw_message_id bigint;
+    _from_chatwoot boolean := false;
 BEGIN
     IF NEW.autor = 'humano' THEN
-        SELECT a.chatwoot_message_id INTO _cw_message_id
-          FROM public.chatwoot_agent_messages AS a
-          JOIN public.outbox AS o ON o.id = a.outbox_id
-         WHERE a.conversation_id = NEW.conversation_id
+        -- Queued from a Chatwoot message (each of its attachments is a row of its own).
+        SELECT a.chatwoot_message_id, true INTO _cw_message_id, _from_chatwoot
+          FROM public.outbox AS o
+          LEFT JOIN public.chatwoot_agent_messages AS a ON a.outbox_id = o.id
+         WHERE o.conversation_id = NEW.conversation_id AND o.kind = 'human'
+           AND o.idempotency_key LIKE 'chatwoot:%'
            AND (o.evolution_message_id = NEW.message_id OR NEW.message_id = 'outbox:' || o.id)
          LIMIT 1;
-        IF _cw_message_id IS NOT NULL THEN
+        IF _from_chatwoot THEN
             INSERT INTO public.chatwoot_mensagens (interacao_id, conversation_id, state, chatwoot_message_id, synced_at)
             VALUES (NEW.id, NEW.conversation_id, 'synced', _cw_message_id, clock_timestamp())
             ON CONFLICT DO NOTHING;
@@ -93,7 +96,10 @@ BEGIN
                                       'lid', _cliente.lid),
         'messages', coalesce((
             SELECT jsonb_agg(jsonb_build_object('interacao_id', m.interacao_id, 'state', m.state, 'autor', i.autor,
-                                                'tipo', i.tipo, 'texto', i.texto) ORDER BY m.interacao_id)
+                                                'tipo', i.tipo, 'texto', i.texto,
+                                                'has_media', i.tipo IN ('image', 'video', 'audio', 'document',
+                                                                        'sticker'))
+                             ORDER BY m.interacao_id)
               FROM (SELECT m2.* FROM public.chatwoot_mensagens AS m2
                      WHERE m2.conversation_id = _conv.id AND m2.state IN ('pending', 'sending')
                      ORDER BY m2.interacao_id
@@ -117,9 +123,17 @@ DECLARE
     _m integer;
     _e integer;
 BEGIN
-    UPDATE public.chatwoot_mensagens SET state = 'skipped'
-     WHERE conversation_id = p_conversation_id AND state IN ('pending', 'sending');
-    GET DIAGNOSTICS _m = ROW_COUNT;
+    -- Not mirrored: the history keeps the message, not megabytes of base64.
+    WITH skipped AS (
+        UPDATE public.chatwoot_mensagens SET state = 'skipped'
+         WHERE conversation_id = p_conversation_id AND state IN ('pending', 'sending')
+        RETURNING interacao_id),
+    stripped AS (
+        UPDATE public.interacoes AS i SET payload = i.payload #- '{message,base64}'
+          FROM skipped AS k
+         WHERE i.id = k.interacao_id AND i.payload -> 'message' ? 'base64'
+        RETURNING i.id)
+    SELECT count(*) INTO _m FROM skipped;
     UPDATE public.chatwoot_eventos SET state = 'skipped', done_at = clock_timestamp()
      WHERE conversation_id = p_conversation_id AND state = 'pending';
     GET DIAGNOSTICS _e = ROW_COUNT;
@@ -207,6 +221,9 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'mark_chatwoot_message_synced: interacao % is not waiting to be mirrored', p_interacao_id;
     END IF;
+    -- The file is in Chatwoot now: the history keeps the message, not megabytes of base64.
+    UPDATE public.interacoes AS i SET payload = i.payload #- '{message,base64}'
+     WHERE i.id = p_interacao_id AND i.payload -> 'message' ? 'base64';
 END;
 $$;
 
@@ -302,11 +319,13 @@ CREATE TRIGGER conversations_handoff_humans
     EXECUTE FUNCTION public.on_handoff_change();
 
 -- An agent wrote to the doctor in Chatwoot: queue it once (per Chatwoot
--- message id) as an outbox 'human' row and defer its send. Julia keeps
+-- message id) as outbox 'human' rows and defer their sends: the text, or
+-- one row per attachment (p_media: [{mediatype, media, mimetype,
+-- file_name}], the first carries the text as its caption). Julia keeps
 -- quiet in the conversation meanwhile (takeover) unless it is handed off.
 -- status: queued, duplicate, echo (our own mirrored message), unknown_conversation, empty.
 CREATE OR REPLACE FUNCTION public.record_chatwoot_agent_message(
-    p_chatwoot_conversation_id bigint, p_chatwoot_message_id bigint, p_texto text,
+    p_chatwoot_conversation_id bigint, p_chatwoot_message_id bigint, p_texto text, p_media jsonb DEFAULT NULL,
     OUT status text, OUT outbox_id bigint, OUT conversation_id bigint
 )
 LANGUAGE plpgsql
@@ -314,6 +333,11 @@ SET search_path = ''
 AS $$
 DECLARE
     _conv public.conversations;
+    _texto text := nullif(trim(coalesce(p_texto, '')), '');
+    _media jsonb := CASE WHEN jsonb_typeof(p_media) = 'array' AND jsonb_array_length(p_media) > 0 THEN p_media END;
+    _item jsonb;
+    _n integer;
+    _id bigint;
 BEGIN
     IF p_chatwoot_message_id IS NULL THEN
         RAISE EXCEPTION 'record_chatwoot_agent_message: message id is required (conversation %)',
@@ -338,28 +362,112 @@ BEGIN
                      AND i.texto = p_texto) THEN
         status := 'echo'; RETURN;
     END IF;
-    IF coalesce(trim(p_texto), '') = '' THEN
+    IF _texto IS NULL AND _media IS NULL THEN
         status := 'empty'; RETURN;
     END IF;
-    INSERT INTO public.outbox (idempotency_key, kind, conversation_id, cliente_id, number, texto)
-    VALUES ('chatwoot:' || p_chatwoot_message_id, 'human', _conv.id, _conv.cliente_id, _conv.reply_jid, p_texto)
-    ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id INTO outbox_id;
-    IF outbox_id IS NULL THEN
-        -- A concurrent delivery of the same webhook won.
-        SELECT o.id INTO outbox_id FROM public.outbox AS o WHERE o.idempotency_key = 'chatwoot:' || p_chatwoot_message_id;
-        status := 'duplicate'; RETURN;
-    END IF;
-    INSERT INTO public.chatwoot_agent_messages (chatwoot_message_id, chatwoot_conversation_id, conversation_id, outbox_id)
-    VALUES (p_chatwoot_message_id, p_chatwoot_conversation_id, _conv.id, outbox_id);
+    FOR _n IN 1 .. coalesce(jsonb_array_length(_media), 1) LOOP
+        _item := _media -> (_n - 1);
+        IF _item IS NOT NULL THEN
+            _item := jsonb_strip_nulls(jsonb_build_object(
+                'mediatype', _item ->> 'mediatype', 'media', _item ->> 'media', 'mimetype', _item ->> 'mimetype',
+                'file_name', _item ->> 'file_name', 'caption', CASE WHEN _n = 1 THEN _texto END));
+        END IF;
+        INSERT INTO public.outbox (idempotency_key, kind, conversation_id, cliente_id, number, texto, media)
+        VALUES ('chatwoot:' || p_chatwoot_message_id || CASE WHEN _n > 1 THEN ':' || _n ELSE '' END, 'human',
+                _conv.id, _conv.cliente_id, _conv.reply_jid,
+                CASE WHEN _item IS NULL THEN _texto
+                     ELSE concat_ws(' ', '[' || (_item ->> 'mediatype') || ': '
+                                         || coalesce(_item ->> 'file_name', 'anexo') || ']',
+                                    _item ->> 'caption') END,
+                _item)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id INTO _id;
+        IF _id IS NULL THEN
+            -- A concurrent delivery of the same webhook won.
+            SELECT o.id INTO outbox_id FROM public.outbox AS o
+             WHERE o.idempotency_key = 'chatwoot:' || p_chatwoot_message_id;
+            status := 'duplicate'; RETURN;
+        END IF;
+        IF _n = 1 THEN
+            outbox_id := _id;
+            INSERT INTO public.chatwoot_agent_messages
+                (chatwoot_message_id, chatwoot_conversation_id, conversation_id, outbox_id)
+            VALUES (p_chatwoot_message_id, p_chatwoot_conversation_id, _conv.id, _id);
+        END IF;
+        PERFORM public.defer_send(_id);
+    END LOOP;
     UPDATE public.conversations AS c
        SET julia_pausada_ate = greatest(coalesce(c.julia_pausada_ate, clock_timestamp()),
                                         clock_timestamp() + make_interval(mins => public.takeover_minutes())),
            updated_at = now()
      WHERE c.id = _conv.id AND NOT c.handoff_ativo;
-    PERFORM public.defer_send(outbox_id);
     status := 'queued';
 END;
+$$;
+
+-- What a send job needs besides claim_send_slot: the attachment of an
+-- outbox row ({mediatype, media, mimetype, file_name, caption}), NULL for text.
+CREATE OR REPLACE FUNCTION public.outbox_media(p_outbox_id bigint)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT o.media FROM public.outbox AS o WHERE o.id = p_outbox_id;
+$$;
+
+-- The doctor's media of a stored message, from Evolution's payload: base64
+-- (webhook_base64 on) or a downloadable mediaUrl (S3/MinIO), with its type,
+-- MIME type, file name and caption; NULL when the message carries none.
+CREATE OR REPLACE FUNCTION public.chatwoot_message_media(p_interacao_id bigint)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT CASE WHEN c.content IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
+               'tipo', i.tipo,
+               'mimetype', c.content ->> 'mimetype',
+               'file_name', c.content ->> 'fileName',
+               'caption', c.content ->> 'caption',
+               'base64', i.payload -> 'message' ->> 'base64',
+               'url', i.payload -> 'message' ->> 'mediaUrl')) END
+      FROM public.interacoes AS i
+      LEFT JOIN LATERAL (
+          SELECT coalesce(m -> 'imageMessage', m -> 'videoMessage', m -> 'ptvMessage', m -> 'audioMessage',
+                          m -> 'documentMessage', m -> 'documentWithCaptionMessage' -> 'message' -> 'documentMessage',
+                          m -> 'stickerMessage') AS content
+            FROM (SELECT i.payload -> 'message' AS m) AS x) AS c ON true
+     WHERE i.id = p_interacao_id;
+$$;
+
+-- Tell the agents something in the Chatwoot conversation (a private note,
+-- posted in order with the mirror). Returns the event id.
+CREATE OR REPLACE FUNCTION public.note_chatwoot(p_conversation_id bigint, p_texto text)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _id bigint;
+BEGIN
+    IF coalesce(trim(p_texto), '') = '' THEN
+        RAISE EXCEPTION 'note_chatwoot: empty note for conversation %', p_conversation_id;
+    END IF;
+    INSERT INTO public.chatwoot_eventos (conversation_id, kind, payload)
+    VALUES (p_conversation_id, 'note', jsonb_build_object('texto', p_texto))
+    RETURNING id INTO _id;
+    PERFORM public.defer_chatwoot_sync(p_conversation_id);
+    RETURN _id;
+END;
+$$;
+
+-- The conversation a Chatwoot conversation mirrors, NULL if none.
+CREATE OR REPLACE FUNCTION public.conversation_of_chatwoot(p_chatwoot_conversation_id bigint)
+RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT cc.conversation_id FROM public.chatwoot_conversas AS cc
+     WHERE cc.chatwoot_conversation_id = p_chatwoot_conversation_id;
 $$;
 
 -- The Chatwoot conversation was resolved: hand the conversation back to Julia.

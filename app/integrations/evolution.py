@@ -1,5 +1,5 @@
-"""Evolution API v2 client: send a text, show a typing presence, ask which
-numbers are on WhatsApp.
+"""Evolution API v2 client: send a text or a media file, show a typing presence,
+ask which numbers are on WhatsApp.
 
 Errors are split into transient (retry later: timeouts, 5xx, 429) and
 permanent (4xx: the request itself is wrong or the contact is unreachable).
@@ -65,6 +65,30 @@ class EvolutionClient:
         if delay_ms:
             body["delay"] = delay_ms
         data = await self._post(f"/message/sendText/{quote(instance or self._instance, safe='')}", body)
+        key = data.get("key") if isinstance(data, dict) else None
+        return SentMessage(
+            message_id=key.get("id") if isinstance(key, dict) else None,
+            status=data.get("status") if isinstance(data, dict) else None,
+        )
+
+    async def send_media(
+        self,
+        number: str,
+        *,
+        mediatype: str,
+        media: str,
+        mimetype: str | None = None,
+        caption: str | None = None,
+        file_name: str | None = None,
+        instance: str | None = None,
+    ) -> SentMessage:
+        """POST /message/sendMedia/{instance} (image, video, audio, document;
+        `media` is a URL or base64); raises EvolutionError."""
+        body: dict[str, object] = {"number": number, "mediatype": mediatype, "media": media}
+        for key, value in (("mimetype", mimetype), ("caption", caption), ("fileName", file_name)):
+            if value:
+                body[key] = value
+        data = await self._post(f"/message/sendMedia/{quote(instance or self._instance, safe='')}", body)
         key = data.get("key") if isinstance(data, dict) else None
         return SentMessage(
             message_id=key.get("id") if isinstance(key, dict) else None,

@@ -67,6 +67,7 @@ class EvolutionStandin(StandinServer):
         self.honor_delay = honor_delay
         self.instance_id = str(uuid.uuid4())
         self._sent: list[dict[str, Any]] = []
+        self._media: list[dict[str, Any]] = []
         self._failures: deque[Reply] = deque()
         self._delay = 0.0
         self._ids: set[str] = set()
@@ -79,6 +80,12 @@ class EvolutionStandin(StandinServer):
         """Accepted sends, oldest first: {"instance", "number", "text", "id", "at"}."""
         with self._lock:
             return [dict(item) for item in self._sent]
+
+    def sent_media(self) -> list[dict[str, Any]]:
+        """Accepted media sends, oldest first: {"instance", "number", "mediatype", "media",
+        "mimetype", "caption", "fileName", "id", "at"}."""
+        with self._lock:
+            return [dict(item) for item in self._media]
 
     def texts_to(self, number: str) -> list[str]:
         """Texts accepted for `number` (bare phone or JID), oldest first."""
@@ -111,6 +118,7 @@ class EvolutionStandin(StandinServer):
         with self._lock:
             super().reset()
             self._sent.clear()
+            self._media.clear()
             self._failures.clear()
             self._delay = 0.0
             self._accounts = None
@@ -125,6 +133,7 @@ class EvolutionStandin(StandinServer):
         parts = request.path.strip("/").split("/")
         routes = {
             ("message", "sendText"): self._send_text,
+            ("message", "sendMedia"): self._send_media,
             ("chat", "sendPresence"): self._send_presence,
             ("chat", "markMessageAsRead"): self._mark_read,
             ("chat", "whatsappNumbers"): self._whatsapp_numbers,
@@ -189,6 +198,41 @@ class EvolutionStandin(StandinServer):
             found = next((jid for jid in _brazilian_forms(asked) if self._exists(jid)), None)
             answers.append({"jid": found or asked, "exists": found is not None, "number": number})
         return json_reply(200, answers)
+
+    def _send_media(self, instance: str, body: dict[str, Any]) -> Reply:
+        # SendMediaDto: number, mediatype (image|document|video|audio|ptv), media (URL or base64),
+        # mimetype?, caption?, fileName?
+        with self._lock:
+            failure = self._failures.popleft() if self._failures else None
+        if failure is not None:
+            return failure
+        for name in ("number", "mediatype", "media"):
+            if not body.get(name):
+                return evolution_error(400, [f'instance requires property "{name}"'])
+        if body["mediatype"] not in ("image", "document", "video", "audio", "ptv"):
+            return evolution_error(400, ["mediatype must be one of image, document, video, audio, ptv"])
+        now = time.time()
+        message_id = self._new_id()
+        item = {"instance": instance, "id": message_id, "at": now}
+        item |= {k: body.get(k) for k in ("number", "mediatype", "media", "mimetype", "caption", "fileName")}
+        with self._lock:
+            self._media.append(item)
+        kind = {"image": "imageMessage", "video": "videoMessage", "audio": "audioMessage"}.get(
+            body["mediatype"], "documentMessage"
+        )
+        return json_reply(
+            201,
+            {
+                "key": {"remoteJid": to_jid(str(body["number"])), "fromMe": True, "id": message_id},
+                "pushName": "",
+                "status": "PENDING",
+                "message": {kind: {"caption": body.get("caption"), "mimetype": body.get("mimetype")}},
+                "messageType": kind,
+                "messageTimestamp": int(now),
+                "instanceId": self.instance_id,
+                "source": "unknown",
+            },
+        )
 
     def _send_presence(self, instance: str, body: dict[str, Any]) -> Reply:
         if not body.get("number") or not body.get("presence"):

@@ -26,6 +26,7 @@ class RecordedRequest:
     headers: dict[str, str]
     json: Any
     at: float
+    raw: bytes = b""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers={key.lower(): value for key, value in self.headers.items()},
             json=body,
             at=time.time(),
+            raw=raw,
         )
         standin = self.server.standin
         standin._record(request)

@@ -18,7 +18,13 @@ from app.api import create_app
 from app.config import load_settings
 from app.handoff_link import mint_handoff_token
 from app.ops_auth import mint_ops_token
-from app.standins.chatwoot import ChatwootStandin, message_created_event, sign_webhook, status_changed_event
+from app.standins.chatwoot import (
+    MESSAGE_TYPE_NAMES,
+    ChatwootStandin,
+    message_created_event,
+    sign_webhook,
+    status_changed_event,
+)
 from app.standins.slack import SlackStandin, sign_request, slash_command_body
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET, settled, wait_for
@@ -62,6 +68,20 @@ def test_env(test_env: dict[str, str], chatwoot: ChatwootStandin, slack: SlackSt
     }
 
 
+@pytest.fixture
+def api_client(api_client, chatwoot: ChatwootStandin) -> Iterator[Any]:
+    """The api, with the fake Chatwoot delivering its events to it as Chatwoot would:
+    Julia's own posts, notes and status changes come back as signed webhooks."""
+
+    def deliver(raw: bytes, headers: dict[str, str]) -> int:
+        return api_client.post("/webhooks/chatwoot", content=raw, headers=headers).status_code
+
+    chatwoot.deliver_webhooks(deliver, secret=CHATWOOT_SECRET)
+    yield api_client
+    wait_for(chatwoot.webhooks_idle, timeout=20)
+    chatwoot.deliver_webhooks(None)
+
+
 def quiet(db) -> bool:
     """Replies and sends settled, and no mirror or notification job waiting or running."""
     busy = db.execute("SELECT 1 FROM procrastinate_jobs WHERE status IN ('todo', 'doing') AND queue_name = 'humans'")
@@ -85,7 +105,10 @@ def the_conversation(chatwoot: ChatwootStandin) -> dict[str, Any]:
 
 def public_texts(chatwoot: ChatwootStandin) -> list[tuple[str, str]]:
     conversation = the_conversation(chatwoot)
-    return [(m["message_type"], m["content"]) for m in chatwoot.messages(conversation["id"], private=False)]
+    return [
+        (MESSAGE_TYPE_NAMES[m["message_type"]], m["content"])
+        for m in chatwoot.messages(conversation["id"], private=False)
+    ]
 
 
 def notes(chatwoot: ChatwootStandin) -> list[str]:

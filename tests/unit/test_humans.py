@@ -12,7 +12,15 @@ import time
 import jwt
 import pytest
 
-from app.chatwoot_webhook import AgentMessage, BadSignature, Ignored, InvalidEvent, Resolved, parse_event
+from app.chatwoot_webhook import (
+    AgentMessage,
+    Attachment,
+    BadSignature,
+    Ignored,
+    InvalidEvent,
+    Resolved,
+    parse_event,
+)
 from app.chatwoot_webhook import verify_signature as verify_chatwoot
 from app.cli import main
 from app.config import load_settings
@@ -22,7 +30,13 @@ from app.integrations.slack import SlackClient, SlackError, slack_configured
 from app.notifications import format_notification, manager_alert_text
 from app.ops_auth import verify_ops_token
 from app.slack_commands import Command, parse_command, signature_valid
-from app.standins.chatwoot import ChatwootStandin, message_created_event, sign_webhook, status_changed_event
+from app.standins.chatwoot import (
+    ChatwootStandin,
+    attachment_json,
+    message_created_event,
+    sign_webhook,
+    status_changed_event,
+)
 from app.standins.slack import SlackStandin, sign_request, slash_command_body
 
 SECRET = "unit-secret-with-enough-bytes-for-hs256"
@@ -74,6 +88,50 @@ def test_agent_messages_are_recognised_and_everything_else_ignored():
         assert parse_event({**agent, **change}, account_id="1", inbox_id="1") == Ignored(
             event="message_created", reason=reason
         )
+
+
+def test_agent_text_is_converted_from_markdown_and_attachments_are_read():
+    body = message_created_event(
+        conversation_id=5,
+        message_id=11,
+        content="**Plantão** confirmado",
+        attachments=[
+            attachment_json(
+                attachment_id=1, message_id=11, data_url="https://cw.example/blobs/1/escala%20s%C3%A1b.png"
+            ),
+            attachment_json(attachment_id=2, message_id=11, data_url="https://cw.example/b/2/a.pdf", file_type="file"),
+            attachment_json(
+                attachment_id=3,
+                message_id=11,
+                data_url="https://cw.example/b/3/v.mp4",
+                file_type="video",
+                file_size=17 * 1024 * 1024,
+            ),
+            attachment_json(attachment_id=4, message_id=11, data_url="", file_type="location"),
+        ],
+    )
+    event = parse_event(body, account_id="1", inbox_id="1")
+    assert isinstance(event, AgentMessage)
+    assert event.content == "*Plantão* confirmado"
+    assert event.attachments == (
+        Attachment(
+            mediatype="image",
+            url="https://cw.example/blobs/1/escala%20s%C3%A1b.png",
+            mimetype="image/png",
+            file_name="escala sáb.png",
+        ),
+        Attachment(
+            mediatype="document", url="https://cw.example/b/2/a.pdf", mimetype="application/pdf", file_name="a.pdf"
+        ),
+    )
+    assert event.refused == (
+        "v.mp4: 17 MB, o WhatsApp aceita até 16 MB para video",
+        "anexo 4: tipo 'location' não vai para o WhatsApp",
+    )
+    # An image alone, without any text, is an agent message too.
+    alone = parse_event({**body, "content": None, "attachments": body["attachments"][:1]})
+    assert isinstance(alone, AgentMessage)
+    assert (alone.content, len(alone.attachments)) == ("", 1)
 
 
 def test_status_changes_and_unknown_events():
@@ -214,7 +272,7 @@ async def test_chatwoot_client_finds_or_creates_the_contact_and_posts():
                 await client.toggle_status(conversation, "open")
             assert unauthorised.value.status == 401
         (stored,) = server.conversations()
-        assert [(m["id"], m["private"]) for m in stored["messages"]] == [(posted, False), (note, True)]
+        assert [(m["id"], m["private"]) for m in server.messages(stored["id"])] == [(posted, False), (note, True)]
         assert stored["status_history"] == ["open"]
         assert all(r.headers.get("api_access_token") in ("k", "wrong") for r in server.api_calls())
 
