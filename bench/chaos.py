@@ -155,7 +155,9 @@ def main() -> int:
             "DATABASE_URL": url,
             "EVOLUTION_API_URL": evolution.url,
             "EVOLUTION_API_KEY": EVOLUTION_KEY,
-            "EVOLUTION_INSTANCE": "julia-chaos",
+            # The instance the webhook bodies name (tests/payloads.py): a body from an
+            # instance Julia does not know as a number is kept for operators, never answered.
+            "EVOLUTION_INSTANCE": "julia-test",
             "EVOLUTION_WEBHOOK_SECRET": SECRET,
             "ANTHROPIC_API_KEY": "chaos-anthropic-key",
             "ANTHROPIC_BASE_URL": claude.url,
