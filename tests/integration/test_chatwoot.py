@@ -177,6 +177,8 @@ def test_agent_is_told_to_resend_when_the_rescue_runs_out(
             wait_for(lambda: any("Envie de novo" in n for n in notes(chatwoot, cw_id)), timeout=30)
             assert delivery_of(chatwoot, message["id"])["status"] == 503
         wait_for(lambda: any("nem entregue (" in t for t in slack.texts()), timeout=10)
+        # Nothing may be delivered into this client while it shuts down.
+        wait_for(chatwoot.webhooks_idle, timeout=30)
         chatwoot.deliver_webhooks(None)
     with reconnect(database_url) as conn:
         assert conn.execute("SELECT count(*) AS n FROM outbox WHERE kind = 'human'").fetchone()["n"] == 0
@@ -204,6 +206,8 @@ def test_a_resolution_while_the_database_is_down_still_hands_back_after_recovery
             statuses = [d for d in chatwoot.deliveries() if d["event"] == "conversation_status_changed"]
             assert statuses[-1]["status"] == 503
         wait_for(lambda: any("Resolução registrada" in n for n in notes(chatwoot, cw_id)), timeout=40)
+        # Nothing may be delivered into this client while it shuts down.
+        wait_for(chatwoot.webhooks_idle, timeout=30)
         chatwoot.deliver_webhooks(None)
     with reconnect(database_url) as conn:
         assert conn.execute("SELECT handoff_ativo FROM conversations").fetchone() == {"handoff_ativo": False}
