@@ -31,7 +31,7 @@ SELECT public.enqueue_reply(%(conversation_id)s, %(reply_to_id)s, %(parts)s::tex
 
 -- claim_send_slot --
 -- The send gate: may this outbox row go now? Claims it if so
-SELECT claimed, reason, next_at, number, texto, attempts, conversation_id, cliente_id, instance
+SELECT claimed, reason, next_at, number, texto, attempts, conversation_id, cliente_id, instance, media
   FROM public.claim_send_slot(%(outbox_id)s, %(job_id)s, %(app_env)s, %(project_ref)s, NULL, %(now)s);
 
 -- mark_outbox_sent --
@@ -272,10 +272,6 @@ SELECT public.record_chatwoot_sync_error(%(conversation_id)s, %(error)s);
 SELECT status, outbox_id, conversation_id
   FROM public.record_chatwoot_agent_message(%(chatwoot_conversation_id)s, %(chatwoot_message_id)s, %(texto)s,
                                             %(media)s);
-
--- outbox_media --
--- The attachment an outbox row carries (NULL for text)
-SELECT public.outbox_media(%(outbox_id)s) AS media;
 
 -- chatwoot_message_media --
 -- The doctor's media of a stored message (base64 or URL), NULL if none

@@ -205,7 +205,7 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
     # The number the gate chose (NULL before the deployment has number rows: EVOLUTION_INSTANCE).
     instance = claim["instance"]
     log["instance"] = instance
-    media = (await _one(rt, "outbox_media", outbox_id=outbox_id))["media"]
+    media = claim["media"]  # an agent's attachment, read by the claim with the row
     await rt.evolution.send_presence(claim["number"], delay_ms=_typing_ms(claim["texto"]), instance=instance)
     try:
         if media:

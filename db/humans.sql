@@ -405,16 +405,6 @@ BEGIN
 END;
 $$;
 
--- What a send job needs besides claim_send_slot: the attachment of an
--- outbox row ({mediatype, media, mimetype, file_name, caption}), NULL for text.
-CREATE OR REPLACE FUNCTION public.outbox_media(p_outbox_id bigint)
-RETURNS jsonb
-LANGUAGE sql STABLE
-SET search_path = ''
-AS $$
-    SELECT o.media FROM public.outbox AS o WHERE o.id = p_outbox_id;
-$$;
-
 -- The doctor's media of a stored message, from Evolution's payload: base64
 -- (webhook_base64 on) or a downloadable mediaUrl (S3/MinIO), with its type,
 -- MIME type, file name and caption; NULL when the message carries none.

@@ -52,7 +52,7 @@ CREATE OR REPLACE FUNCTION public.claim_send_slot(
     p_policy jsonb DEFAULT NULL, p_now timestamptz DEFAULT NULL,
     OUT claimed boolean, OUT reason text, OUT next_at timestamptz,
     OUT number text, OUT texto text, OUT attempts integer, OUT conversation_id bigint, OUT cliente_id bigint,
-    OUT instance text
+    OUT instance text, OUT media jsonb
 )
 LANGUAGE plpgsql
 SET search_path = ''
@@ -80,7 +80,7 @@ BEGIN
     IF NOT FOUND THEN
         reason := 'not_found'; RETURN;
     END IF;
-    number := _row.number; texto := _row.texto; attempts := _row.attempts;
+    number := _row.number; texto := _row.texto; attempts := _row.attempts; media := _row.media;
     conversation_id := _row.conversation_id; cliente_id := _row.cliente_id;
     IF _row.state = 'sent' THEN
         reason := 'already_sent'; RETURN;

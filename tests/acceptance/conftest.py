@@ -75,11 +75,10 @@ def spawn(test_env: dict[str, str]) -> Iterator[Callable[..., Process]]:
         process.stop()
 
 
-@pytest.fixture
-def api_url(spawn, test_env) -> str:
-    """A running `julia api` on a free port; waits until /health answers."""
+def start_api(spawn: Callable[..., Process], env: dict[str, str]) -> tuple[Process, str]:
+    """Spawn `julia api` on a free port and wait until /health answers; (process, base URL)."""
     port = free_port()
-    process = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], test_env)
+    process = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], env)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -90,4 +89,10 @@ def api_url(spawn, test_env) -> str:
             return False
 
     wait_for(up, timeout=30, interval=0.1)
-    return url
+    return process, url
+
+
+@pytest.fixture
+def api_url(spawn, test_env) -> str:
+    """A running `julia api` on a free port; waits until /health answers."""
+    return start_api(spawn, test_env)[1]

@@ -14,7 +14,7 @@ import pytest
 from app.config import load_settings
 from app.standins.anthropic import AnthropicStandin
 from tests import payloads
-from tests.acceptance.conftest import free_port, run_julia
+from tests.acceptance.conftest import free_port, run_julia, start_api
 from tests.conftest import PGDATA, WEBHOOK_SECRET, WorkerThread, database_url_for, settled, wait_for
 from tests.faults.bodies import fuzzed_bodies
 from tests.faults.chaos import JuliaProcess, fuzz, run_chaos, token_brain
@@ -32,19 +32,7 @@ def brain_env(test_env):
 
 @pytest.fixture
 def brain_api(spawn, brain_env) -> str:
-    port = free_port()
-    process = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], brain_env)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert process.proc.poll() is None, process.stop()
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(up, timeout=30, interval=0.1)
-    return url
+    return start_api(spawn, brain_env)[1]
 
 
 def assert_guarantees(result) -> None:

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 from app import schema
 from app.api import create_app
 from app.config import load_settings
-from tests.acceptance.conftest import free_port
+from tests.acceptance.conftest import free_port, start_api
 from tests.conftest import wait_for
 from tests.migration.catalog import REPO, commit_tree, snapshot
 from tests.migration.conftest import julia_env, run_julia_from, tree_copy
@@ -109,18 +109,7 @@ def test_code_older_than_the_database_starts_and_does_not_revert_it(edited_tree,
     before = ledger(database_url)
 
     # This tree is now the previous release (a rollback): it starts, with a warning ...
-    port = free_port()
-    api = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], env)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert api.proc.poll() is None, api.stop()
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    wait_for(up, timeout=30, interval=0.1)
+    api, url = start_api(spawn, env)
     body = httpx.get(f"{url}/health/schema").json()
     assert body["status"] == "ahead"
     assert "newer replaceable SQL" in body["detail"]
