@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from app.config import Settings
+from app.core.config import Settings
 
 logger = logging.getLogger(__name__)
 

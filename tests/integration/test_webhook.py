@@ -10,8 +10,8 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from app.api import MAX_BODY_BYTES, create_app
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
+from app.http.app import MAX_BODY_BYTES, create_app
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET
 

@@ -12,7 +12,18 @@ import time
 import jwt
 import pytest
 
-from app.chatwoot_webhook import (
+from app.core.config import load_settings
+from app.core.handoff_token import InvalidHandoffToken, handoff_link, mint_handoff_token, verify_handoff_token
+from app.core.ops_token import verify_ops_token
+from app.devkit.standins.chatwoot import (
+    ChatwootStandin,
+    attachment_json,
+    message_created_event,
+    sign_webhook,
+    status_changed_event,
+)
+from app.devkit.standins.slack import SlackStandin, sign_request, slash_command_body
+from app.http.chatwoot import (
     AgentMessage,
     Attachment,
     BadSignature,
@@ -21,23 +32,12 @@ from app.chatwoot_webhook import (
     Resolved,
     parse_event,
 )
-from app.chatwoot_webhook import verify_signature as verify_chatwoot
-from app.cli import main
-from app.config import load_settings
-from app.handoff_link import InvalidHandoffToken, handoff_link, mint_handoff_token, verify_handoff_token
+from app.http.chatwoot import verify_signature as verify_chatwoot
+from app.http.slack import Command, parse_command, signature_valid
 from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError
 from app.integrations.slack import SlackClient, SlackError, slack_configured
-from app.notifications import format_notification, manager_alert_text
-from app.ops_auth import verify_ops_token
-from app.slack_commands import Command, parse_command, signature_valid
-from app.standins.chatwoot import (
-    ChatwootStandin,
-    attachment_json,
-    message_created_event,
-    sign_webhook,
-    status_changed_event,
-)
-from app.standins.slack import SlackStandin, sign_request, slash_command_body
+from app.ops.cli import main
+from app.worker.notifications import format_notification, manager_alert_text
 
 SECRET = "unit-secret-with-enough-bytes-for-hs256"
 
