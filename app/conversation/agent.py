@@ -15,8 +15,9 @@ from psycopg.types.json import Jsonb
 
 from app.conversation.routing import choose_model
 from app.conversation.tools import TOOL_NAMES, TOOLS
+from app.core.errors import Conflict, InvalidInput, NotFound
 from app.integrations.llm import LLMResponse
-from app.store.queries import queries
+from app.store.pool import fetch_one
 from app.worker.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -39,16 +40,14 @@ async def run_tool(rt: Runtime, conversation_id: int, name: str, tool_input: dic
     if name not in TOOL_NAMES:
         return f"Ferramenta desconhecida: {name}", True
     try:
-        async with rt.pool.connection() as conn:
-            cur = await conn.execute(
-                queries["execute_tool"], {"conversation_id": conversation_id, "name": name, "input": Jsonb(tool_input)}
-            )
-            result = (await cur.fetchone())["result"]
-    except psycopg.errors.RaiseException as exc:
-        return exc.diag.message_primary or "erro na ferramenta", True
+        row = await fetch_one(
+            rt.pool, "execute_tool", conversation_id=conversation_id, name=name, input=Jsonb(tool_input)
+        )
+    except (InvalidInput, NotFound, Conflict) as exc:
+        return str(exc) or "erro na ferramenta", True
     except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
         return f"entrada inválida: {exc.diag.message_primary}", True
-    return json.dumps(result, ensure_ascii=False, default=str), False
+    return json.dumps(row["result"], ensure_ascii=False, default=str), False
 
 
 async def run_agent(

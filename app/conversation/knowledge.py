@@ -16,6 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from app.conversation.embeddings import Embedder
+from app.core.errors import JuliaError
 from app.integrations.voyage import VoyageError
 from app.store.queries import queries
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]
 
 
-class KnowledgeError(Exception):
+class KnowledgeError(JuliaError):
     """Re-embedding the knowledge base could not make progress."""
 
 

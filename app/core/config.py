@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from app.core.errors import JuliaError
+
 logger = logging.getLogger(__name__)
 
 Role = Literal["api", "worker", "scheduler", "cli", "dev"]
@@ -51,7 +53,7 @@ REQUIRED_BY_ROLE: dict[str, tuple[str, ...]] = {
 }
 
 
-class ConfigError(Exception):
+class ConfigError(JuliaError):
     """Configuration is missing or invalid."""
 
 

@@ -134,8 +134,9 @@ async def _serve(settings: Settings, port: int) -> None:
     import uvicorn
 
     from app.http.app import create_app
+    from app.store.pool import new_pool
     from app.worker.process import run_worker
-    from app.worker.runtime import build_runtime, new_pool
+    from app.worker.runtime import build_runtime
 
     api_url = f"http://127.0.0.1:{port}"
     pool = new_pool(settings, max_size=20, name="julia-dev")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
+from app.core.errors import InvalidEvent
+
 # ASCII digits only: str.isdigit() also accepts "²", which int() rejects.
 _DIGITS = re.compile(r"[0-9]{1,20}")
 
@@ -55,10 +57,6 @@ _IGNORED_CHATS = (
     ("@broadcast", "broadcast list"),
     ("@newsletter", "newsletter"),
 )
-
-
-class InvalidEvent(Exception):
-    """The body is not an Evolution API webhook event."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,6 +1,8 @@
-"""Read-only JSON endpoints for an ops console, each one SQL function:
-GET /ops/status, /ops/queues, /ops/conversations?limit=N, /ops/handoffs
-(Bearer JWT, as /ops/pause), and GET /handoff/context for an external
+"""The operators' API, each endpoint one SQL function behind an operator
+token (`Authorization: Bearer`, see `julia token`): POST /ops/pause and
+/ops/resume, POST /jobs/reconcile-touches (the seed's smoke-test job), and
+the reads GET /ops/status, /ops/queues, /ops/conversations?limit=N,
+/ops/handoffs, /ops/doctor — plus GET /handoff/context for an external
 system holding a signed handoff link (the `external_handoff` flag).
 """
 
@@ -9,86 +11,89 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import psycopg
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from app.core.config import Settings
-from app.core.handoff_token import InvalidHandoffToken, verify_handoff_token
-from app.core.ops_token import Unauthorized, verify_ops_token
-from app.store.queries import queries
+from app.core.errors import NotFound
+from app.core.tokens import InvalidHandoffToken, verify_handoff_token
+from app.http.auth import Refusal, require_operator
+from app.store.pool import fetch_one
 
 logger = logging.getLogger(__name__)
 
 MAX_CONVERSATIONS = 200
 
 
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
-
-
-def _refusal(request: Request) -> JSONResponse | None:
-    """None when the request carries a valid operator token, else the error response."""
-    settings: Settings = request.state.settings
-    if not settings.jwt_secret_key:
-        return _error(503, "ops API disabled: JWT_SECRET_KEY is not set")
-    try:
-        verify_ops_token(request.headers, settings.jwt_secret_key)
-    except Unauthorized as exc:
-        return _error(401, str(exc))
-    return None
-
-
 async def _value(request: Request, name: str, **params: Any) -> Any:
-    async with request.state.pool.connection(timeout=10) as conn:
-        cur = await conn.execute(queries[name], params)
-        return (await cur.fetchone())["result"]
+    return (await fetch_one(request.state.pool, name, wait=10, **params))["result"]
+
+
+async def ops_pause(request: Request) -> JSONResponse:
+    """POST /ops/pause and /ops/resume {"motivo": "..."}: operator JWT required."""
+    claims = require_operator(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Refusal(400, "body must be JSON with a 'motivo'") from None
+    motivo = body.get("motivo") if isinstance(body, dict) else None
+    if not isinstance(motivo, str) or not motivo.strip():
+        raise Refusal(400, "'motivo' (the reason) is required")
+    resume = request.url.path.endswith("/resume")
+    pool = request.state.pool
+    await fetch_one(pool, "resume_julia" if resume else "pause_julia", motivo=motivo, via="api")
+    state = await fetch_one(pool, "julia_state")
+    logger.warning(
+        "julia resumed" if resume else "julia paused",
+        extra={"action": "julia_resumed" if resume else "julia_paused", "via": "api", "operator": claims.get("sub")},
+    )
+    return JSONResponse({**state, "since": state["since"].isoformat() if state["since"] else None})
+
+
+async def jobs_reconcile_touches(request: Request) -> JSONResponse:
+    """POST /jobs/reconcile-touches (the seed's smoke-test job): operator JWT required."""
+    require_operator(request)
+    updated = (await fetch_one(request.state.pool, "reconcile_touches"))["updated"]
+    return JSONResponse({"status": "ok", "updated": updated})
 
 
 async def ops_status(request: Request) -> JSONResponse:
     """GET /ops/status: pause state, open handoffs and conversations, failures, queues."""
-    if (refused := _refusal(request)) is not None:
-        return refused
-    async with request.state.pool.connection(timeout=10) as conn:
-        status = (await (await conn.execute(queries["ops_status"])).fetchone())["status"]
-    return JSONResponse(status)
+    require_operator(request)
+    return JSONResponse((await fetch_one(request.state.pool, "ops_status", wait=10))["status"])
 
 
 async def ops_queues(request: Request) -> JSONResponse:
     """GET /ops/queues: inbound depth, jobs per queue and state, outbox, mirror, notifications."""
-    if (refused := _refusal(request)) is not None:
-        return refused
+    require_operator(request)
     return JSONResponse(await _value(request, "ops_queue_depths"))
 
 
 async def ops_conversations(request: Request) -> JSONResponse:
     """GET /ops/conversations?limit=N: the most recently active conversations."""
-    if (refused := _refusal(request)) is not None:
-        return refused
+    require_operator(request)
     raw = request.query_params.get("limit", "20")
     if not raw.isdecimal() or not 1 <= int(raw) <= MAX_CONVERSATIONS:
-        return _error(400, f"'limit' must be an integer from 1 to {MAX_CONVERSATIONS}")
+        raise Refusal(400, f"'limit' must be an integer from 1 to {MAX_CONVERSATIONS}")
     return JSONResponse({"conversations": await _value(request, "ops_recent_conversations", limit=int(raw))})
 
 
 async def ops_handoffs(request: Request) -> JSONResponse:
     """GET /ops/handoffs: conversations a human owns now."""
-    if (refused := _refusal(request)) is not None:
-        return refused
+    require_operator(request)
     return JSONResponse({"handoffs": await _value(request, "ops_open_handoffs")})
 
 
 async def ops_doctor(request: Request) -> JSONResponse:
     """GET /ops/doctor?address=5531...: the doctor an address names, in any of its forms."""
-    if (refused := _refusal(request)) is not None:
-        return refused
+    require_operator(request)
     address = request.query_params.get("address", "").strip()
     if not address:
-        return _error(400, "'address' is required: a phone (any form), a WhatsApp JID or a LID")
+        raise Refusal(400, "'address' is required: a phone (any form), a WhatsApp JID or a LID")
     doctor = await _value(request, "ops_doctor", address=address)
     if doctor is None:
-        return _error(404, f"no doctor has the address {address!r}")
+        raise Refusal(404, f"no doctor has the address {address!r}")
     return JSONResponse(doctor)
 
 
@@ -96,24 +101,27 @@ async def handoff_context(request: Request) -> JSONResponse:
     """GET /handoff/context?token=JWT (or Bearer): the conversation a handoff link names."""
     settings: Settings = request.state.settings
     if not settings.jwt_secret_key:
-        return _error(503, "handoff links disabled: JWT_SECRET_KEY is not set")
+        raise Refusal(503, "handoff links disabled: JWT_SECRET_KEY is not set")
     scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
     token = request.query_params.get("token") or (bearer.strip() if scheme.lower() == "bearer" else "")
     try:
         conversation_id = verify_handoff_token(token, settings.jwt_secret_key)
     except InvalidHandoffToken as exc:
-        return _error(401, str(exc))
+        raise Refusal(401, str(exc)) from None
     try:
-        async with request.state.pool.connection(timeout=10) as conn:
-            cur = await conn.execute(queries["handoff_context"], {"conversation_id": conversation_id})
-            context = (await cur.fetchone())["context"]
-    except psycopg.errors.RaiseException:
-        return _error(404, f"conversation {conversation_id} not found")
+        context = (await fetch_one(request.state.pool, "handoff_context", wait=10, conversation_id=conversation_id))[
+            "context"
+        ]
+    except NotFound:
+        raise Refusal(404, f"conversation {conversation_id} not found") from None
     logger.info("handoff link used", extra={"action": "handoff_link_used", "conversation_id": conversation_id})
     return JSONResponse(context)
 
 
 ROUTES: list[BaseRoute] = [
+    Route("/ops/pause", ops_pause, methods=["POST"]),
+    Route("/ops/resume", ops_pause, methods=["POST"]),
+    Route("/jobs/reconcile-touches", jobs_reconcile_touches, methods=["POST"]),
     Route("/ops/status", ops_status, methods=["GET"]),
     Route("/ops/queues", ops_queues, methods=["GET"]),
     Route("/ops/conversations", ops_conversations, methods=["GET"]),

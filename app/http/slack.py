@@ -1,73 +1,37 @@
-"""POST /slack/commands: `/julia status | pause <motivo> | resume <motivo> | limites [k=v ... <motivo>]`.
-
-Requests must carry Slack's v0 signature (slack_sdk's SignatureVerifier:
-HMAC-SHA256 of "v0:{timestamp}:{body}", 5-minute window, constant-time
-compare); a signature seen before is a replay and is refused. Pause and
-resume call the SQL functions with alterado_via='slack'.
+"""POST /slack/commands: verify Slack's signature (app.events.slack), refuse a
+signature seen before (a replay), run one command. Pause and resume call the
+SQL functions with alterado_via='slack'.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs
 
 import psycopg
 from psycopg.types.json import Jsonb
-from slack_sdk.signature import SignatureVerifier
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from app.core.config import Settings
+from app.core.errors import InvalidInput
+from app.events.slack import (
+    USAGE,
+    Command,
+    format_limits,
+    format_status,
+    parse_command,
+    parse_limit_changes,
+    signature_valid,
+)
+from app.http.auth import Refusal, read_body
+from app.store.errors import wrap_db_errors
 from app.store.queries import queries
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-USAGE = (
-    "Comandos: `status`, `pause <motivo>`, `resume <motivo>`, `limites`, `limites hour_limit=30 day_limit=80 <motivo>`."
-)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Command:
-    name: str
-    motivo: str
-
-
-def parse_command(text: str) -> Command:
-    """`pause Evolution instável` -> Command(name="pause", motivo="Evolution instável")."""
-    name, _, rest = (text or "").strip().partition(" ")
-    return Command(name=name.lower(), motivo=rest.strip())
-
-
-def parse_limit_changes(text: str) -> tuple[dict[str, Any], str]:
-    """`hour_limit=30 weekdays=1,2,3 campanha` -> ({"hour_limit": 30, "weekdays": [1, 2, 3]}, "campanha").
-
-    Leading key=value words are changes (whole numbers become integers); the
-    rest is the motivo. The database checks keys and values.
-    """
-    changes: dict[str, Any] = {}
-    words = (text or "").split()
-    while words and "=" in words[0]:
-        key, _, raw = words.pop(0).partition("=")
-        if key == "weekdays":
-            changes[key] = [int(d) if d.isdecimal() else d for d in raw.split(",") if d]
-        else:
-            changes[key] = int(raw) if raw.isdecimal() else raw
-    return changes, " ".join(words)
-
-
-def signature_valid(secret: str, raw: bytes, timestamp: str | None, signature: str | None) -> bool:
-    """Slack's v0 signature, within 5 minutes of now."""
-    if not timestamp or not timestamp.strip().lstrip("-").isdecimal():
-        return False
-    try:
-        return SignatureVerifier(secret).is_valid(body=raw, timestamp=timestamp.strip(), signature=signature)
-    except UnicodeDecodeError:
-        return False
 
 
 def slack_reply(text: str, *, in_channel: bool = False) -> JSONResponse:
@@ -75,52 +39,17 @@ def slack_reply(text: str, *, in_channel: bool = False) -> JSONResponse:
     return JSONResponse({"response_type": "in_channel" if in_channel else "ephemeral", "text": text})
 
 
-def _error(status: int, reason: str) -> JSONResponse:
-    return JSONResponse({"error": reason}, status_code=status)
-
-
-def format_status(status: dict[str, Any]) -> str:
-    julia = status["julia"]
-    state = "ativa" if julia["status"] == "ativo" else "*PAUSADA*"
-    filas = status["filas"]
-    return (
-        f"Julia está {state} desde {julia['since'] or '-'} (motivo: {julia['motivo'] or '-'}, "
-        f"via {julia['alterado_via'] or '-'}).\n"
-        f"Handoffs abertos: {status['handoffs_abertos']} · conversas abertas: {status['conversas_abertas']} · "
-        f"fila inbound: {filas['inbound']['depth']} · falhas em 24h: {status['falhas_24h']}"
-    )
-
-
-def format_limits(limits: dict[str, Any]) -> str:
-    hour, day = limits["hour"], limits["day"]
-    lines = [
-        f"Limites de mensagens proativas ({limits['timezone']}, do banco de dados):",
-        f"hora: {hour['sent']}/{hour['limit']} (restam {hour['remaining']}) · "
-        f"dia: {day['sent']}/{day['limit']} (restam {day['remaining']})",
-    ]
-    for n in limits.get("numbers", []):
-        state = "ok" if n["available"] else n["unavailable"]
-        warmup = f" · aquecimento dia {n['warmup_day']}" if n.get("warmup_day") else ""
-        lines.append(
-            f"• {n['instance']} ({state}): hora {n['hour']['sent']}/{n['hour']['limit']} · "
-            f"dia {n['day']['sent']}/{n['day']['limit']}{warmup}"
-        )
-    return "\n".join(lines)
-
-
 async def slack_commands(request: Request) -> JSONResponse:
     """POST /slack/commands: verify, refuse replays, run one command."""
     settings: Settings = request.state.settings
     if not settings.slack_signing_secret:
-        return _error(401, "SLACK_SIGNING_SECRET is not set: Slack commands are refused")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return _error(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        raise Refusal(401, "SLACK_SIGNING_SECRET is not set: Slack commands are refused")
+    raw = await read_body(request, MAX_BODY_BYTES)
     timestamp = request.headers.get("x-slack-request-timestamp")
     signature = request.headers.get("x-slack-signature")
     if not signature_valid(settings.slack_signing_secret, raw, timestamp, signature):
         logger.warning("slack command refused", extra={"action": "slack_command_refused", "reason": "signature"})
-        return _error(401, "invalid or expired Slack signature")
+        raise Refusal(401, "invalid or expired Slack signature")
     form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8")).items()}
     command = parse_command(form.get("text", ""))
     user = form.get("user_name") or form.get("user_id") or "?"
@@ -133,7 +62,7 @@ async def slack_commands(request: Request) -> JSONResponse:
             fresh = await (await conn.execute(queries["claim_slack_request"], params)).fetchone()
             if not fresh["fresh"]:
                 logger.warning("slack command replayed", extra={"action": "slack_command_refused", "reason": "replay"})
-                return _error(401, "replayed Slack request")
+                raise Refusal(401, "replayed Slack request")
             return await _run(conn, settings, command, user, allowed=allowed)
     except psycopg.Error as exc:
         logger.error("slack command failed", extra={"action": "slack_command_failed", "error": str(exc)})
@@ -185,9 +114,10 @@ async def _set_limits(
         return slack_reply("Use `limites hour_limit=30 day_limit=80 <motivo>` (chaves como em `julia limits set`).")
     try:
         params = {"changes": Jsonb(changes), "motivo": f"{motivo} (@{user})", "via": "slack"}
-        policy = (await (await conn.execute(queries["set_send_policy"], params)).fetchone())["policy"]
-    except psycopg.errors.RaiseException as exc:
-        return slack_reply(f"Limites não alterados: {exc.diag.message_primary}")
+        with wrap_db_errors():
+            policy = (await (await conn.execute(queries["set_send_policy"], params)).fetchone())["policy"]
+    except InvalidInput as exc:
+        return slack_reply(f"Limites não alterados: {exc}")
     logger.warning("send policy changed", extra={"action": "send_policy_changed", "via": "slack", **log})
     shown = ", ".join(f"{k}={policy[k]}" for k in changes)
     return slack_reply(f"Limites alterados por @{user}: {shown} ({motivo})", in_channel=True)

@@ -16,10 +16,12 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from app.core.config import Settings, load_settings
+from app.core.errors import Conflict, InvalidInput, JuliaError, NotFound
+from app.store.errors import wrap_db_errors
 from app.store.queries import queries
 
 
-class CampaignError(Exception):
+class CampaignError(JuliaError):
     """A campaign command failed; the message says why."""
 
 
@@ -37,10 +39,10 @@ def _campaign_id(conn: psycopg.Connection, ref: str) -> int:
 def _run(args: argparse.Namespace, action: Any) -> None:
     settings = load_settings("cli")
     try:
-        with _connect(settings) as conn:
+        with _connect(settings) as conn, wrap_db_errors():
             result = action(conn, settings)
-    except psycopg.errors.RaiseException as exc:
-        raise CampaignError(exc.diag.message_primary or str(exc)) from None
+    except (InvalidInput, NotFound, Conflict) as exc:
+        raise CampaignError(str(exc)) from None
     except psycopg.errors.UniqueViolation:
         raise CampaignError("a campaign with that name already exists") from None
     print(json.dumps(result, ensure_ascii=False, indent=2, default=str))

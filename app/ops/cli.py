@@ -27,11 +27,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from app.core.config import ConfigError, Role, Settings, load_settings
+from app.core.errors import Conflict, InvalidInput, JuliaError, NotFound
 from app.core.logs import setup_logging
 from app.ops import campaigns as campaign_cli
 from app.ops import numbers as numbers_cli
 from app.store import schema
 from app.store.dburl import pooler_problem
+from app.store.errors import wrap_db_errors
 from app.store.queries import queries
 
 logger = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 RUN_MODES = ("api", "worker", "scheduler")
 
 
-class CommandError(Exception):
+class CommandError(JuliaError):
     """A command failed with a message for the operator."""
 
 
@@ -153,18 +155,19 @@ def cmd_db_bootstrap(args: argparse.Namespace) -> None:
     settings = _settings("cli")
     with _connect(settings) as conn:
         try:
-            rows = conn.execute(
-                queries["bootstrap_database"],
-                {
-                    "app_env": settings.app_env,
-                    "project_ref": settings.supabase_project_ref,
-                    "force": args.force,
-                    "policy": Jsonb(settings.send_policy()),
-                    "instance": settings.evolution_instance or None,
-                },
-            ).fetchall()
-        except psycopg.errors.RaiseException as exc:
-            raise CommandError(exc.diag.message_primary or str(exc)) from None
+            with wrap_db_errors():
+                rows = conn.execute(
+                    queries["bootstrap_database"],
+                    {
+                        "app_env": settings.app_env,
+                        "project_ref": settings.supabase_project_ref,
+                        "force": args.force,
+                        "policy": Jsonb(settings.send_policy()),
+                        "instance": settings.evolution_instance or None,
+                    },
+                ).fetchall()
+        except (InvalidInput, NotFound, Conflict) as exc:
+            raise CommandError(str(exc)) from None
     for row in rows:
         print(f"{row['item']}: {row['action']}")
 
@@ -221,9 +224,10 @@ def cmd_doctors_merge(args: argparse.Namespace) -> None:
     _require_schema(settings)
     with _connect(settings) as conn:
         try:
-            rows = conn.execute(queries["merge_duplicate_clientes"], {"apply": args.yes}).fetchall()
-        except psycopg.errors.RaiseException as exc:
-            raise CommandError(exc.diag.message_primary or str(exc)) from None
+            with wrap_db_errors():
+                rows = conn.execute(queries["merge_duplicate_clientes"], {"apply": args.yes}).fetchall()
+        except (InvalidInput, NotFound, Conflict) as exc:
+            raise CommandError(str(exc)) from None
     verb = "merged" if args.yes else "would merge"
     for r in rows:
         moved = f", {r['linhas_movidas']} references moved" if r["linhas_movidas"] is not None else ""
@@ -260,7 +264,7 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_token(args: argparse.Namespace) -> None:
-    from app.core.ops_token import mint_ops_token
+    from app.core.tokens import mint_ops_token
 
     # Minting needs only JWT_SECRET_KEY, not the database ("dev" requires nothing).
     settings = load_settings("dev")

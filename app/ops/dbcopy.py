@@ -36,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
+from app.core.errors import JuliaError
 from app.store.dburl import DatabaseTarget, parse_database_url
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ SELECT pg_catalog.setval(%(sequence)s::regclass, m.max_id)
 """
 
 
-class CopyError(Exception):
+class CopyError(JuliaError):
     """The copy could not be done."""
 
 
@@ -593,7 +594,7 @@ def copy_table(
     return inserted, streamed, same_person
 
 
-class _Unverified(Exception):
+class _Unverified(JuliaError):
     """A table was committed, but reading its rows back for the checksums failed."""
 
 

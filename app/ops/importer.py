@@ -27,6 +27,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
+from app.core.errors import JuliaError
 from app.core.phones import e164_digits
 from app.store.queries import queries
 from app.store.schema import DB_DIR
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 DEMO_DIR = DB_DIR / "demo"
 
 
-class ImportFailed(Exception):
+class ImportFailed(JuliaError):
     """The data could not be imported."""
 
 

@@ -16,20 +16,25 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from app.core.config import load_settings
+from app.core.errors import Conflict, InvalidInput, JuliaError, NotFound
+from app.store.errors import wrap_db_errors
 from app.store.queries import queries
 
 
-class NumbersError(Exception):
+class NumbersError(JuliaError):
     """A limits/numbers command failed; the message says why."""
 
 
 def _run(action: Any) -> None:
     settings = load_settings("cli")
     try:
-        with psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10) as conn:
+        with (
+            psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10) as conn,
+            wrap_db_errors(),
+        ):
             result = action(conn)
-    except psycopg.errors.RaiseException as exc:
-        raise NumbersError(exc.diag.message_primary or str(exc)) from None
+    except (InvalidInput, NotFound, Conflict) as exc:
+        raise NumbersError(str(exc)) from None
     except psycopg.errors.UndefinedTable:
         raise NumbersError("the numbers tables are missing; run `julia db upgrade` first") from None
     print(json.dumps(result, ensure_ascii=False, indent=2, default=str))

@@ -37,6 +37,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from app.core.errors import JuliaError
 from app.store.queries import queries
 
 logger = logging.getLogger(__name__)
@@ -262,7 +263,7 @@ async def schema_status_async(conn: psycopg.AsyncConnection) -> SchemaStatus:
     return _status_from_rows(present, rows)
 
 
-class SchemaBehind(Exception):
+class SchemaBehind(JuliaError):
     """The database lacks revisions or replaceable SQL this code needs."""
 
 

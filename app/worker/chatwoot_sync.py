@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 from psycopg_pool import AsyncConnectionPool
 
+from app.core.errors import JuliaError
 from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError, Upload
-from app.store.queries import queries
+from app.store.pool import fetch_one
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +40,6 @@ EXTENSIONS = {
 MESSAGE_TYPES = {"medico": "incoming", "julia": "outgoing", "humano": "outgoing"}
 
 
-async def _call(pool: AsyncConnectionPool, name: str, **params: Any) -> dict[str, Any] | None:
-    async with pool.connection() as conn:
-        cur = await conn.execute(queries[name], params)
-        return await cur.fetchone()
-
-
 def message_content(message: dict[str, Any]) -> str:
     """What Chatwoot shows for a stored message (media as a placeholder)."""
     text = (message.get("texto") or "").strip()
@@ -67,7 +62,7 @@ async def sync_conversation(
     """
     counts = {"messages": 0, "events": 0}
     for _ in range(MAX_ROUNDS):
-        work = (await _call(pool, "chatwoot_sync_work", conversation_id=conversation_id, limit=BATCH))["work"]
+        work = (await fetch_one(pool, "chatwoot_sync_work", conversation_id=conversation_id, limit=BATCH))["work"]
         messages, events = work["messages"], work["events"]
         if not messages and not events:
             break
@@ -80,12 +75,12 @@ async def sync_conversation(
                 continue  # notes come after the messages that preceded them
             for event in events:
                 await _show_event(client, chatwoot_id, event, team_id=team_id)
-                await _call(pool, "mark_chatwoot_event_done", event_id=event["id"])
+                await fetch_one(pool, "mark_chatwoot_event_done", event_id=event["id"])
                 counts["events"] += 1
         except ChatwootError as exc:
             if exc.status == 404:
                 # Deleted in Chatwoot: the retry opens a new conversation.
-                await _call(
+                await fetch_one(
                     pool,
                     "forget_chatwoot_conversation",
                     conversation_id=conversation_id,
@@ -114,16 +109,16 @@ async def _open_conversation(pool: AsyncConnectionPool, client: ChatwootClient, 
             name=cliente["nome"],
         )
         contact_id, source_id = contact.id, contact.source_id
-        await _call(
+        await fetch_one(
             pool, "record_chatwoot_contact", cliente_id=cliente["id"], contact_id=contact_id, source_id=source_id
         )
     if source_id is None:
         source_id = await client.create_contact_inbox(contact_id)
-        await _call(
+        await fetch_one(
             pool, "record_chatwoot_contact", cliente_id=cliente["id"], contact_id=contact_id, source_id=source_id
         )
     chatwoot_id = await client.create_conversation(contact_id=contact_id, source_id=source_id)
-    await _call(
+    await fetch_one(
         pool,
         "record_chatwoot_conversation",
         conversation_id=work["conversation_id"],
@@ -146,7 +141,7 @@ async def _post_message(
 ) -> bool:
     """Post one stored message once; False when another run already did."""
     interacao_id = message["interacao_id"]
-    before = (await _call(pool, "begin_chatwoot_message", interacao_id=interacao_id))["before"]
+    before = (await fetch_one(pool, "begin_chatwoot_message", interacao_id=interacao_id))["before"]
     if before is None:
         return False
     posted = None
@@ -167,13 +162,13 @@ async def _post_message(
             attributes={MARKER: interacao_id},
             upload=upload,
         )
-    await _call(pool, "mark_chatwoot_message_synced", interacao_id=interacao_id, chatwoot_message_id=posted)
+    await fetch_one(pool, "mark_chatwoot_message_synced", interacao_id=interacao_id, chatwoot_message_id=posted)
     return True
 
 
 async def _doctor_media(pool: AsyncConnectionPool, message: dict[str, Any]) -> tuple[Upload | None, str | None]:
     """The doctor's file from Evolution's payload (base64, else mediaUrl), or why not."""
-    media = (await _call(pool, "chatwoot_message_media", interacao_id=message["interacao_id"]))["media"]
+    media = (await fetch_one(pool, "chatwoot_message_media", interacao_id=message["interacao_id"]))["media"]
     if not media:
         return None, None
     tipo = media.get("tipo") or "document"
@@ -199,7 +194,7 @@ async def _doctor_media(pool: AsyncConnectionPool, message: dict[str, Any]) -> t
     return Upload(file_name=name, content_type=mimetype, data=data), None
 
 
-class MediaTooLarge(Exception):
+class MediaTooLarge(JuliaError):
     """The file is larger than MAX_MEDIA_BYTES."""
 
 

@@ -12,17 +12,11 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from app.core.config import Settings
-from app.core.handoff_token import handoff_link, mint_handoff_token
+from app.core.tokens import handoff_link, mint_handoff_token
 from app.integrations.slack import SlackClient
-from app.store.queries import queries
+from app.store.pool import fetch_one
 
 logger = logging.getLogger(__name__)
-
-
-async def _call(pool: AsyncConnectionPool, name: str, **params: Any) -> dict[str, Any] | None:
-    async with pool.connection() as conn:
-        cur = await conn.execute(queries[name], params)
-        return await cur.fetchone()
 
 
 def _who(payload: dict[str, Any]) -> str:
@@ -113,14 +107,14 @@ async def deliver_notification(
     Returns sent, skipped (Slack not configured) or the state it was already
     in. Raises SlackError; the notification stays pending for a retry.
     """
-    row = await _call(pool, "claim_notification", notification_id=notification_id)
+    row = await fetch_one(pool, "claim_notification", notification_id=notification_id)
     if not row["known"]:
         return "not_found"
     if row["state"] != "pending":
         return row["state"]
     if row["critical"] and settings.gestor_whatsapp:
         outbox_id = (
-            await _call(
+            await fetch_one(
                 pool,
                 "claim_manager_alert",
                 notification_id=notification_id,
@@ -138,9 +132,9 @@ async def deliver_notification(
             },
         )
     if not slack.configured:
-        await _call(pool, "finish_notification", notification_id=notification_id, state="skipped", error=None)
+        await fetch_one(pool, "finish_notification", notification_id=notification_id, state="skipped", error=None)
         return "skipped"
     chatwoot, external = _links(settings, row)
     await slack.post(format_notification(row["kind"], row["payload"], chatwoot_link=chatwoot, external_link=external))
-    await _call(pool, "finish_notification", notification_id=notification_id, state="sent", error=None)
+    await fetch_one(pool, "finish_notification", notification_id=notification_id, state="sent", error=None)
     return "sent"

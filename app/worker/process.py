@@ -22,9 +22,10 @@ from psycopg.types.json import Jsonb
 
 from app.core.config import Settings
 from app.store.errors import PermanentDatabaseError, describe, is_connection_error
+from app.store.pool import new_pool
 from app.store.queries import queries
-from app.worker import inbound, tasks
-from app.worker.runtime import Runtime, build_runtime, new_pool
+from app.worker import humans, inbound, jobs, periodic, replies, sends  # noqa: F401 - registers the job families
+from app.worker.runtime import Runtime, build_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,8 @@ async def run_worker(
         timeout=DB_WAIT_SECONDS,
     )
     try:
-        with tasks.app.replace_connector(connector):
-            async with tasks.app.open_async():
+        with jobs.app.replace_connector(connector):
+            async with jobs.app.open_async():
                 await _run(rt, consume_inbound=consume_inbound, queues=queues, stop=stop)
     finally:
         if runtime is None:
@@ -105,7 +106,7 @@ async def _bootstrap_sending(rt: Runtime) -> None:
 async def _run(rt: Runtime, *, consume_inbound: bool, queues: tuple[str, ...], stop: asyncio.Event) -> None:
     settings = rt.settings
     await _bootstrap_sending(rt)
-    rescued = await tasks.rescue_stalled_jobs(rt.pool, settings.stalled_worker_seconds)
+    rescued = await periodic.rescue_stalled_jobs(rt.pool, settings.stalled_worker_seconds)
     logger.info(
         "worker started",
         extra={"action": "worker_start", "queues": list(queues), "inbound": consume_inbound, "rescued": rescued},
@@ -148,7 +149,7 @@ async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event) -
         started = time.monotonic()
         cause: BaseException | None = None
         try:
-            await tasks.app.run_worker_async(
+            await jobs.app.run_worker_async(
                 queues=list(queues),
                 concurrency=settings.worker_concurrency,
                 additional_context={"runtime": rt},
@@ -191,7 +192,7 @@ async def _rescue_forever(rt: Runtime, stop: asyncio.Event) -> None:
         if stop.is_set():
             return
         try:
-            await tasks.rescue_stalled_jobs(rt.pool, seconds)
+            await periodic.rescue_stalled_jobs(rt.pool, seconds)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -9,36 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from app.conversation.embeddings import Embedder, build_embedder
 from app.core.config import Settings
 from app.integrations.evolution import EvolutionClient
 from app.integrations.llm import LLMClient
-from app.store.dburl import parse_database_url
-
-
-def new_pool(
-    settings: Settings, *, min_size: int = 1, max_size: int = 10, name: str = "julia", timeout: float = 30.0
-) -> AsyncConnectionPool:
-    """An unopened async pool on DATABASE_URL (autocommit, dict rows)."""
-    kwargs: dict[str, object] = {"autocommit": True, "row_factory": dict_row}
-    if parse_database_url(settings.database_url).is_transaction_pooler:
-        # A transaction pooler cannot keep prepared statements between transactions.
-        kwargs["prepare_threshold"] = None
-    # Connections are checked when taken: after a database restart a stale
-    # one is replaced instead of failing the caller.
-    return AsyncConnectionPool(
-        settings.database_url,
-        min_size=min_size,
-        max_size=max_size,
-        open=False,
-        name=name,
-        kwargs=kwargs,
-        timeout=timeout,
-        check=AsyncConnectionPool.check_connection,
-    )
 
 
 @dataclass(frozen=True, kw_only=True)

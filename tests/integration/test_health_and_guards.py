@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 from starlette.testclient import TestClient
 
 from app.core.config import load_settings
-from app.core.ops_token import mint_ops_token
+from app.core.tokens import mint_ops_token
 from app.http.app import create_app
 from app.store import schema
 from tests import payloads

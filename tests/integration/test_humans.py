@@ -15,8 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.core.config import load_settings
-from app.core.handoff_token import mint_handoff_token
-from app.core.ops_token import mint_ops_token
+from app.core.tokens import mint_handoff_token, mint_ops_token
 from app.devkit.standins.chatwoot import (
     MESSAGE_TYPE_NAMES,
     ChatwootStandin,

@@ -434,7 +434,7 @@ def ops_client(test_env):
 
 
 def test_ops_finds_a_doctor_by_any_form_of_her_address(ops_client, db):
-    from app.core.ops_token import mint_ops_token
+    from app.core.tokens import mint_ops_token
 
     imported, duplicate = two_rows_of_ana(db)
     db.execute("UPDATE clientes SET lid = '555@lid' WHERE id = %s", (imported,))

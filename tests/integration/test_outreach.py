@@ -348,7 +348,7 @@ def test_reconcile_touches_sets_the_last_touch(db, test_env):
     from starlette.testclient import TestClient
 
     from app.core.config import load_settings
-    from app.core.ops_token import mint_ops_token
+    from app.core.tokens import mint_ops_token
     from app.http.app import create_app
 
     cliente = doctor(db, 1)

@@ -11,7 +11,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.core.config import ConfigError, load_settings
-from app.http.app import MAX_BODY_BYTES, create_app
+from app.http.app import create_app
+from app.http.evolution import MAX_BODY_BYTES
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET
 

@@ -13,8 +13,14 @@ import jwt
 import pytest
 
 from app.core.config import load_settings
-from app.core.handoff_token import InvalidHandoffToken, handoff_link, mint_handoff_token, verify_handoff_token
-from app.core.ops_token import verify_ops_token
+from app.core.errors import BadSignature, InvalidEvent
+from app.core.tokens import (
+    InvalidHandoffToken,
+    handoff_link,
+    mint_handoff_token,
+    verify_handoff_token,
+    verify_ops_token,
+)
 from app.devkit.standins.chatwoot import (
     ChatwootStandin,
     attachment_json,
@@ -23,17 +29,15 @@ from app.devkit.standins.chatwoot import (
     status_changed_event,
 )
 from app.devkit.standins.slack import SlackStandin, sign_request, slash_command_body
-from app.http.chatwoot import (
+from app.events.chatwoot import (
     AgentMessage,
     Attachment,
-    BadSignature,
     Ignored,
-    InvalidEvent,
     Resolved,
     parse_event,
 )
-from app.http.chatwoot import verify_signature as verify_chatwoot
-from app.http.slack import Command, parse_command, signature_valid
+from app.events.chatwoot import verify_signature as verify_chatwoot
+from app.events.slack import Command, parse_command, signature_valid
 from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError
 from app.integrations.slack import SlackClient, SlackError, slack_configured
 from app.ops.cli import main
