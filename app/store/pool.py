@@ -39,21 +39,21 @@ def new_pool(
 
 
 async def fetch_one(
-    pool: AsyncConnectionPool, name: str, *, wait: float | None = None, **params: Any
+    pool: AsyncConnectionPool, query: str, /, *, wait: float | None = None, **params: Any
 ) -> dict[str, Any] | None:
-    """The first row of named query `name` (None when it returns none);
+    """The first row of named query `query` (None when it returns none);
     `wait`: seconds to wait for a pooled connection (the pool's default if None)."""
     with wrap_db_errors():
         async with pool.connection(timeout=wait) as conn:
-            cur = await conn.execute(queries[name], params)
+            cur = await conn.execute(queries[query], params)
             return await cur.fetchone()
 
 
 async def fetch_all(
-    pool: AsyncConnectionPool, name: str, *, wait: float | None = None, **params: Any
+    pool: AsyncConnectionPool, query: str, /, *, wait: float | None = None, **params: Any
 ) -> list[dict[str, Any]]:
-    """Every row of named query `name`."""
+    """Every row of named query `query`."""
     with wrap_db_errors():
         async with pool.connection(timeout=wait) as conn:
-            cur = await conn.execute(queries[name], params)
+            cur = await conn.execute(queries[query], params)
             return await cur.fetchall()
