@@ -15,7 +15,7 @@ import httpx
 
 from app.core.config import Settings
 from app.events.chatwoot import MARKER
-from app.integrations.transport import ServiceError, exchange
+from app.integrations.transport import ServiceClient, ServiceError, exchange
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Upload:
     data: bytes
 
 
-class ChatwootClient:
+class ChatwootClient(ServiceClient):
     """Async client for one account and inbox; use `async with`.
 
     `api_key` is a user's access token (contacts, reading messages);
@@ -86,15 +86,6 @@ class ChatwootClient:
             inbox_id=settings.chatwoot_inbox_id,
             bot_token=settings.chatwoot_bot_token,
         )
-
-    async def __aenter__(self) -> ChatwootClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # ------------------------------------------------------------------ contacts
 

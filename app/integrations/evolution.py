@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from app.integrations.transport import ServiceError, exchange
+from app.integrations.transport import ServiceClient, ServiceError, exchange
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class NumberCheck:
     exists: bool
 
 
-class EvolutionClient:
+class EvolutionClient(ServiceClient):
     """Thin async client over one httpx.AsyncClient; create once per process."""
 
     def __init__(self, *, base_url: str, api_key: str, instance: str, timeout: float = 30.0) -> None:
@@ -76,9 +76,6 @@ class EvolutionClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") or "http://evolution.invalid", headers={"apikey": api_key}, timeout=timeout
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def send_text(self, number: str, text: str, *, delay_ms: int = 0, instance: str | None = None) -> SentMessage:
         """POST /message/sendText/{instance} (default: EVOLUTION_INSTANCE); raises EvolutionError."""

@@ -9,7 +9,7 @@ import logging
 import httpx
 
 from app.core.config import Settings
-from app.integrations.transport import ServiceError, exchange
+from app.integrations.transport import ServiceClient, ServiceError, exchange
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def slack_configured(settings: Settings) -> bool:
     return bool((settings.slack_bot_token and settings.slack_channel) or settings.slack_webhook_url)
 
 
-class SlackClient:
+class SlackClient(ServiceClient):
     """Async poster; use `async with`. `post` is a no-op when unconfigured."""
 
     def __init__(
@@ -56,15 +56,6 @@ class SlackClient:
     @property
     def configured(self) -> bool:
         return self._bot or bool(self._webhook_url)
-
-    async def __aenter__(self) -> SlackClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def post(self, text: str) -> bool:
         """Post `text`; False when Slack is not configured. Raises SlackError."""

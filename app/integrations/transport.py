@@ -8,6 +8,7 @@ is transient; any other 4xx is permanent (the request itself is wrong).
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Self
 
 import httpx
 
@@ -55,3 +56,18 @@ async def exchange(error: type[ServiceError], what: str, sending: Awaitable[http
     if response.status_code >= 400:
         raise error.from_response(response, what)
     return response
+
+
+class ServiceClient:
+    """A client over one `httpx.AsyncClient` (`self._http`); use `async with` or `aclose()`."""
+
+    _http: httpx.AsyncClient
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

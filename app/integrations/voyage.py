@@ -13,7 +13,7 @@ from typing import Literal
 
 import httpx
 
-from app.integrations.transport import ServiceError, exchange
+from app.integrations.transport import ServiceClient, ServiceError, exchange
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class VoyageError(ServiceError):
         return " ".join(text.split())[:200] or response.reason_phrase
 
 
-class VoyageClient:
+class VoyageClient(ServiceClient):
     """Thin async client over one httpx.AsyncClient; create once per process."""
 
     def __init__(
@@ -55,9 +55,6 @@ class VoyageClient:
             headers={"authorization": f"Bearer {api_key}"},
             timeout=timeout,
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def embed(self, texts: Sequence[str], input_type: InputType = "document") -> list[list[float]]:
         """One embedding per text, in order; raises VoyageError."""
