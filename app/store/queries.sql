@@ -464,3 +464,25 @@ SELECT public.record_unknown_instance(%(instance)s, %(event)s, %(payload)s::json
 -- record_send_problem --
 -- A failed send that says something about its number (not on WhatsApp); true when it paused the number
 SELECT public.record_send_problem(%(outbox_id)s, %(kind)s) AS paused;
+
+-- record_llm_call --
+-- Record one model call of a reply job (model, tokens, outcome, start time)
+SELECT public.record_llm_call(%(conversation_id)s, %(reply_to_id)s, %(job_id)s, %(model)s, %(outcome)s,
+                              %(input_tokens)s, %(output_tokens)s, %(stop_reason)s, %(error)s,
+                              %(started_at)s) AS llm_call_id;
+
+-- prune_llm_calls --
+-- Forget model calls older than the retention (the counters keep their totals)
+SELECT public.prune_llm_calls(make_interval(days => %(days)s)) AS pruned;
+
+-- metrics_timeout --
+-- Bound the scrape's query (inside its transaction)
+SELECT pg_catalog.set_config('statement_timeout', %(ms)s, true);
+
+-- metrics_snapshot --
+-- Every counter and gauge /metrics reads from the database, in one call
+SELECT metric, labels, value FROM public.metrics_snapshot(%(app_env)s, %(project_ref)s);
+
+-- message_trace --
+-- The path of one message (interacao id or Evolution message id), oldest step first
+SELECT at, step, detail FROM public.message_trace(%(id)s);

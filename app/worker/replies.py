@@ -54,7 +54,13 @@ async def reply_to_conversation(context: JobContext, conversation_id: int) -> st
     attempts = context.job.attempts + 1
     try:
         result = await agent.run_agent(
-            rt, conversation_id=conversation_id, system=system, messages=messages, latest_text=latest
+            rt,
+            conversation_id=conversation_id,
+            system=system,
+            messages=messages,
+            latest_text=latest,
+            reply_to_id=reply_to_id,
+            job_id=context.job.id,
         )
     except LLMError as exc:
         return await handle_failure(
