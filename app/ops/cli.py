@@ -10,6 +10,7 @@ julia limits show|set     the send policy every worker enforces (in the database
 julia numbers list|add|set|pause|resume   the WhatsApp numbers Julia sends from
 julia token --subject NAME [--minutes N]   an operator JWT for the ops API
 julia kb reindex          embed knowledge chunks that are new, changed or of another model
+julia trace MESSAGE_ID [--json]   the path of one message, with times (app/ops/trace.py)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from app.core.errors import Conflict, InvalidInput, JuliaError, NotFound
 from app.core.logs import setup_logging
 from app.ops import campaigns as campaign_cli
 from app.ops import numbers as numbers_cli
+from app.ops import trace as trace_cli
 from app.store import schema
 from app.store.dburl import pooler_problem
 from app.store.errors import wrap_db_errors
@@ -387,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     campaign_cli.register(sub)
     numbers_cli.register(sub)
+    trace_cli.register(sub)
 
     kb = sub.add_parser("kb", help="knowledge base: embeddings").add_subparsers(
         dest="kb_command", required=True, metavar="KB_COMMAND"
