@@ -36,8 +36,7 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    _le text := coalesce((SELECT b::text FROM pg_catalog.unnest(p_bounds) AS b WHERE p_value <= b ORDER BY b LIMIT 1),
-                         '+Inf');
+    _le text := coalesce((SELECT min(b)::text FROM pg_catalog.unnest(p_bounds) AS b WHERE p_value <= b), '+Inf');
 BEGIN
     PERFORM public._count_metric(p_metric || '_bucket', jsonb_build_object('le', _le), 1);
     PERFORM public._count_metric(p_metric || '_sum', '{}'::jsonb, greatest(p_value, 0));
@@ -381,7 +380,7 @@ BEGIN
                                   'autor', _i.autor, 'answered_with', CASE WHEN _answer <> _i.id THEN _answer END)
         UNION ALL
         SELECT e.at, 3, 'reply_job_' || e.type::text,
-               jsonb_build_object('job_id', e.job_id, 'status', rj.status, 'attempts', rj.attempts)
+               jsonb_build_object('job_id', e.job_id, 'job_status', rj.status, 'attempts', rj.attempts)
           FROM reply_jobs AS rj JOIN public.procrastinate_events AS e ON e.job_id = rj.id
         UNION ALL
         SELECT c.started_at, 4, 'llm_call',
@@ -417,7 +416,7 @@ BEGIN
           FROM rows AS r
          WHERE r.state IN ('failed', 'deferred')
         UNION ALL
-        SELECT d.received_at, 9, 'delivery_' || lower(d.status),
+        SELECT d.received_at, 9, 'delivery_status',
                jsonb_build_object('outbox_id', r.id, 'status', d.status, 'error_code', d.error_code)
           FROM rows AS r JOIN public.delivery_events AS d ON d.evolution_message_id = r.evolution_message_id
     )

@@ -49,6 +49,7 @@ LABELS: dict[str, str] = {
     "outbox_sent": "enviado ao WhatsApp / sent",
     "outbox_deferred": "retido pelo portão de envio / held by the send gate",
     "outbox_failed": "não será enviado / failed",
+    "delivery_status": "status de entrega / delivery status",
 }
 
 # The detail keys worth a column, in this order.
