@@ -28,5 +28,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # CASCADE: db/observability.sql's triggers and functions name these tables; the next upgrade re-creates them.
-    op.execute("DROP TABLE IF EXISTS public.metric_counters CASCADE; DROP TABLE IF EXISTS public.llm_calls CASCADE")
+    # db/observability.sql's counting triggers go too (the outbox one names outbox columns an
+    # earlier downgrade drops); the next upgrade re-creates them with the tables.
+    op.execute(
+        "DROP TRIGGER IF EXISTS outbox_count_in_metric_counters ON public.outbox;"
+        " DROP TRIGGER IF EXISTS job_failures_count_in_metric_counters ON public.job_failures;"
+        " DROP TRIGGER IF EXISTS inbound_failures_count_in_metric_counters ON public.inbound_failures;"
+        " DROP TABLE IF EXISTS public.metric_counters, public.llm_calls CASCADE"
+    )
