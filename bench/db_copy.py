@@ -7,19 +7,10 @@ it into two fresh PROD databases on the same server: once with `julia db copy`
 `pg_dump --data-only --column-inserts --on-conflict-do-nothing --table=T` to a
 file and `psql -f` per table. Both copies are checked against the source.
 
-    uv run python bench/copy.py
+    uv run python bench/db_copy.py
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/copy.py`, this file's directory comes first on sys.path
-# and would shadow the standard library's `copy` module; move it to the end
-# (benchkit is still found there).
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
 
 import argparse
 import contextlib
@@ -27,10 +18,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import benchkit
 import psycopg
