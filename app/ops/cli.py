@@ -243,18 +243,28 @@ def _use_dev_database(command: str) -> None:
         print("julia: using the julia dev database in .julia/ (DATABASE_URL is not set)", file=sys.stderr)
 
 
+def _fail(message: str) -> None:
+    print(f"julia: error: {message}", file=sys.stderr)
+    raise SystemExit(1) from None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         _use_dev_database(args.command)
         args.func(args)
     except JuliaError as exc:
-        print(f"julia: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _fail(str(exc))
     except psycopg.OperationalError as exc:
         # libpq messages name host and user, never the password.
-        print(f"julia: error: cannot reach the database: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _fail(f"cannot reach the database: {str(exc).strip().splitlines()[0]}")
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction):
+        _fail("this database has no Julia schema, or an older one: run `julia db upgrade` first")
+    except psycopg.ProgrammingError as exc:
+        if exc.sqlstate is not None:
+            raise
+        # libpq could not parse DATABASE_URL; its message may quote the URL, so it is not shown.
+        _fail("DATABASE_URL is not a PostgreSQL URL (postgresql://user:password@host:5432/database)")
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 

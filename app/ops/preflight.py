@@ -5,6 +5,7 @@ and the one error a command reports to the operator (`CommandError`)."""
 from __future__ import annotations
 
 import logging
+import os
 
 import psycopg
 from psycopg.rows import dict_row
@@ -25,7 +26,8 @@ class CommandError(JuliaError):
 def command_settings(role: Role) -> Settings:
     """Settings for `role`, with logging set up; raises ConfigError when one is missing."""
     settings = load_settings(role)
-    setup_logging(settings.log_level)
+    # A command's own output is what an operator reads; its INFO logs only when asked (LOG_LEVEL).
+    setup_logging(settings.log_level if role != "cli" or os.environ.get("LOG_LEVEL") else "WARNING")
     return settings
 
 
