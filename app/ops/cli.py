@@ -25,6 +25,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -45,6 +47,7 @@ from app.store.queries import queries
 logger = logging.getLogger(__name__)
 
 RUN_MODES = ("api", "worker", "scheduler")
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
 
 def cmd_api(args: argparse.Namespace) -> None:
@@ -109,17 +112,28 @@ def _state(conn: psycopg.Connection) -> dict:
     return {**row, "since": row["since"].isoformat() if row["since"] else None}
 
 
+def _print_state(state: dict) -> None:
+    """JSON for scripts; one pt-BR line (São Paulo time) for a person at a terminal."""
+    if not sys.stdout.isatty():
+        print(json.dumps(state, ensure_ascii=False))
+        return
+    since = datetime.fromisoformat(state["since"]).astimezone(SAO_PAULO) if state["since"] else None
+    when = since.strftime(" desde %d/%m às %H:%M (São Paulo)") if since else ""
+    word = "ativa" if state["status"] == "ativo" else "PAUSADA"
+    print(f"Julia está {word}{when} — motivo: {state['motivo'] or '-'}, via {state['alterado_via'] or '-'}")
+
+
 def cmd_pause(args: argparse.Namespace, *, resume: bool = False) -> None:
     settings = command_settings("cli")
     with connect(settings) as conn:
         conn.execute(queries["resume_julia" if resume else "pause_julia"], {"motivo": args.reason, "via": "manual"})
-        print(json.dumps(_state(conn), ensure_ascii=False))
+        _print_state(_state(conn))
 
 
 def cmd_status(args: argparse.Namespace) -> None:
     settings = command_settings("cli")
     with connect(settings) as conn:
-        print(json.dumps(_state(conn), ensure_ascii=False))
+        _print_state(_state(conn))
 
 
 def cmd_token(args: argparse.Namespace) -> None:
