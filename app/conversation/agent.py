@@ -96,6 +96,33 @@ async def record_llm_call(
         )
 
 
+async def _ask_model(
+    rt: AgentRuntime,
+    call: dict[str, Any],
+    *,
+    model: str,
+    system: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    allow_tools: bool,
+) -> LLMResponse:
+    """One model call, recorded whether it is answered or fails (LLMError is raised)."""
+    started_at = datetime.now(UTC)
+    try:
+        response = await rt.llm.create(
+            model=model,
+            system=system,
+            messages=messages,
+            max_tokens=rt.settings.llm_max_tokens,
+            tools=TOOLS,
+            allow_tools=allow_tools,
+        )
+    except LLMError as exc:
+        await record_llm_call(rt, **call, model=model, started_at=started_at, error=str(exc))
+        raise
+    await record_llm_call(rt, **call, model=model, started_at=started_at, response=response)
+    return response
+
+
 async def run_agent(
     rt: AgentRuntime,
     *,
@@ -122,20 +149,9 @@ async def run_agent(
     for round_no in range(max_rounds + 1):
         model = choose_model(latest_text, tool_rounds=round_no, simple=s.llm_model, complex_=s.llm_model_complex)
         models.append(model)
-        started_at = datetime.now(UTC)
-        try:
-            response = await rt.llm.create(
-                model=model,
-                system=system,
-                messages=messages,
-                max_tokens=s.llm_max_tokens,
-                tools=TOOLS,
-                allow_tools=round_no < max_rounds,
-            )
-        except LLMError as exc:
-            await record_llm_call(rt, **call, model=model, started_at=started_at, error=str(exc))
-            raise
-        await record_llm_call(rt, **call, model=model, started_at=started_at, response=response)
+        response = await _ask_model(
+            rt, call, model=model, system=system, messages=messages, allow_tools=round_no < max_rounds
+        )
         tokens_in += response.input_tokens
         tokens_out += response.output_tokens
         if not response.tool_uses or round_no == max_rounds:
