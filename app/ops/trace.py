@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.rows import dict_row
 
-from app.core.config import ConfigError, load_settings
-from app.core.errors import InvalidInput, NotFound
+from app.core.errors import NotFound
+from app.ops.preflight import CommandError, command_settings, connect
 from app.store.errors import wrap_db_errors
 from app.store.queries import queries
 
@@ -121,28 +119,16 @@ def as_json(message_id: str, steps: list[dict[str, Any]]) -> str:
 
 
 def cmd_trace(args: argparse.Namespace) -> None:
-    """Print the trace; exit 1 with a one-line message for an unknown id or an unreachable database."""
-    try:
-        settings = load_settings("cli")
-        with psycopg.connect(settings.database_url, autocommit=True, row_factory=dict_row, connect_timeout=10) as conn:
+    """Print the trace; an unknown id is a one-line error (exit 1), like every CLI failure (app.ops.cli)."""
+    with connect(command_settings("cli")) as conn:
+        try:
             steps = read_trace(conn, args.message_id)
-    except NotFound:
-        _fail(
-            f"mensagem desconhecida / unknown message: {args.message_id} "
-            "(give an interacao id or an Evolution message id)"
-        )
-    except (InvalidInput, ConfigError) as exc:
-        _fail(str(exc))
-    except psycopg.errors.UndefinedFunction:
-        _fail("message_trace() is missing; run `julia db upgrade` first")
-    except psycopg.OperationalError as exc:
-        _fail(f"cannot reach the database: {str(exc).strip().splitlines()[0]}")
+        except NotFound:
+            raise CommandError(
+                f"mensagem desconhecida / unknown message: {args.message_id} "
+                "(give an interacao id or an Evolution message id)"
+            ) from None
     print(as_json(args.message_id, steps) if args.json else format_table(args.message_id, steps))
-
-
-def _fail(message: str) -> None:
-    print(f"julia: error: {message}", file=sys.stderr)
-    raise SystemExit(1)
 
 
 def register(sub: Any) -> None:
