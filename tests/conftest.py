@@ -129,8 +129,15 @@ def settled(db: psycopg.Connection) -> bool:
     ).fetchone()
 
 
+# A wait is a bound on failure, never a claim about speed: on a loaded 2-core
+# machine (parallel workers, subprocesses starting) everything may take a few
+# times longer, so each bound is stretched. A passing test never waits longer.
+WAIT_SCALE = float(os.environ.get("JULIA_TEST_WAIT_SCALE", "3"))
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05) -> Any:
-    """Poll `predicate` until it returns a truthy value; fail after `timeout` seconds."""
+    """Poll `predicate` until it returns a truthy value; fail after `timeout` × WAIT_SCALE seconds."""
+    timeout *= WAIT_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

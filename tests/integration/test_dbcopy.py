@@ -23,7 +23,6 @@ from app.ops import dbcopy
 from app.store.dburl import parse_database_url
 from tests.conftest import PGDATA, database_url_for
 
-TEMPLATE = "julia_test_tmpl"
 JULIA_COPY = [sys.executable, "-m", "app.ops.cli", "db", "copy"]
 
 SEED_SOURCE = """
@@ -120,7 +119,7 @@ def copy_in_process(source: str, target: str, **kwargs: object) -> dbcopy.CopyRe
 
 
 @pytest.fixture
-def make_database(postgresql: psycopg.Connection) -> Iterator[Callable[[], str]]:
+def make_database(postgresql: psycopg.Connection, postgresql_proc) -> Iterator[Callable[[], str]]:
     """Create more databases from the migrated, bootstrapped template; dropped after the test."""
     created: list[str] = []
 
@@ -128,7 +127,9 @@ def make_database(postgresql: psycopg.Connection) -> Iterator[Callable[[], str]]
         name = f"julia_copy_{uuid.uuid4().hex[:10]}"
         execute(
             database_url_for("postgres"),
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(TEMPLATE)),
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(postgresql_proc.template_dbname)
+            ),
         )
         created.append(name)
         return database_url_for(name)
