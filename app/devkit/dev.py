@@ -59,6 +59,12 @@ def dev_database_url(data_dir: str = DATA_DIR) -> str | None:
     return start_embedded_postgres(Path(data_dir).resolve())
 
 
+def dev_jwt_secret(data_dir: str = DATA_DIR) -> str | None:
+    """The JWT secret `julia dev` keeps here, if it ran here."""
+    path = Path(data_dir) / "jwt-secret"
+    return path.read_text(encoding="utf-8").strip() if path.exists() else None
+
+
 def _dev_secret(data_dir: Path) -> str:
     """A JWT secret kept in the data dir, so ops tokens survive a restart of julia dev."""
     path = data_dir / "jwt-secret"

@@ -140,14 +140,16 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 def cmd_token(args: argparse.Namespace) -> None:
     from app.core.tokens import mint_ops_token
+    from app.devkit.dev import dev_jwt_secret
 
-    # Minting needs only JWT_SECRET_KEY, not the database ("dev" requires nothing).
-    settings = load_settings("dev")
-    if not settings.jwt_secret_key:
+    # Minting needs only JWT_SECRET_KEY, not the database ("dev" requires nothing);
+    # beside `julia dev` it is the secret julia dev keeps in .julia/.
+    secret = load_settings("dev").jwt_secret_key or dev_jwt_secret()
+    if not secret:
         raise CommandError("JWT_SECRET_KEY is not set; the ops API needs it to verify tokens")
     if not 1 <= args.minutes <= 60 * 24 * 30:
         raise CommandError(f"--minutes must be from 1 to 43200 (30 days), got {args.minutes}")
-    print(mint_ops_token(settings.jwt_secret_key, args.subject, args.minutes))
+    print(mint_ops_token(secret, args.subject, args.minutes))
 
 
 async def _kb_reindex(settings: Settings, batch_size: int) -> str:

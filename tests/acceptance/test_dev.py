@@ -123,6 +123,16 @@ def test_cli_commands_find_the_dev_database(dev):
     assert "using the julia dev database" in status.stderr
 
 
+def test_julia_token_beside_julia_dev_mints_a_token_the_api_accepts(dev):
+    _, cwd, base, _ = dev
+    minted = subprocess.run(
+        [*JULIA, "token", "--subject", "ana"], cwd=cwd, env=newcomer_env(), capture_output=True, text=True, timeout=60
+    )
+    assert minted.returncode == 0, minted.stderr
+    headers = {"authorization": f"Bearer {minted.stdout.strip()}"}
+    assert httpx.get(f"{base}/ops/status", headers=headers, timeout=5).status_code == 200
+
+
 def test_a_taken_port_says_so_and_suggests_another(dev):
     _, cwd, _, port = dev
     second = subprocess.run(
