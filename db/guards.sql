@@ -1,6 +1,7 @@
 -- Environment hard guards: the database carries markers (environment,
 -- supabase_project_ref) and every process declares what it expects. A
--- mismatch makes /health/deep answer 503 and blocks every send.
+-- mismatch makes /health/deep answer 503 and blocks every send. Also the
+-- operator settings and feature flags every other file reads.
 
 ------------------------------------------------------------
 -- Checking markers
@@ -119,6 +120,10 @@ BEGIN
     END IF;
 END;
 $$;
+
+------------------------------------------------------------
+-- Settings and feature flags
+------------------------------------------------------------
 
 -- An integer operator setting from app_settings, or p_default when it is
 -- absent or not a whole number.

@@ -6,6 +6,17 @@
 -- Lookups
 ------------------------------------------------------------
 
+-- Lower-case, unaccented, single-spaced text for alias matching.
+-- unaccent's two-argument form names its dictionary, so this is immutable.
+CREATE OR REPLACE FUNCTION public.normalize_text(p_text text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    SELECT nullif(regexp_replace(lower(extensions.unaccent('extensions.unaccent'::regdictionary, coalesce(p_text, ''))),
+                                 '\s+', ' ', 'g'), '');
+$$;
+
 -- The especialidade named by a name or an alias ("GO", "gineco"), or NULL.
 CREATE OR REPLACE FUNCTION public.resolve_especialidade(p_text text)
 RETURNS bigint

@@ -1,0 +1,208 @@
+-- Humans in the loop: handoff to a human and hand-back to Julia (Chatwoot
+-- gets a note, operators a notification), agents' Chatwoot messages relayed
+-- to the doctor, and what an external system sees through a handoff link.
+
+------------------------------------------------------------
+-- Handoff and hand-back
+------------------------------------------------------------
+
+-- The private note a human reads on handoff: who, why, and the last words.
+CREATE OR REPLACE FUNCTION public.handoff_note(p_conversation_id bigint, p_motivo text)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT concat_ws(E'\n',
+        'Handoff da Julia: a conversa precisa de uma pessoa.',
+        'Motivo: ' || coalesce(nullif(trim(p_motivo), ''), 'não informado'),
+        'Médico: ' || concat_ws(' · ', coalesce(cl.nome, 'sem nome'), cl.telefone,
+                                 (SELECT e.nome FROM public.especialidades AS e WHERE e.id = cl.especialidade_id),
+                                 'CRM ' || cl.crm),
+        'Últimas mensagens:',
+        coalesce((SELECT string_agg('- ' || h.autor || ': ' || left(coalesce(h.texto, '[' || h.tipo || ']'), 200),
+                                    E'\n' ORDER BY h.id)
+                    FROM (SELECT i.id, i.autor, i.texto, i.tipo FROM public.interacoes AS i
+                           WHERE i.conversation_id = c.id ORDER BY i.id DESC LIMIT 5) AS h), '(nenhuma)'))
+      FROM public.conversations AS c
+      JOIN public.clientes AS cl ON cl.id = c.cliente_id
+     WHERE c.id = p_conversation_id;
+$$;
+
+-- Trigger: a conversation was handed to a human or back to Julia. Chatwoot
+-- gets a note (and status), operators a notification.
+CREATE OR REPLACE FUNCTION public.on_handoff_change()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _cliente public.clientes;
+    _via text := coalesce(nullif(current_setting('julia.handback_via', true), ''), 'julia');
+BEGIN
+    SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = NEW.cliente_id;
+    IF NEW.handoff_ativo THEN
+        INSERT INTO public.chatwoot_eventos (conversation_id, kind, payload)
+        VALUES (NEW.id, 'handoff', jsonb_build_object('motivo', NEW.handoff_motivo,
+                                                      'nota', public.handoff_note(NEW.id, NEW.handoff_motivo)));
+        PERFORM public.notify_humans('handoff', jsonb_build_object(
+            'conversation_id', NEW.id, 'motivo', NEW.handoff_motivo,
+            'nome', _cliente.nome, 'telefone', coalesce(_cliente.telefone, _cliente.lid)));
+    ELSE
+        INSERT INTO public.chatwoot_eventos (conversation_id, kind, payload)
+        VALUES (NEW.id, 'handback', jsonb_build_object('via', _via));
+        PERFORM public.notify_humans('handback', jsonb_build_object(
+            'conversation_id', NEW.id, 'via', _via,
+            'nome', _cliente.nome, 'telefone', coalesce(_cliente.telefone, _cliente.lid)));
+    END IF;
+    PERFORM public.defer_chatwoot_sync(NEW.id);
+    RETURN NULL;
+END;
+$$;
+
+DROP TRIGGER IF EXISTS conversations_handoff_humans ON public.conversations;
+CREATE TRIGGER conversations_handoff_humans
+    AFTER UPDATE OF handoff_ativo ON public.conversations
+    FOR EACH ROW WHEN (OLD.handoff_ativo IS DISTINCT FROM NEW.handoff_ativo)
+    EXECUTE FUNCTION public.on_handoff_change();
+
+-- The Chatwoot conversation was resolved: hand the conversation back to Julia.
+-- status: handed_back, not_handed_off, unknown_conversation.
+CREATE OR REPLACE FUNCTION public.resolve_chatwoot_conversation(
+    p_chatwoot_conversation_id bigint, OUT status text, OUT conversation_id bigint
+)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    SELECT cc.conversation_id INTO conversation_id FROM public.chatwoot_conversas AS cc
+     WHERE cc.chatwoot_conversation_id = p_chatwoot_conversation_id;
+    IF NOT FOUND THEN
+        status := 'unknown_conversation'; RETURN;
+    END IF;
+    -- The hand-back trigger must not resolve the Chatwoot conversation again.
+    PERFORM pg_catalog.set_config('julia.handback_via', 'chatwoot', true);
+    status := CASE WHEN coalesce(public.devolver_para_julia(conversation_id), false)
+                   THEN 'handed_back' ELSE 'not_handed_off' END;
+    PERFORM pg_catalog.set_config('julia.handback_via', '', true);
+END;
+$$;
+
+-- What an external system sees through a signed handoff link.
+CREATE OR REPLACE FUNCTION public.handoff_context(p_conversation_id bigint)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _conv public.conversations;
+    _cliente public.clientes;
+BEGIN
+    SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'handoff_context: conversation % not found', p_conversation_id;
+    END IF;
+    SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
+    RETURN jsonb_build_object(
+        'conversation_id', _conv.id,
+        'handoff_ativo', _conv.handoff_ativo,
+        'motivo', _conv.handoff_motivo,
+        'desde', _conv.handoff_em,
+        'medico', jsonb_strip_nulls(jsonb_build_object('nome', _cliente.nome, 'telefone', _cliente.telefone,
+                                                       'crm', _cliente.crm)),
+        'mensagens', coalesce((
+            SELECT jsonb_agg(jsonb_build_object('autor', h.autor, 'texto', h.texto, 'at', h.message_at) ORDER BY h.id)
+              FROM (SELECT i.id, i.autor, i.texto, i.message_at FROM public.interacoes AS i
+                     WHERE i.conversation_id = _conv.id ORDER BY i.id DESC LIMIT 30) AS h), '[]'::jsonb));
+END;
+$$;
+
+------------------------------------------------------------
+-- Agents writing from Chatwoot
+------------------------------------------------------------
+
+-- An agent wrote to the doctor in Chatwoot: queue it once (per Chatwoot
+-- message id) as outbox 'human' rows and defer their sends: the text, or
+-- one row per attachment (p_media: [{mediatype, media, mimetype,
+-- file_name}], the first carries the text as its caption). Julia keeps
+-- quiet in the conversation meanwhile (takeover) unless it is handed off.
+-- status: queued, duplicate, echo (our own mirrored message), unknown_conversation, empty.
+CREATE OR REPLACE FUNCTION public.record_chatwoot_agent_message(
+    p_chatwoot_conversation_id bigint, p_chatwoot_message_id bigint, p_texto text, p_media jsonb DEFAULT NULL,
+    OUT status text, OUT outbox_id bigint, OUT conversation_id bigint
+)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _conv public.conversations;
+    _texto text := nullif(trim(coalesce(p_texto, '')), '');
+    _media jsonb := CASE WHEN jsonb_typeof(p_media) = 'array' AND jsonb_array_length(p_media) > 0 THEN p_media END;
+    _item jsonb;
+    _n integer;
+    _id bigint;
+BEGIN
+    IF p_chatwoot_message_id IS NULL THEN
+        RAISE EXCEPTION 'record_chatwoot_agent_message: message id is required (conversation %)',
+            p_chatwoot_conversation_id;
+    END IF;
+    SELECT c.* INTO _conv
+      FROM public.chatwoot_conversas AS cc JOIN public.conversations AS c ON c.id = cc.conversation_id
+     WHERE cc.chatwoot_conversation_id = p_chatwoot_conversation_id;
+    IF NOT FOUND THEN
+        status := 'unknown_conversation'; RETURN;
+    END IF;
+    conversation_id := _conv.id;
+    SELECT a.outbox_id INTO outbox_id FROM public.chatwoot_agent_messages AS a
+     WHERE a.chatwoot_message_id = p_chatwoot_message_id;
+    IF FOUND THEN
+        status := 'duplicate'; RETURN;
+    END IF;
+    -- Our own mirrored message coming back: known by id, or still being posted.
+    IF EXISTS (SELECT 1 FROM public.chatwoot_mensagens AS m WHERE m.chatwoot_message_id = p_chatwoot_message_id)
+       OR EXISTS (SELECT 1 FROM public.chatwoot_mensagens AS m JOIN public.interacoes AS i ON i.id = m.interacao_id
+                   WHERE m.conversation_id = _conv.id AND m.state = 'sending' AND i.autor <> 'medico'
+                     AND i.texto = p_texto) THEN
+        status := 'echo'; RETURN;
+    END IF;
+    IF _texto IS NULL AND _media IS NULL THEN
+        status := 'empty'; RETURN;
+    END IF;
+    FOR _n IN 1 .. coalesce(jsonb_array_length(_media), 1) LOOP
+        _item := _media -> (_n - 1);
+        IF _item IS NOT NULL THEN
+            _item := jsonb_strip_nulls(jsonb_build_object(
+                'mediatype', _item ->> 'mediatype', 'media', _item ->> 'media', 'mimetype', _item ->> 'mimetype',
+                'file_name', _item ->> 'file_name', 'caption', CASE WHEN _n = 1 THEN _texto END));
+        END IF;
+        INSERT INTO public.outbox (idempotency_key, kind, conversation_id, cliente_id, number, texto, media)
+        VALUES ('chatwoot:' || p_chatwoot_message_id || CASE WHEN _n > 1 THEN ':' || _n ELSE '' END, 'human',
+                _conv.id, _conv.cliente_id, _conv.reply_jid,
+                CASE WHEN _item IS NULL THEN _texto
+                     ELSE concat_ws(' ', '[' || (_item ->> 'mediatype') || ': '
+                                         || coalesce(_item ->> 'file_name', 'anexo') || ']',
+                                    _item ->> 'caption') END,
+                _item)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id INTO _id;
+        IF _id IS NULL THEN
+            -- A concurrent delivery of the same webhook won.
+            SELECT o.id INTO outbox_id FROM public.outbox AS o
+             WHERE o.idempotency_key = 'chatwoot:' || p_chatwoot_message_id;
+            status := 'duplicate'; RETURN;
+        END IF;
+        IF _n = 1 THEN
+            outbox_id := _id;
+            INSERT INTO public.chatwoot_agent_messages
+                (chatwoot_message_id, chatwoot_conversation_id, conversation_id, outbox_id)
+            VALUES (p_chatwoot_message_id, p_chatwoot_conversation_id, _conv.id, _id);
+        END IF;
+        PERFORM public.defer_send(_id);
+    END LOOP;
+    UPDATE public.conversations AS c
+       SET julia_pausada_ate = greatest(coalesce(c.julia_pausada_ate, clock_timestamp()),
+                                        clock_timestamp() + make_interval(mins => public.takeover_minutes())),
+           updated_at = now()
+     WHERE c.id = _conv.id AND NOT c.handoff_ativo;
+    status := 'queued';
+END;
+$$;
