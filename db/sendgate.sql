@@ -79,6 +79,31 @@ $$;
 -- Choosing the number
 ------------------------------------------------------------
 
+
+-- Take a number's day and hour slots, both or neither: a full hour rolls
+-- the day slot back (and its row lock) with the subtransaction, before the
+-- caller tries the next number. Returns NULL when taken, else 'day_full'
+-- or 'hour_full'.
+CREATE OR REPLACE FUNCTION public._take_number_slots(
+    p_number public.whatsapp_numbers, p_policy jsonb, p_now timestamptz, p_hour timestamp, p_day timestamp
+)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF NOT public._take_number_slot(p_number.id, 'day', p_day, public.number_day_limit(p_number, p_policy, p_now)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'day_full';
+    END IF;
+    IF NOT public._take_number_slot(p_number.id, 'hour', p_hour, public.number_hour_limit(p_number, p_policy, p_now)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'hour_full';
+    END IF;
+    RETURN NULL;
+EXCEPTION WHEN SQLSTATE 'JU001' THEN
+    RETURN SQLERRM;
+END;
+$$;
+
 -- Choose the number a proactive message goes from and take its slots.
 -- The number the doctor knows (continuity) or, for a new contact, the
 -- available number with the most room today (spread). Returns the number,
@@ -92,10 +117,10 @@ SET search_path = ''
 AS $$
 DECLARE
     _n public.whatsapp_numbers;
-    _p jsonb;
+    _opening timestamptz;
     _hour timestamp := date_trunc('hour', p_now AT TIME ZONE 'America/Sao_Paulo');
     _day timestamp := date_trunc('day', p_now AT TIME ZONE 'America/Sao_Paulo');
-    _opening timestamptz;
+    _full text;
     _hour_full boolean := false;
     _day_full boolean := false;
 BEGIN
@@ -115,25 +140,15 @@ BEGIN
             -- Her number is down: she waits for it rather than hear from a stranger.
             reason := 'number_unavailable'; RETURN;
         END IF;
-        _p := public.number_policy(_n, p_policy);
-        _opening := public.next_business_opening(_p, p_now);
+        _opening := public.next_business_opening(public.number_policy(_n, p_policy), p_now);
         IF _opening <> p_now THEN
             next_at := least(next_at, _opening);
             CONTINUE;
         END IF;
-        -- Both slots or neither: a full hour rolls the day slot back (and
-        -- its row lock) with the subtransaction, before the next number.
-        BEGIN
-            IF NOT public._take_number_slot(_n.id, 'day', _day, public.number_day_limit(_n, p_policy, p_now)) THEN
-                RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'day_full';
-            END IF;
-            IF NOT public._take_number_slot(_n.id, 'hour', _hour, public.number_hour_limit(_n, p_policy, p_now)) THEN
-                RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'hour_full';
-            END IF;
-        EXCEPTION WHEN SQLSTATE 'JU001' THEN
-            IF SQLERRM = 'hour_full' THEN _hour_full := true; ELSE _day_full := true; END IF;
-            CONTINUE;
-        END;
+        _full := public._take_number_slots(_n, p_policy, p_now, _hour, _day);
+        _hour_full := _hour_full OR _full IS NOT DISTINCT FROM 'hour_full';
+        _day_full := _day_full OR _full IS NOT DISTINCT FROM 'day_full';
+        CONTINUE WHEN _full IS NOT NULL;
         UPDATE public.whatsapp_numbers AS n SET first_used_at = p_now, updated_at = now()
          WHERE n.id = _n.id AND n.first_used_at IS NULL;
         number_id := _n.id; next_at := NULL; RETURN;
@@ -144,10 +159,10 @@ BEGIN
     ELSIF _day_full THEN
         reason := 'daily_limit';
         next_at := public.next_business_opening(p_policy, (_day + interval '1 day') AT TIME ZONE 'America/Sao_Paulo');
-    ELSIF next_at IS NOT NULL THEN
-        reason := 'outside_hours';
-    ELSE
+    ELSIF next_at IS NULL THEN
         reason := 'no_number';
+    ELSE
+        reason := 'outside_hours';
     END IF;
 END;
 $$;
@@ -167,6 +182,183 @@ AS $$
 $$;
 
 ------------------------------------------------------------
+-- The gate's checks
+------------------------------------------------------------
+
+-- Anti-loop: when a conversation already got reply_cap_per_hour answers in
+-- the rolling hour, the moment the oldest of them leaves it; else NULL.
+CREATE OR REPLACE FUNCTION public._reply_cap_until(p_conversation_id bigint, p_policy jsonb, p_now timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT min(o.sent_at) + interval '1 hour'
+      FROM (SELECT o2.sent_at FROM public.outbox AS o2
+             WHERE o2.conversation_id = p_conversation_id AND o2.kind IN ('reply', 'human')
+               AND o2.state = 'sent' AND o2.sent_at > p_now - interval '1 hour'
+             ORDER BY o2.sent_at DESC
+             LIMIT (p_policy ->> 'reply_cap_per_hour')::integer) AS o
+    HAVING count(*) >= (p_policy ->> 'reply_cap_per_hour')::integer;
+$$;
+
+-- Why outbox row p_row may not go now, before any number or slot is looked
+-- at (reason NULL: nothing against it). settle says what becomes of the
+-- row: 'failed' for good (opted out, not on WhatsApp, blocked, the doctor
+-- replied), 'queued' back to its campaign (inactive), NULL to wait (guard,
+-- paused, reply_loop_cap until next_at).
+CREATE OR REPLACE FUNCTION public._send_refusal(
+    p_row public.outbox, p_cliente public.clientes, p_app_env text, p_project_ref text, p_policy jsonb,
+    p_now timestamptz, OUT reason text, OUT next_at timestamptz, OUT settle text
+)
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _proactive boolean := p_row.kind IN ('campaign', 'follow_up');
+BEGIN
+    IF NOT coalesce(public.environment_guard_ok(p_app_env, p_project_ref), false) THEN
+        reason := 'guard';
+    ELSIF public.julia_is_paused() THEN
+        reason := 'paused';
+    ELSIF _proactive AND public.person_opted_out(p_cliente.id) THEN
+        -- Any address of this person opted out (db/identity.sql).
+        reason := 'opted_out'; settle := 'failed';
+    ELSIF _proactive AND p_cliente.sem_whatsapp_em IS NOT NULL THEN
+        -- Evolution said this number is not on WhatsApp: not tried again.
+        reason := 'not_on_whatsapp'; settle := 'failed';
+    ELSIF _proactive AND p_cliente.bloqueado_em IS NOT NULL THEN
+        reason := 'blocked'; settle := 'failed';
+    ELSIF p_row.kind = 'follow_up' AND EXISTS (
+              SELECT 1 FROM public.conversations AS c
+               WHERE c.id = p_row.conversation_id AND c.last_inbound_at > p_row.created_at) THEN
+        -- The doctor wrote back since: the follow-up is no longer due.
+        reason := 'doctor_replied'; settle := 'failed';
+    ELSIF _proactive AND p_row.campanha_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM public.campanhas AS k WHERE k.id = p_row.campanha_id AND k.status = 'ativa'
+                             AND (k.fim IS NULL OR k.fim > p_now)) THEN
+        -- A paused or finished campaign sends nothing more.
+        reason := 'campaign_inactive'; settle := 'queued';
+    ELSIF NOT _proactive AND p_row.conversation_id IS NOT NULL THEN
+        next_at := public._reply_cap_until(p_row.conversation_id, p_policy, p_now);
+        reason := CASE WHEN next_at IS NOT NULL THEN 'reply_loop_cap' END;
+    END IF;
+END;
+$$;
+
+-- The number a reply, an agent's message or an alert goes from, for the
+-- gate: the one a re-claim already took, else the conversation's (or the
+-- doctor's, or the least busy); reason no_number or number_unavailable when
+-- it cannot go.
+CREATE OR REPLACE FUNCTION public._gate_reply_number(
+    p_row public.outbox, p_cliente public.clientes, p_reclaim boolean, OUT number_id bigint, OUT reason text
+)
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _id bigint;
+    _number public.whatsapp_numbers;
+BEGIN
+    -- Replies go from the number the doctor wrote to; alerts from any available one.
+    _id := CASE WHEN p_reclaim THEN p_row.number_id ELSE public._reply_number(coalesce(
+               (SELECT c.number_id FROM public.conversations AS c WHERE c.id = p_row.conversation_id),
+               p_cliente.number_id)) END;
+    SELECT * INTO _number FROM public.whatsapp_numbers AS n WHERE n.id = _id;
+    number_id := _id;
+    IF _id IS NULL THEN
+        reason := 'no_number';
+    ELSIF public.number_unavailable(_number) IS NOT NULL THEN
+        reason := 'number_unavailable';
+    END IF;
+END;
+$$;
+
+-- Before any number row exists (a deployment not bootstrapped): one global
+-- day and hour counter, both slots or neither. Returns the refusal, NULL
+-- when the slots were taken.
+CREATE OR REPLACE FUNCTION public._take_global_slots(
+    p_policy jsonb, p_now timestamptz, OUT reason text, OUT next_at timestamptz
+)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _hour timestamp := date_trunc('hour', p_now AT TIME ZONE 'America/Sao_Paulo');
+    _day timestamp := date_trunc('day', p_now AT TIME ZONE 'America/Sao_Paulo');
+BEGIN
+    IF NOT public._take_window_slot('day', _day, (p_policy ->> 'day_limit')::integer) THEN
+        reason := 'daily_limit';
+        next_at := public.next_business_opening(p_policy, (_day + interval '1 day') AT TIME ZONE 'America/Sao_Paulo');
+    ELSIF NOT public._take_window_slot('hour', _hour, (p_policy ->> 'hour_limit')::integer) THEN
+        -- Give the day slot back: this message does not go now.
+        UPDATE public.send_counters SET claims = claims - 1 WHERE window_kind = 'day' AND window_start = _day;
+        reason := 'hourly_limit';
+        next_at := public.next_business_opening(p_policy, (_hour + interval '1 hour') AT TIME ZONE 'America/Sao_Paulo');
+    END IF;
+END;
+$$;
+
+-- The proactive part of the gate: business hours, the address WhatsApp
+-- confirmed (none yet: 'verify_number', the send job checks it and claims
+-- again, no slot taken), the doctor's cooldown, then the number and its
+-- slots. A re-claim keeps the number (and the slots) it took the first time.
+CREATE OR REPLACE FUNCTION public._gate_proactive(
+    p_row public.outbox, p_cliente public.clientes, p_policy jsonb, p_now timestamptz, p_reclaim boolean,
+    OUT number_id bigint, OUT address text, OUT reason text, OUT next_at timestamptz
+)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _cooldown interval := make_interval(hours => (p_policy ->> 'cooldown_hours')::integer);
+    _last_touch timestamptz;
+    _choice record;
+BEGIN
+    address := public.send_address(p_row.cliente_id);
+    IF public.next_business_opening(p_policy, p_now) <> p_now THEN
+        reason := 'outside_hours'; next_at := public.next_business_opening(p_policy, p_now);
+        RETURN;
+    ELSIF address IS NULL THEN
+        reason := 'verify_number'; RETURN;
+    END IF;
+    -- Messages in flight count too: two claims a second apart are two touches.
+    SELECT max(coalesce(o.sent_at, o.claimed_at)) INTO _last_touch FROM public.outbox AS o
+     WHERE o.cliente_id = p_row.cliente_id AND o.kind IN ('campaign', 'follow_up')
+       AND o.state IN ('sent', 'claimed') AND o.id <> p_row.id;
+    IF _last_touch > p_now - _cooldown THEN
+        reason := 'cooldown'; next_at := _last_touch + _cooldown;
+    ELSIF p_reclaim THEN
+        number_id := p_row.number_id;
+    ELSIF EXISTS (SELECT 1 FROM public.whatsapp_numbers) THEN
+        SELECT * INTO _choice FROM public._claim_proactive_number(p_cliente.number_id, p_policy, p_now);
+        number_id := _choice.number_id; reason := _choice.reason; next_at := _choice.next_at;
+    ELSE
+        SELECT * INTO _choice FROM public._take_global_slots(p_policy, p_now);
+        reason := _choice.reason; next_at := _choice.next_at;
+    END IF;
+END;
+$$;
+
+-- A refused send waits: the row is deferred with its reason, and its send
+-- job re-deferred for when it could go, when that is known. number_unavailable
+-- and no_number wait for a number to come back (resume, connection open,
+-- or the periodic release).
+CREATE OR REPLACE FUNCTION public._defer_refused_send(p_outbox_id bigint, p_reason text, p_next_at timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    UPDATE public.outbox
+       SET state = 'deferred', not_before = p_next_at, refusal = p_reason, claimed_by_job = NULL, updated_at = now()
+     WHERE id = p_outbox_id;
+    IF p_next_at IS NOT NULL THEN
+        PERFORM public.defer_send(p_outbox_id, p_next_at);
+    END IF;
+END;
+$$;
+
+------------------------------------------------------------
 -- The gate
 ------------------------------------------------------------
 
@@ -177,12 +369,11 @@ $$;
 -- and kept only so the previous release's calls still work (rollback).
 -- p_now injects the clock (tests); NULL = clock_timestamp().
 -- Reasons: claimed, not_found, already_sent, failed, claimed_elsewhere,
--- guard, paused, opted_out, blocked, doctor_replied, campaign_inactive,
--- reply_loop_cap, number_unavailable, no_number, outside_hours, cooldown,
--- hourly_limit, daily_limit. A deferral that knows when the message could
--- go (next_at) re-defers the send job for then; number_unavailable and
--- no_number wait for a number to come back (resume, connection open, or
--- the periodic release).
+-- guard, paused, opted_out, not_on_whatsapp, blocked, doctor_replied,
+-- campaign_inactive, reply_loop_cap, number_unavailable, no_number,
+-- outside_hours, verify_number, cooldown, hourly_limit, daily_limit. A
+-- deferral that knows when the message could go (next_at) re-defers the
+-- send job for then.
 DROP FUNCTION IF EXISTS public.claim_send_slot(bigint, bigint, text, text, jsonb, timestamptz);
 CREATE OR REPLACE FUNCTION public.claim_send_slot(
     p_outbox_id bigint, p_job_id bigint, p_app_env text, p_project_ref text,
@@ -197,20 +388,13 @@ AS $$
 DECLARE
     _p jsonb := public.current_send_policy();
     _now timestamptz := coalesce(p_now, clock_timestamp());
-    _local timestamp := _now AT TIME ZONE 'America/Sao_Paulo';
     _row public.outbox;
     _cliente public.clientes;
     _proactive boolean;
     _reclaim boolean;
-    _last_touch timestamptz;
-    _oldest_reply timestamptz;
+    _settle text;
     _address text;
-    _hour timestamp := date_trunc('hour', _now AT TIME ZONE 'America/Sao_Paulo');
-    _day timestamp := date_trunc('day', _now AT TIME ZONE 'America/Sao_Paulo');
-    _numbered boolean := EXISTS (SELECT 1 FROM public.whatsapp_numbers);
     _number_id bigint;
-    _number public.whatsapp_numbers;
-    _choice record;
 BEGIN
     claimed := false;
     SELECT * INTO _row FROM public.outbox AS o WHERE o.id = p_outbox_id FOR UPDATE;
@@ -232,112 +416,31 @@ BEGIN
     -- A re-claim by the same job (retry after a crash) passes every check
     -- again, but its window slots were counted (and its number chosen) the first time.
     _reclaim := _row.state = 'claimed';
-    -- One doctor's proactive claims run one at a time (cooldown below).
+    -- One doctor's proactive claims run one at a time (cooldown).
     IF _proactive THEN
         SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _row.cliente_id FOR UPDATE;
     ELSE
         SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _row.cliente_id;
     END IF;
 
-    IF NOT coalesce(public.environment_guard_ok(p_app_env, p_project_ref), false) THEN
-        reason := 'guard';
-    ELSIF public.julia_is_paused() THEN
-        reason := 'paused';
-    ELSIF _proactive AND public.person_opted_out(_cliente.id) THEN
-        -- Any address of this person opted out (db/identity.sql).
-        UPDATE public.outbox SET state = 'failed', refusal = 'opted_out', updated_at = now() WHERE id = p_outbox_id;
-        reason := 'opted_out'; RETURN;
-    ELSIF _proactive AND _cliente.sem_whatsapp_em IS NOT NULL THEN
-        -- Evolution said this number is not on WhatsApp: not tried again.
-        UPDATE public.outbox SET state = 'failed', refusal = 'not_on_whatsapp', updated_at = now() WHERE id = p_outbox_id;
-        reason := 'not_on_whatsapp'; RETURN;
-    ELSIF _proactive AND _cliente.bloqueado_em IS NOT NULL THEN
-        UPDATE public.outbox SET state = 'failed', refusal = 'blocked', updated_at = now() WHERE id = p_outbox_id;
-        reason := 'blocked'; RETURN;
-    ELSIF _row.kind = 'follow_up' AND EXISTS (
-              SELECT 1 FROM public.conversations AS c
-               WHERE c.id = _row.conversation_id AND c.last_inbound_at > _row.created_at) THEN
-        -- The doctor wrote back since: the follow-up is no longer due.
-        UPDATE public.outbox SET state = 'failed', refusal = 'doctor_replied', updated_at = now()
-         WHERE id = p_outbox_id;
-        reason := 'doctor_replied'; RETURN;
-    ELSIF _proactive AND _row.campanha_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM public.campanhas AS k WHERE k.id = _row.campanha_id AND k.status = 'ativa'
-                             AND (k.fim IS NULL OR k.fim > _now)) THEN
-        -- A paused or finished campaign sends nothing more.
-        UPDATE public.outbox SET state = 'queued', dispatched_at = NULL, refusal = 'campaign_inactive',
-                                 updated_at = now() WHERE id = p_outbox_id;
-        reason := 'campaign_inactive'; RETURN;
-    ELSIF NOT _proactive AND _row.conversation_id IS NOT NULL THEN
-        -- Anti-loop: a conversation gets at most reply_cap_per_hour answers per rolling hour.
-        SELECT min(o.sent_at) INTO _oldest_reply
-          FROM (SELECT o2.sent_at FROM public.outbox AS o2
-                 WHERE o2.conversation_id = _row.conversation_id AND o2.kind IN ('reply', 'human')
-                   AND o2.state = 'sent' AND o2.sent_at > _now - interval '1 hour'
-                 ORDER BY o2.sent_at DESC
-                 LIMIT (_p ->> 'reply_cap_per_hour')::integer) AS o
-         HAVING count(*) >= (_p ->> 'reply_cap_per_hour')::integer;
-        IF _oldest_reply IS NOT NULL THEN
-            reason := 'reply_loop_cap'; next_at := _oldest_reply + interval '1 hour';
-        END IF;
-    END IF;
-
-    IF reason IS NULL AND NOT _proactive AND _numbered THEN
-        -- Replies go from the number the doctor wrote to; alerts from any available one.
-        _number_id := CASE WHEN _reclaim THEN _row.number_id ELSE public._reply_number(coalesce(
-                          (SELECT c.number_id FROM public.conversations AS c WHERE c.id = _row.conversation_id),
-                          _cliente.number_id)) END;
-        SELECT * INTO _number FROM public.whatsapp_numbers AS n WHERE n.id = _number_id;
-        IF _number_id IS NULL THEN
-            reason := 'no_number';
-        ELSIF public.number_unavailable(_number) IS NOT NULL THEN
-            reason := 'number_unavailable';
-        END IF;
-    END IF;
-
-    IF reason IS NULL AND _proactive THEN
-        _address := public.send_address(_row.cliente_id);
-        IF public.next_business_opening(_p, _now) <> _now THEN
-            reason := 'outside_hours'; next_at := public.next_business_opening(_p, _now);
-        ELSIF _address IS NULL THEN
-            -- Which form of her number exists is not known yet: the send job
-            -- asks Evolution (onWhatsApp), records the answer with
-            -- record_whatsapp_check() and claims again. No slot is taken.
-            reason := 'verify_number'; number := coalesce(_cliente.telefone, _row.number);
+    SELECT * INTO reason, next_at, _settle FROM public._send_refusal(_row, _cliente, p_app_env, p_project_ref, _p, _now);
+    IF _settle IS NOT NULL THEN
+        UPDATE public.outbox AS o
+           SET state = _settle, refusal = reason, updated_at = now(),
+               dispatched_at = CASE WHEN _settle = 'queued' THEN NULL ELSE o.dispatched_at END
+         WHERE o.id = p_outbox_id;
+        RETURN;
+    ELSIF reason IS NULL AND _proactive THEN
+        SELECT * INTO _number_id, _address, reason, next_at FROM public._gate_proactive(_row, _cliente, _p, _now, _reclaim);
+        IF reason = 'verify_number' THEN
+            number := coalesce(_cliente.telefone, _row.number);
             RETURN;
-        ELSE
-            -- Messages in flight count too: two claims a second apart are two touches.
-            SELECT max(coalesce(o.sent_at, o.claimed_at)) INTO _last_touch FROM public.outbox AS o
-             WHERE o.cliente_id = _row.cliente_id AND o.kind IN ('campaign', 'follow_up')
-               AND o.state IN ('sent', 'claimed') AND o.id <> p_outbox_id;
-            IF _last_touch > _now - make_interval(hours => (_p ->> 'cooldown_hours')::integer) THEN
-                reason := 'cooldown';
-                next_at := _last_touch + make_interval(hours => (_p ->> 'cooldown_hours')::integer);
-            ELSIF _reclaim THEN
-                _number_id := _row.number_id;  -- counted (and chosen) when first claimed
-            ELSIF _numbered THEN
-                SELECT * INTO _choice FROM public._claim_proactive_number(_cliente.number_id, _p, _now);
-                _number_id := _choice.number_id; reason := _choice.reason; next_at := _choice.next_at;
-            ELSIF NOT public._take_window_slot('day', _day, (_p ->> 'day_limit')::integer) THEN
-                -- No number rows yet (a deployment not bootstrapped): one global counter, as before.
-                reason := 'daily_limit';
-                next_at := public.next_business_opening(_p, (_day + interval '1 day') AT TIME ZONE 'America/Sao_Paulo');
-            ELSIF NOT public._take_window_slot('hour', _hour, (_p ->> 'hour_limit')::integer) THEN
-                -- Give the day slot back: this message does not go now.
-                UPDATE public.send_counters SET claims = claims - 1 WHERE window_kind = 'day' AND window_start = _day;
-                reason := 'hourly_limit';
-                next_at := public.next_business_opening(_p, (_hour + interval '1 hour') AT TIME ZONE 'America/Sao_Paulo');
-            END IF;
         END IF;
+    ELSIF reason IS NULL AND EXISTS (SELECT 1 FROM public.whatsapp_numbers) THEN
+        SELECT * INTO _number_id, reason FROM public._gate_reply_number(_row, _cliente, _reclaim);
     END IF;
-
     IF reason IS NOT NULL THEN
-        UPDATE public.outbox SET state = 'deferred', not_before = next_at, refusal = reason,
-                                 claimed_by_job = NULL, updated_at = now()
-         WHERE id = p_outbox_id;
-        IF next_at IS NOT NULL THEN
-            PERFORM public.defer_send(p_outbox_id, next_at);
-        END IF;
+        PERFORM public._defer_refused_send(p_outbox_id, reason, next_at);
         RETURN;
     END IF;
 
