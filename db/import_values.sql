@@ -159,6 +159,49 @@ BEGIN
 END;
 $$;
 
+-- The digits of a phone number in p->key (required): 8 to 15 of them, and
+-- no letters ("+55 (11) 99999-0001" is fine).
+CREATE OR REPLACE FUNCTION public._import_phone(p_caller text, p jsonb, p_key text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _raw text := public._import_required(p_caller, p, p_key);
+    _digits text := pg_catalog.regexp_replace(_raw, '[^0-9]', '', 'g');
+BEGIN
+    IF _digits !~ '^[0-9]{8,15}$' OR _raw ~ '[A-Za-z]' THEN
+        RAISE EXCEPTION '%: % ''%'' must have 8 to 15 digits', p_caller, p_key, _raw;
+    END IF;
+    RETURN _digits;
+END;
+$$;
+
+-- A JSON object from p->key: an object, or a string holding one (a CSV
+-- cell); NULL when absent or blank.
+CREATE OR REPLACE FUNCTION public._import_object(p_caller text, p jsonb, p_key text)
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _value jsonb;
+BEGIN
+    BEGIN
+        _value := CASE pg_catalog.jsonb_typeof(p -> p_key)
+                      WHEN 'object' THEN p -> p_key
+                      WHEN 'string' THEN nullif(pg_catalog.btrim(p ->> p_key), '')::jsonb
+                  END;
+    EXCEPTION WHEN invalid_text_representation THEN
+        RAISE EXCEPTION '%: % ''%'' is not JSON', p_caller, p_key, p ->> p_key;
+    END;
+    IF _value IS NOT NULL AND pg_catalog.jsonb_typeof(_value) <> 'object' THEN
+        RAISE EXCEPTION '%: % ''%'' is not a JSON object', p_caller, p_key, p ->> p_key;
+    END IF;
+    RETURN _value;
+END;
+$$;
+
 ------------------------------------------------------------
 -- Resolving names to ids
 ------------------------------------------------------------
@@ -250,5 +293,54 @@ BEGIN
             p_nome;
     END IF;
     RETURN _id;
+END;
+$$;
+
+------------------------------------------------------------
+-- Aliases
+------------------------------------------------------------
+
+-- Add aliases to an especialidade or hospital; returns how many were new.
+-- An alias already used by another row is an error naming both.
+CREATE OR REPLACE FUNCTION public._import_aliases(p_caller text, p_kind text, p_id bigint, p_aliases text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _alias text;
+    _new bigint;
+    _owner text;
+    _added integer := 0;
+BEGIN
+    FOREACH _alias IN ARRAY p_aliases LOOP
+        IF p_kind = 'especialidade' THEN
+            INSERT INTO public.especialidades_alias (especialidade_id, alias) VALUES (p_id, _alias)
+            ON CONFLICT (alias_norm) DO NOTHING
+            RETURNING id INTO _new;
+            IF _new IS NULL THEN
+                SELECT e.nome INTO _owner
+                  FROM public.especialidades_alias AS a
+                  JOIN public.especialidades AS e ON e.id = a.especialidade_id
+                 WHERE a.alias_norm = public.normalize_text(_alias) AND a.especialidade_id <> p_id;
+            END IF;
+        ELSE
+            INSERT INTO public.hospitais_alias (hospital_id, alias) VALUES (p_id, _alias)
+            ON CONFLICT (alias_norm) DO NOTHING
+            RETURNING id INTO _new;
+            IF _new IS NULL THEN
+                SELECT h.nome INTO _owner
+                  FROM public.hospitais_alias AS a
+                  JOIN public.hospitais AS h ON h.id = a.hospital_id
+                 WHERE a.alias_norm = public.normalize_text(_alias) AND a.hospital_id <> p_id;
+            END IF;
+        END IF;
+        IF _owner IS NOT NULL THEN
+            RAISE EXCEPTION '%: alias ''%'' already belongs to % ''%''', p_caller, _alias, p_kind, _owner;
+        END IF;
+        _added := _added + (_new IS NOT NULL)::integer;
+        _new := NULL;
+    END LOOP;
+    RETURN _added;
 END;
 $$;

@@ -10,53 +10,25 @@
 -- clear a doctor's opt-out. Empty cells leave existing values alone.
 
 ------------------------------------------------------------
--- Reference data
+-- What an import did
 ------------------------------------------------------------
 
--- Add aliases to an especialidade or hospital; returns how many were new.
--- An alias already used by another row is an error naming both.
-CREATE OR REPLACE FUNCTION public._import_aliases(p_caller text, p_kind text, p_id bigint, p_aliases text[])
-RETURNS integer
-LANGUAGE plpgsql
+-- The outcome of one row's upsert from its RETURNING xmax = 0: true
+-- 'inserted', false 'updated', NULL (nothing returned) 'skipped'; with
+-- p_also_changed (aliases added, say) a skipped row counts as 'updated'.
+CREATE OR REPLACE FUNCTION public._import_outcome(p_inserted boolean, p_also_changed boolean DEFAULT false)
+RETURNS text
+LANGUAGE sql IMMUTABLE
 SET search_path = ''
 AS $$
-DECLARE
-    _alias text;
-    _new bigint;
-    _owner text;
-    _added integer := 0;
-BEGIN
-    FOREACH _alias IN ARRAY p_aliases LOOP
-        IF p_kind = 'especialidade' THEN
-            INSERT INTO public.especialidades_alias (especialidade_id, alias) VALUES (p_id, _alias)
-            ON CONFLICT (alias_norm) DO NOTHING
-            RETURNING id INTO _new;
-            IF _new IS NULL THEN
-                SELECT e.nome INTO _owner
-                  FROM public.especialidades_alias AS a
-                  JOIN public.especialidades AS e ON e.id = a.especialidade_id
-                 WHERE a.alias_norm = public.normalize_text(_alias) AND a.especialidade_id <> p_id;
-            END IF;
-        ELSE
-            INSERT INTO public.hospitais_alias (hospital_id, alias) VALUES (p_id, _alias)
-            ON CONFLICT (alias_norm) DO NOTHING
-            RETURNING id INTO _new;
-            IF _new IS NULL THEN
-                SELECT h.nome INTO _owner
-                  FROM public.hospitais_alias AS a
-                  JOIN public.hospitais AS h ON h.id = a.hospital_id
-                 WHERE a.alias_norm = public.normalize_text(_alias) AND a.hospital_id <> p_id;
-            END IF;
-        END IF;
-        IF _owner IS NOT NULL THEN
-            RAISE EXCEPTION '%: alias ''%'' already belongs to % ''%''', p_caller, _alias, p_kind, _owner;
-        END IF;
-        _added := _added + (_new IS NOT NULL)::integer;
-        _new := NULL;
-    END LOOP;
-    RETURN _added;
-END;
+    SELECT CASE WHEN p_inserted THEN 'inserted'
+                WHEN p_inserted IS NOT NULL OR p_also_changed THEN 'updated'
+                ELSE 'skipped' END;
 $$;
+
+------------------------------------------------------------
+-- Reference data
+------------------------------------------------------------
 
 -- Upsert one especialidade: {nome, aliases}.
 CREATE OR REPLACE FUNCTION public.import_especialidade(p jsonb)
@@ -67,21 +39,16 @@ AS $$
 DECLARE
     _nome text := public._import_required('import_especialidade', p, 'nome');
     _id bigint;
-    _action text := 'skipped';
+    _inserted boolean;
 BEGIN
     INSERT INTO public.especialidades (nome) VALUES (_nome)
     ON CONFLICT (nome) DO NOTHING
-    RETURNING id INTO _id;
-    IF _id IS NOT NULL THEN
-        _action := 'inserted';
-    ELSE
+    RETURNING id, true INTO _id, _inserted;
+    IF _id IS NULL THEN
         SELECT e.id INTO STRICT _id FROM public.especialidades AS e WHERE e.nome = _nome;
     END IF;
-    IF public._import_aliases('import_especialidade', 'especialidade', _id, public._import_list(p, 'aliases')) > 0
-       AND _action = 'skipped' THEN
-        _action := 'updated';
-    END IF;
-    RETURN _action;
+    RETURN public._import_outcome(_inserted,
+        public._import_aliases('import_especialidade', 'especialidade', _id, public._import_list(p, 'aliases')) > 0);
 END;
 $$;
 
@@ -98,7 +65,6 @@ DECLARE
     _endereco text := public._import_text(p, 'endereco');
     _id bigint;
     _inserted boolean;
-    _action text := 'skipped';
 BEGIN
     INSERT INTO public.hospitais AS h (nome, cidade, regiao, endereco)
     VALUES (_nome, _cidade, _regiao, _endereco)
@@ -108,16 +74,11 @@ BEGIN
                                                              coalesce(excluded.endereco, h.endereco))
     -- xmax = 0 only on a freshly inserted row version.
     RETURNING h.id, h.xmax = 0 INTO _id, _inserted;
-    IF _id IS NOT NULL THEN
-        _action := CASE WHEN _inserted THEN 'inserted' ELSE 'updated' END;
-    ELSE
+    IF _id IS NULL THEN
         SELECT h.id INTO STRICT _id FROM public.hospitais AS h WHERE h.nome = _nome;
     END IF;
-    IF public._import_aliases('import_hospital', 'hospital', _id, public._import_list(p, 'aliases')) > 0
-       AND _action = 'skipped' THEN
-        _action := 'updated';
-    END IF;
-    RETURN _action;
+    RETURN public._import_outcome(_inserted,
+        public._import_aliases('import_hospital', 'hospital', _id, public._import_list(p, 'aliases')) > 0);
 END;
 $$;
 
@@ -130,17 +91,17 @@ SET search_path = ''
 AS $$
 DECLARE
     _nome text := nullif(pg_catalog.btrim(p_nome), '');
-    _id bigint;
+    _inserted boolean;
 BEGIN
     PERFORM public._import_check_lookup('import_lookup', p_table);
     IF _nome IS NULL THEN
         RAISE EXCEPTION 'import_lookup: nome is required (table %)', p_table;
     END IF;
     EXECUTE pg_catalog.format(
-        'INSERT INTO public.%I (nome) VALUES ($1) ON CONFLICT (nome) DO NOTHING RETURNING id', p_table)
-       INTO _id
+        'INSERT INTO public.%I (nome) VALUES ($1) ON CONFLICT (nome) DO NOTHING RETURNING true', p_table)
+       INTO _inserted
       USING _nome;
-    RETURN CASE WHEN _id IS NULL THEN 'skipped' ELSE 'inserted' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
@@ -163,7 +124,7 @@ BEGIN
      WHERE (t.hora_inicio, t.hora_fim) IS DISTINCT FROM (coalesce(excluded.hora_inicio, t.hora_inicio),
                                                          coalesce(excluded.hora_fim, t.hora_fim))
     RETURNING t.xmax = 0 INTO _inserted;
-    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
@@ -180,8 +141,7 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    _raw text := public._import_required('import_medico', p, 'telefone');
-    _telefone text := pg_catalog.regexp_replace(_raw, '[^0-9]', '', 'g');
+    _telefone text := public._import_phone('import_medico', p, 'telefone');
     _nome text := public._import_text(p, 'nome');
     _crm text := public._import_text(p, 'crm');
     _especialidade_id bigint := public._import_especialidade_id('import_medico', public._import_text(p, 'especialidade'));
@@ -189,25 +149,10 @@ DECLARE
     _cidade text := public._import_text(p, 'cidade');
     _tags text[] := public._import_list(p, 'tags');
     _opt_out boolean := coalesce(public._import_boolean('import_medico', 'opt_out', p ->> 'opt_out'), false);
-    _preferencias jsonb;
-    _inserted boolean;
+    _preferencias jsonb := public._import_object('import_medico', p, 'preferencias');
+    _inserted boolean := true;
     _existing bigint;
 BEGIN
-    IF _telefone !~ '^[0-9]{8,15}$' OR _raw ~ '[A-Za-z]' THEN
-        RAISE EXCEPTION 'import_medico: telefone ''%'' must have 8 to 15 digits', _raw;
-    END IF;
-    BEGIN
-        _preferencias := CASE pg_catalog.jsonb_typeof(p -> 'preferencias')
-                             WHEN 'object' THEN p -> 'preferencias'
-                             WHEN 'string' THEN nullif(pg_catalog.btrim(p ->> 'preferencias'), '')::jsonb
-                         END;
-    EXCEPTION WHEN invalid_text_representation THEN
-        RAISE EXCEPTION 'import_medico: preferencias ''%'' is not JSON', p ->> 'preferencias';
-    END;
-    IF _preferencias IS NOT NULL AND pg_catalog.jsonb_typeof(_preferencias) <> 'object' THEN
-        RAISE EXCEPTION 'import_medico: preferencias ''%'' is not a JSON object', p ->> 'preferencias';
-    END IF;
-
     -- The same person in another form (12/13 digits) is this row (db/identity.sql).
     PERFORM public._lock_identity('phone:' || public.phone_key(_telefone));
     _existing := public.find_cliente(_telefone);
@@ -216,7 +161,7 @@ BEGIN
                                      opt_out, opt_out_em, opt_out_motivo)
         VALUES (_telefone, _nome, _crm, _especialidade_id, _regiao, _cidade, _tags, coalesce(_preferencias, '{}'),
                 _opt_out, CASE WHEN _opt_out THEN pg_catalog.now() END, CASE WHEN _opt_out THEN 'importação' END);
-        RETURN 'inserted';
+        RETURN public._import_outcome(_inserted);
     END IF;
     UPDATE public.clientes AS c
        SET nome = coalesce(_nome, c.nome),
@@ -239,13 +184,45 @@ BEGIN
             OR NOT (c.tags @> _tags)
             OR NOT (c.preferencias @> coalesce(_preferencias, '{}')))
     RETURNING false INTO _inserted;
-    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
 ------------------------------------------------------------
 -- Shifts
 ------------------------------------------------------------
+
+-- A vaga's status (default aberta) and the doctor it is reserved for
+-- (reservada_por: her telefone, in any form), which must agree: reservada
+-- needs her, and only reservada or preenchida may name her.
+CREATE OR REPLACE FUNCTION public._import_vaga_status(p jsonb, OUT status text, OUT reservada_por bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _status text := lower(coalesce(public._import_text(p, 'status'), 'aberta'));
+    _reservada text := public._import_text(p, 'reservada_por');
+    _cliente_id bigint;
+BEGIN
+    IF _status NOT IN ('aberta', 'reservada', 'preenchida', 'cancelada') THEN
+        RAISE EXCEPTION 'import_vaga: status ''%'' is not aberta, reservada, preenchida or cancelada', p ->> 'status';
+    END IF;
+    IF _reservada IS NOT NULL THEN
+        _cliente_id := public.find_cliente(_reservada);
+        IF _cliente_id IS NULL THEN
+            RAISE EXCEPTION 'import_vaga: reservada_por ''%'' is not a known doctor telefone', _reservada;
+        END IF;
+    END IF;
+    IF _status = 'reservada' AND _cliente_id IS NULL THEN
+        RAISE EXCEPTION 'import_vaga: status reservada needs reservada_por (the doctor''s telefone)';
+    END IF;
+    IF _status NOT IN ('reservada', 'preenchida') AND _cliente_id IS NOT NULL THEN
+        RAISE EXCEPTION 'import_vaga: reservada_por ''%'' given for a vaga with status %', _reservada, _status;
+    END IF;
+    status := _status;
+    reservada_por := _cliente_id;
+END;
+$$;
 
 -- Insert one vaga unless the same shift exists. {hospital, especialidade,
 -- setor, periodo, tipo_vaga, forma_recebimento, data | dias_a_partir_de_hoje,
@@ -272,9 +249,9 @@ DECLARE
     _dias integer := public._import_integer('import_vaga', 'dias_a_partir_de_hoje', p ->> 'dias_a_partir_de_hoje');
     _data date := public._import_date('import_vaga', 'data', p ->> 'data');
     _valor numeric := public._import_numeric('import_vaga', 'valor', public._import_required('import_vaga', p, 'valor'));
-    _status text := lower(coalesce(public._import_text(p, 'status'), 'aberta'));
-    _reservada text := public._import_text(p, 'reservada_por');
+    _status text;
     _reservada_por bigint;
+    _inserted boolean;
 BEGIN
     IF _data IS NULL AND _dias IS NULL THEN
         RAISE EXCEPTION 'import_vaga: data or dias_a_partir_de_hoje is required';
@@ -284,38 +261,23 @@ BEGIN
     IF _valor < 0 THEN
         RAISE EXCEPTION 'import_vaga: valor ''%'' is negative', p ->> 'valor';
     END IF;
-    IF _status NOT IN ('aberta', 'reservada', 'preenchida', 'cancelada') THEN
-        RAISE EXCEPTION 'import_vaga: status ''%'' is not aberta, reservada, preenchida or cancelada', p ->> 'status';
-    END IF;
-    IF _reservada IS NOT NULL THEN
-        _reservada_por := public.find_cliente(_reservada);
-        IF _reservada_por IS NULL THEN
-            RAISE EXCEPTION 'import_vaga: reservada_por ''%'' is not a known doctor telefone', _reservada;
-        END IF;
-    END IF;
-    IF _status = 'reservada' AND _reservada_por IS NULL THEN
-        RAISE EXCEPTION 'import_vaga: status reservada needs reservada_por (the doctor''s telefone)';
-    END IF;
-    IF _status NOT IN ('reservada', 'preenchida') AND _reservada_por IS NOT NULL THEN
-        RAISE EXCEPTION 'import_vaga: reservada_por ''%'' given for a vaga with status %', _reservada, _status;
-    END IF;
+    SELECT * INTO _status, _reservada_por FROM public._import_vaga_status(p);
 
     -- Two imports of the same shift at once: the second waits, then skips.
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(
         pg_catalog.format('import_vaga:%s:%s:%s:%s:%s', _hospital_id, _especialidade_id, _data, _periodo_id, _setor_id),
         0));
-    IF EXISTS (SELECT 1 FROM public.vagas AS v
-                WHERE v.hospital_id = _hospital_id AND v.especialidade_id = _especialidade_id
-                  AND v.data = _data AND v.periodo_id = _periodo_id
-                  AND v.setor_id IS NOT DISTINCT FROM _setor_id) THEN
-        RETURN 'skipped';
-    END IF;
     INSERT INTO public.vagas (hospital_id, especialidade_id, setor_id, periodo_id, tipo_vaga_id, forma_recebimento_id,
                               data, valor, status, reservada_por, reservada_em, observacoes)
-    VALUES (_hospital_id, _especialidade_id, _setor_id, _periodo_id, _tipo_vaga_id, _forma_id,
-            _data, _valor, _status, _reservada_por, CASE WHEN _reservada_por IS NOT NULL THEN pg_catalog.now() END,
-            public._import_text(p, 'observacoes'));
-    RETURN 'inserted';
+    SELECT _hospital_id, _especialidade_id, _setor_id, _periodo_id, _tipo_vaga_id, _forma_id,
+           _data, _valor, _status, _reservada_por, CASE WHEN _reservada_por IS NOT NULL THEN pg_catalog.now() END,
+           public._import_text(p, 'observacoes')
+     WHERE NOT EXISTS (SELECT 1 FROM public.vagas AS v
+                        WHERE v.hospital_id = _hospital_id AND v.especialidade_id = _especialidade_id
+                          AND v.data = _data AND v.periodo_id = _periodo_id
+                          AND v.setor_id IS NOT DISTINCT FROM _setor_id)
+    RETURNING true INTO _inserted;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
@@ -342,7 +304,7 @@ BEGIN
        SET conteudo = excluded.conteudo, tags = excluded.tags, updated_at = pg_catalog.now()
      WHERE (k.conteudo, k.tags) IS DISTINCT FROM (excluded.conteudo, excluded.tags)
     RETURNING k.xmax = 0 INTO _inserted;
-    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
@@ -369,7 +331,7 @@ BEGIN
      WHERE (d.texto, d.ativa, d.prioridade)
            IS DISTINCT FROM (excluded.texto, coalesce(_ativa, d.ativa), coalesce(_prioridade, d.prioridade))
     RETURNING d.xmax = 0 INTO _inserted;
-    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 

@@ -83,19 +83,48 @@ $$;
 -- What operators hear about
 ------------------------------------------------------------
 
--- Trigger: Julia was paused or resumed (not the first state written by bootstrap).
-CREATE OR REPLACE FUNCTION public.on_julia_status_change()
+-- Trigger: a change operators hear about, one notification per event with
+-- its own dedupe key: Julia paused or resumed (not the first state written
+-- by bootstrap), the send gate refused a message because the environment
+-- guard failed (at most one an hour), a reply or send job failed for good
+-- (one per task an hour), a campaign finished (once). Each trigger's WHEN
+-- says which rows; TG_TABLE_NAME says which event.
+CREATE OR REPLACE FUNCTION public.notify_on_change()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
+DECLARE
+    _hour text := to_char(date_trunc('hour', clock_timestamp() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24');
 BEGIN
-    IF EXISTS (SELECT 1 FROM public.julia_status AS j WHERE j.id < NEW.id) THEN
-        PERFORM public.notify_humans(
-            CASE NEW.status WHEN 'pausado' THEN 'pause' ELSE 'resume' END,
-            jsonb_build_object('motivo', NEW.motivo, 'via', NEW.alterado_via),
-            'julia_status:' || NEW.id);
-    END IF;
+    CASE TG_TABLE_NAME
+        WHEN 'julia_status' THEN
+            IF EXISTS (SELECT 1 FROM public.julia_status AS j WHERE j.id < NEW.id) THEN
+                PERFORM public.notify_humans(
+                    CASE NEW.status WHEN 'pausado' THEN 'pause' ELSE 'resume' END,
+                    jsonb_build_object('motivo', NEW.motivo, 'via', NEW.alterado_via),
+                    'julia_status:' || NEW.id);
+            END IF;
+        WHEN 'outbox' THEN
+            PERFORM public.notify_humans(
+                'guard_failure',
+                jsonb_build_object('outbox_id', NEW.id, 'detail',
+                                   'environment markers disagree with this deploy: nothing is being sent'),
+                'guard_failure:' || _hour);
+        WHEN 'job_failures' THEN
+            PERFORM public.notify_humans(
+                'job_failure',
+                jsonb_build_object('task', NEW.task_name, 'conversation_id', NEW.conversation_id,
+                                   'outbox_id', NEW.outbox_id, 'classification', NEW.classification,
+                                   'error', left(NEW.error, 300)),
+                'job_failure:' || NEW.task_name || ':' || _hour);
+        WHEN 'campanhas' THEN
+            PERFORM public.notify_humans(
+                'campaign_finished',
+                coalesce((SELECT to_jsonb(m) FROM public.campaign_metrics AS m WHERE m.campanha_id = NEW.id),
+                         jsonb_build_object('campanha_id', NEW.id, 'campanha', NEW.nome)),
+                'campaign_finished:' || NEW.id);
+    END CASE;
     RETURN NULL;
 END;
 $$;
@@ -103,74 +132,24 @@ $$;
 DROP TRIGGER IF EXISTS julia_status_notify ON public.julia_status;
 CREATE TRIGGER julia_status_notify
     AFTER INSERT ON public.julia_status
-    FOR EACH ROW EXECUTE FUNCTION public.on_julia_status_change();
-
--- Trigger: the send gate refused a message because the environment guard
--- failed (at most one notification an hour).
-CREATE OR REPLACE FUNCTION public.on_guard_refusal()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = ''
-AS $$
-BEGIN
-    PERFORM public.notify_humans(
-        'guard_failure',
-        jsonb_build_object('outbox_id', NEW.id, 'detail',
-                           'environment markers disagree with this deploy: nothing is being sent'),
-        'guard_failure:' || to_char(date_trunc('hour', clock_timestamp() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24'));
-    RETURN NULL;
-END;
-$$;
+    FOR EACH ROW EXECUTE FUNCTION public.notify_on_change();
 
 DROP TRIGGER IF EXISTS outbox_guard_refusal_notify ON public.outbox;
 CREATE TRIGGER outbox_guard_refusal_notify
     AFTER UPDATE OF refusal ON public.outbox
     FOR EACH ROW WHEN (NEW.refusal = 'guard' AND OLD.refusal IS DISTINCT FROM 'guard')
-    EXECUTE FUNCTION public.on_guard_refusal();
-
--- Trigger: a reply or send job failed for good (one notification per task an hour).
-CREATE OR REPLACE FUNCTION public.on_job_failure()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = ''
-AS $$
-BEGIN
-    PERFORM public.notify_humans(
-        'job_failure',
-        jsonb_build_object('task', NEW.task_name, 'conversation_id', NEW.conversation_id, 'outbox_id', NEW.outbox_id,
-                           'classification', NEW.classification, 'error', left(NEW.error, 300)),
-        'job_failure:' || NEW.task_name || ':'
-            || to_char(date_trunc('hour', clock_timestamp() AT TIME ZONE 'UTC'), 'YYYY-MM-DD"T"HH24'));
-    RETURN NULL;
-END;
-$$;
+    EXECUTE FUNCTION public.notify_on_change();
 
 DROP TRIGGER IF EXISTS job_failures_notify ON public.job_failures;
 CREATE TRIGGER job_failures_notify
     AFTER INSERT ON public.job_failures
-    FOR EACH ROW EXECUTE FUNCTION public.on_job_failure();
-
--- Trigger: a campaign finished (once per campaign).
-CREATE OR REPLACE FUNCTION public.on_campaign_finished()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = ''
-AS $$
-BEGIN
-    PERFORM public.notify_humans(
-        'campaign_finished',
-        coalesce((SELECT to_jsonb(m) FROM public.campaign_metrics AS m WHERE m.campanha_id = NEW.id),
-                 jsonb_build_object('campanha_id', NEW.id, 'campanha', NEW.nome)),
-        'campaign_finished:' || NEW.id);
-    RETURN NULL;
-END;
-$$;
+    FOR EACH ROW EXECUTE FUNCTION public.notify_on_change();
 
 DROP TRIGGER IF EXISTS campanhas_finished_notify ON public.campanhas;
 CREATE TRIGGER campanhas_finished_notify
     AFTER UPDATE OF status ON public.campanhas
     FOR EACH ROW WHEN (NEW.status = 'concluida' AND OLD.status IS DISTINCT FROM 'concluida')
-    EXECUTE FUNCTION public.on_campaign_finished();
+    EXECUTE FUNCTION public.notify_on_change();
 
 ------------------------------------------------------------
 -- Manager alerts (WhatsApp, rate-limited)
