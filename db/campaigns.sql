@@ -7,6 +7,24 @@
 -- Templates and audience
 ------------------------------------------------------------
 
+-- Raise naming the first {variable} of a campaign template that
+-- render_template() does not fill.
+CREATE OR REPLACE FUNCTION public._check_template(p_template text)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _unknown text := substring(replace(replace(replace(replace(replace(
+                         p_template, '{nome}', ''), '{primeiro_nome}', ''), '{especialidade}', ''), '{regiao}', ''),
+                         '{cidade}', '') FROM '\{[a-z_]+\}');
+BEGIN
+    IF _unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'template variable % is unknown (known: {nome}, {primeiro_nome}, {especialidade}, {regiao}, {cidade})', _unknown;
+    END IF;
+END;
+$$;
+
 -- Fill a campaign template for one doctor: {nome}, {primeiro_nome},
 -- {especialidade}, {regiao}, {cidade}. Unknown {variables} RAISE.
 CREATE OR REPLACE FUNCTION public.render_template(p_template text, p_cliente_id bigint)
@@ -17,8 +35,8 @@ AS $$
 DECLARE
     _c record;
     _out text := p_template;
-    _unknown text;
 BEGIN
+    PERFORM public._check_template(p_template);
     SELECT cl.nome, split_part(coalesce(cl.nome, ''), ' ', 1) AS primeiro_nome, e.nome AS especialidade,
            cl.regiao, cl.cidade
       INTO _c
@@ -29,10 +47,6 @@ BEGIN
     _out := replace(_out, '{especialidade}', coalesce(_c.especialidade, 'sua especialidade'));
     _out := replace(_out, '{regiao}', coalesce(_c.regiao, 'sua região'));
     _out := replace(_out, '{cidade}', coalesce(_c.cidade, 'sua cidade'));
-    _unknown := substring(_out FROM '\{[a-z_]+\}');
-    IF _unknown IS NOT NULL THEN
-        RAISE EXCEPTION 'template variable % is unknown (known: {nome}, {primeiro_nome}, {especialidade}, {regiao}, {cidade})', _unknown;
-    END IF;
     RETURN _out;
 END;
 $$;
@@ -85,13 +99,8 @@ SET search_path = ''
 AS $$
 DECLARE
     _id bigint;
-    _unknown text;
 BEGIN
-    _unknown := substring(replace(replace(replace(replace(replace(p_template, '{nome}', ''), '{primeiro_nome}', ''),
-                                  '{especialidade}', ''), '{regiao}', ''), '{cidade}', '') FROM '\{[a-z_]+\}');
-    IF _unknown IS NOT NULL THEN
-        RAISE EXCEPTION 'template variable % is unknown (known: {nome}, {primeiro_nome}, {especialidade}, {regiao}, {cidade})', _unknown;
-    END IF;
+    PERFORM public._check_template(p_template);
     INSERT INTO public.campanhas (nome, template, filtro, inicio, fim)
     VALUES (p_nome, p_template, coalesce(p_filtro, '{}'::jsonb), p_inicio, p_fim)
     RETURNING id INTO _id;
@@ -235,6 +244,40 @@ BEGIN
 END;
 $$;
 
+-- How many sending days p_pending messages need: today's room, then each
+-- allowed weekday's caps over the available numbers (warm-up ramps grow),
+-- up to a year; NULL when they never all go (no capacity, or over a year).
+CREATE OR REPLACE FUNCTION public._sending_days_needed(
+    p_pending integer, p_today_room integer, p_policy jsonb, p_now timestamptz
+)
+RETURNS integer
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _left integer := p_pending - least(p_pending, p_today_room);
+    _days integer := CASE WHEN p_pending > 0 THEN 1 ELSE 0 END;
+    _day_capacity integer;
+    _at timestamptz := p_now;
+BEGIN
+    WHILE _left > 0 AND _days < 366 LOOP
+        _at := _at + interval '1 day';
+        CONTINUE WHEN NOT (p_policy -> 'weekdays')
+                          @> to_jsonb(extract(isodow FROM _at AT TIME ZONE 'America/Sao_Paulo')::integer);
+        IF EXISTS (SELECT 1 FROM public.whatsapp_numbers) THEN
+            SELECT coalesce(sum(public.number_day_limit(n, p_policy, _at)), 0) INTO _day_capacity
+              FROM public.whatsapp_numbers AS n WHERE public.number_unavailable(n) IS NULL;
+        ELSE
+            _day_capacity := (p_policy ->> 'day_limit')::integer;
+        END IF;
+        EXIT WHEN _day_capacity <= 0;
+        _left := _left - _day_capacity;
+        _days := _days + 1;
+    END LOOP;
+    RETURN CASE WHEN _left > 0 THEN NULL ELSE _days END;
+END;
+$$;
+
 -- What a campaign would do today: audience size, already queued/sent, how
 -- many could go today given the limits, each number's capacity today and
 -- how many sending days the audience needs (warm-up ramps and weekdays
@@ -252,10 +295,6 @@ DECLARE
     _cap record;
     _sample text;
     _k public.campanhas;
-    _left integer;
-    _days integer := 0;
-    _day_capacity integer;
-    _at timestamptz;
 BEGIN
     SELECT * INTO _k FROM public.campanhas AS k WHERE k.id = p_campanha_id;
     IF NOT FOUND THEN
@@ -267,31 +306,12 @@ BEGIN
                         WHERE o.campanha_id = p_campanha_id AND o.cliente_id = a.id AND o.state IN ('sent', 'failed'));
     SELECT * INTO _cap FROM public.proactive_capacity(NULL, _now);
     SELECT public.render_template(_k.template, a.id) INTO _sample FROM public.campaign_audience(p_campanha_id) AS a (id) LIMIT 1;
-    -- Days needed: today's room, then each allowed weekday's caps (ramps grow), up to a year.
-    _left := _pending - least(_pending, _cap.day_left);
-    IF _pending > 0 THEN
-        _days := 1;
-    END IF;
-    _at := _now;
-    WHILE _left > 0 AND _days < 366 LOOP
-        _at := _at + interval '1 day';
-        CONTINUE WHEN NOT (_p -> 'weekdays') @> to_jsonb(extract(isodow FROM _at AT TIME ZONE 'America/Sao_Paulo')::integer);
-        IF EXISTS (SELECT 1 FROM public.whatsapp_numbers) THEN
-            SELECT coalesce(sum(public.number_day_limit(n, _p, _at)), 0) INTO _day_capacity
-              FROM public.whatsapp_numbers AS n WHERE public.number_unavailable(n) IS NULL;
-        ELSE
-            _day_capacity := (_p ->> 'day_limit')::integer;
-        END IF;
-        EXIT WHEN _day_capacity <= 0;
-        _left := _left - _day_capacity;
-        _days := _days + 1;
-    END LOOP;
     RETURN jsonb_build_object(
         'campanha', _k.nome, 'status', _k.status, 'audiencia', _audience, 'a_enviar', _pending,
         'hoje_possiveis', least(_pending, _cap.day_left),
         'limite_hora_restante', _cap.hour_left, 'limite_dia_restante', _cap.day_left,
         'em_horario', _cap.in_hours, 'proxima_abertura', _cap.next_opening, 'exemplo', _sample,
-        'dias_necessarios', CASE WHEN _left > 0 THEN NULL ELSE _days END,
+        'dias_necessarios', public._sending_days_needed(_pending, _cap.day_left, _p, _now),
         'numeros', (SELECT coalesce(jsonb_agg(jsonb_build_object(
                         'instance', c.instance, 'disponivel', c.unavailable IS NULL, 'motivo', c.unavailable,
                         'hoje_limite', c.day_limit, 'hoje_enviadas', c.day_sent,

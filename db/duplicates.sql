@@ -7,39 +7,17 @@
 -- Merging rows of one person
 ------------------------------------------------------------
 
--- Fold the row p_drop into p_keep: every reference (conversations,
--- interacoes, outbox, reservations, metrics, Chatwoot contact, and any
--- other foreign key to clientes) moves to p_keep, empty fields are filled
--- from p_drop, an opt-out or block on either row wins, the dropped row is
--- kept as JSON in clientes_fusoes and deleted. Two open conversations
--- become one open (the most recent) and one closed: no message is lost.
--- A queued proactive message p_keep also has for the same campaign fails
--- as 'duplicate_person'. Returns how many rows were moved.
-CREATE OR REPLACE FUNCTION public.merge_clientes(p_keep bigint, p_drop bigint, p_motivo text)
-RETURNS integer
+-- Before p_drop's rows move to p_keep: one open conversation per doctor
+-- (the most recently active stays open, the other is closed: no message is
+-- lost), the same campaign queued for both rows goes once (the dropped
+-- row's fails as 'duplicate_person'), and the Chatwoot contact is p_keep's
+-- if it has one.
+CREATE OR REPLACE FUNCTION public._merge_conflicts(p_keep bigint, p_drop bigint)
+RETURNS void
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
-DECLARE
-    _k public.clientes;
-    _d public.clientes;
-    _fk record;
-    _n integer;
-    _moved integer := 0;
 BEGIN
-    IF p_keep = p_drop THEN
-        RAISE EXCEPTION 'merge_clientes: cannot merge cliente % into itself', p_keep;
-    END IF;
-    SELECT * INTO _k FROM public.clientes AS c WHERE c.id = p_keep FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'merge_clientes: cliente % (to keep) not found', p_keep;
-    END IF;
-    SELECT * INTO _d FROM public.clientes AS c WHERE c.id = p_drop FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'merge_clientes: cliente % (to merge) not found', p_drop;
-    END IF;
-
-    -- One open conversation per doctor: the most recently active stays open.
     UPDATE public.conversations AS c
        SET status = 'encerrada', updated_at = now()
      WHERE c.cliente_id IN (p_keep, p_drop) AND c.status = 'aberta'
@@ -47,21 +25,30 @@ BEGIN
                      WHERE o.cliente_id IN (p_keep, p_drop) AND o.status = 'aberta'
                      ORDER BY greatest(o.last_inbound_at, o.last_outbound_at, o.created_at) DESC, o.id DESC
                      LIMIT 1);
-
-    -- The same campaign queued for both rows goes once.
     UPDATE public.outbox AS o
        SET state = 'failed', refusal = 'duplicate_person', claimed_by_job = NULL, updated_at = now()
      WHERE o.cliente_id = p_drop AND o.kind = 'campaign' AND o.state IN ('queued', 'deferred')
        AND EXISTS (SELECT 1 FROM public.outbox AS k WHERE k.cliente_id = p_keep AND k.campanha_id = o.campanha_id);
-
-    -- The Chatwoot contact: p_keep's if it has one.
     IF pg_catalog.to_regclass('public.chatwoot_contatos') IS NOT NULL THEN
         DELETE FROM public.chatwoot_contatos AS w
          WHERE w.cliente_id = p_drop AND EXISTS (SELECT 1 FROM public.chatwoot_contatos AS k WHERE k.cliente_id = p_keep);
         UPDATE public.chatwoot_contatos SET cliente_id = p_keep WHERE cliente_id = p_drop;
     END IF;
+END;
+$$;
 
-    -- Every other reference, whichever table holds it.
+-- Point every single-column foreign key to clientes, whichever table holds
+-- it, from p_drop to p_keep. Returns how many rows were moved.
+CREATE OR REPLACE FUNCTION public._move_cliente_references(p_keep bigint, p_drop bigint)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _fk record;
+    _n integer;
+    _moved integer := 0;
+BEGIN
     FOR _fk IN
         SELECT cl.relnamespace::regnamespace::text AS nsp, cl.relname AS tbl, a.attname AS col
           FROM pg_catalog.pg_constraint AS con
@@ -76,39 +63,80 @@ BEGIN
         GET DIAGNOSTICS _n = ROW_COUNT;
         _moved := _moved + _n;
     END LOOP;
+    RETURN _moved;
+END;
+$$;
 
+-- The kept row after a merge: empty fields filled from the dropped row
+-- (p_d), tags and preferencias joined, an opt-out or block on either row
+-- wins, the WhatsApp form she was last confirmed on, the earliest creation.
+CREATE OR REPLACE FUNCTION public._fold_cliente(p_k public.clientes, p_d public.clientes)
+RETURNS void
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    UPDATE public.clientes AS c
+       SET telefone = coalesce(p_k.telefone, p_d.telefone),
+           lid = coalesce(p_k.lid, p_d.lid),
+           nome = coalesce(p_k.nome, p_d.nome),
+           crm = coalesce(p_k.crm, p_d.crm),
+           especialidade_id = coalesce(p_k.especialidade_id, p_d.especialidade_id),
+           regiao = coalesce(p_k.regiao, p_d.regiao),
+           cidade = coalesce(p_k.cidade, p_d.cidade),
+           preferencias = p_d.preferencias || p_k.preferencias,
+           tags = ARRAY(SELECT DISTINCT t FROM pg_catalog.unnest(p_k.tags || p_d.tags) AS t ORDER BY t),
+           opt_out = p_k.opt_out OR p_d.opt_out,
+           opt_out_em = CASE WHEN p_k.opt_out AND p_d.opt_out THEN least(p_k.opt_out_em, p_d.opt_out_em)
+                             WHEN p_k.opt_out THEN p_k.opt_out_em ELSE p_d.opt_out_em END,
+           opt_out_motivo = CASE WHEN p_k.opt_out THEN p_k.opt_out_motivo
+                                 ELSE coalesce(p_d.opt_out_motivo, p_k.opt_out_motivo) END,
+           bloqueado_em = least(p_k.bloqueado_em, p_d.bloqueado_em),
+           bloqueio_motivo = coalesce(p_k.bloqueio_motivo, p_d.bloqueio_motivo),
+           ultimo_contato_em = greatest(p_k.ultimo_contato_em, p_d.ultimo_contato_em),
+           whatsapp_numero = CASE WHEN p_d.whatsapp_verificado_em > coalesce(p_k.whatsapp_verificado_em, '-infinity')
+                                       AND p_d.whatsapp_numero IS NOT NULL
+                                  THEN p_d.whatsapp_numero ELSE coalesce(p_k.whatsapp_numero, p_d.whatsapp_numero) END,
+           whatsapp_verificado_em = greatest(p_k.whatsapp_verificado_em, p_d.whatsapp_verificado_em),
+           sem_whatsapp_em = CASE WHEN coalesce(p_k.whatsapp_numero, p_d.whatsapp_numero) IS NULL
+                                  THEN least(p_k.sem_whatsapp_em, p_d.sem_whatsapp_em) END,
+           created_at = least(p_k.created_at, p_d.created_at),
+           updated_at = now()
+     WHERE c.id = p_k.id;
+$$;
+
+-- Fold the row p_drop into p_keep: every reference (conversations,
+-- interacoes, outbox, reservations, metrics, Chatwoot contact, and any
+-- other foreign key to clientes) moves to p_keep, empty fields are filled
+-- from p_drop, an opt-out or block on either row wins, the dropped row is
+-- kept as JSON in clientes_fusoes and deleted. Returns how many rows were moved.
+CREATE OR REPLACE FUNCTION public.merge_clientes(p_keep bigint, p_drop bigint, p_motivo text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _k public.clientes;
+    _d public.clientes;
+    _moved integer;
+BEGIN
+    IF p_keep = p_drop THEN
+        RAISE EXCEPTION 'merge_clientes: cannot merge cliente % into itself', p_keep;
+    END IF;
+    SELECT * INTO _k FROM public.clientes AS c WHERE c.id = p_keep FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'merge_clientes: cliente % (to keep) not found', p_keep;
+    END IF;
+    SELECT * INTO _d FROM public.clientes AS c WHERE c.id = p_drop FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'merge_clientes: cliente % (to merge) not found', p_drop;
+    END IF;
+    PERFORM public._merge_conflicts(p_keep, p_drop);
+    _moved := public._move_cliente_references(p_keep, p_drop);
     INSERT INTO public.clientes_fusoes (mantido_id, removido_id, motivo, removido, linhas_movidas)
     VALUES (p_keep, p_drop, p_motivo, pg_catalog.to_jsonb(_d), _moved);
     -- Unique addresses move only once the dropped row is gone.
     DELETE FROM public.clientes WHERE id = p_drop;
-
-    UPDATE public.clientes AS c
-       SET telefone = coalesce(_k.telefone, _d.telefone),
-           lid = coalesce(_k.lid, _d.lid),
-           nome = coalesce(_k.nome, _d.nome),
-           crm = coalesce(_k.crm, _d.crm),
-           especialidade_id = coalesce(_k.especialidade_id, _d.especialidade_id),
-           regiao = coalesce(_k.regiao, _d.regiao),
-           cidade = coalesce(_k.cidade, _d.cidade),
-           preferencias = _d.preferencias || _k.preferencias,
-           tags = ARRAY(SELECT DISTINCT t FROM pg_catalog.unnest(_k.tags || _d.tags) AS t ORDER BY t),
-           opt_out = _k.opt_out OR _d.opt_out,
-           opt_out_em = CASE WHEN _k.opt_out AND _d.opt_out THEN least(_k.opt_out_em, _d.opt_out_em)
-                             WHEN _k.opt_out THEN _k.opt_out_em ELSE _d.opt_out_em END,
-           opt_out_motivo = CASE WHEN _k.opt_out THEN _k.opt_out_motivo ELSE coalesce(_d.opt_out_motivo, _k.opt_out_motivo) END,
-           bloqueado_em = least(_k.bloqueado_em, _d.bloqueado_em),
-           bloqueio_motivo = coalesce(_k.bloqueio_motivo, _d.bloqueio_motivo),
-           ultimo_contato_em = greatest(_k.ultimo_contato_em, _d.ultimo_contato_em),
-           -- The form she was last confirmed on.
-           whatsapp_numero = CASE WHEN _d.whatsapp_verificado_em > coalesce(_k.whatsapp_verificado_em, '-infinity')
-                                       AND _d.whatsapp_numero IS NOT NULL
-                                  THEN _d.whatsapp_numero ELSE coalesce(_k.whatsapp_numero, _d.whatsapp_numero) END,
-           whatsapp_verificado_em = greatest(_k.whatsapp_verificado_em, _d.whatsapp_verificado_em),
-           sem_whatsapp_em = CASE WHEN coalesce(_k.whatsapp_numero, _d.whatsapp_numero) IS NULL
-                                  THEN least(_k.sem_whatsapp_em, _d.sem_whatsapp_em) END,
-           created_at = least(_k.created_at, _d.created_at),
-           updated_at = now()
-     WHERE c.id = p_keep;
+    PERFORM public._fold_cliente(_k, _d);
     RETURN _moved;
 END;
 $$;

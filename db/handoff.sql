@@ -120,6 +120,39 @@ $$;
 -- Agents writing from Chatwoot
 ------------------------------------------------------------
 
+-- Our own mirrored message coming back from Chatwoot: known by its id, or
+-- still being posted (the same text in the same conversation).
+CREATE OR REPLACE FUNCTION public._chatwoot_echo(p_conversation_id bigint, p_chatwoot_message_id bigint, p_texto text)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT EXISTS (SELECT 1 FROM public.chatwoot_mensagens AS m WHERE m.chatwoot_message_id = p_chatwoot_message_id)
+        OR EXISTS (SELECT 1 FROM public.chatwoot_mensagens AS m JOIN public.interacoes AS i ON i.id = m.interacao_id
+                    WHERE m.conversation_id = p_conversation_id AND m.state = 'sending' AND i.autor <> 'medico'
+                      AND i.texto = p_texto);
+$$;
+
+-- Outbox row p_n of an agent's message: the text alone, or attachment p_n
+-- of p_media (the first carries the text as its caption), its text a
+-- "[image: file.jpg] caption" line for the history.
+CREATE OR REPLACE FUNCTION public._agent_message_part(
+    p_texto text, p_media jsonb, p_n integer, OUT texto text, OUT media jsonb
+)
+LANGUAGE sql IMMUTABLE
+SET search_path = ''
+AS $$
+    SELECT CASE WHEN x.item IS NULL THEN p_texto
+                ELSE concat_ws(' ', '[' || (x.item ->> 'mediatype') || ': '
+                                    || coalesce(x.item ->> 'file_name', 'anexo') || ']',
+                               x.item ->> 'caption') END,
+           x.item
+      FROM (SELECT CASE WHEN y.a IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object(
+                       'mediatype', y.a ->> 'mediatype', 'media', y.a ->> 'media', 'mimetype', y.a ->> 'mimetype',
+                       'file_name', y.a ->> 'file_name', 'caption', CASE WHEN p_n = 1 THEN p_texto END)) END AS item
+              FROM (SELECT p_media -> (p_n - 1) AS a) AS y) AS x;
+$$;
+
 -- An agent wrote to the doctor in Chatwoot: queue it once (per Chatwoot
 -- message id) as outbox 'human' rows and defer their sends: the text, or
 -- one row per attachment (p_media: [{mediatype, media, mimetype,
@@ -137,7 +170,7 @@ DECLARE
     _conv public.conversations;
     _texto text := nullif(trim(coalesce(p_texto, '')), '');
     _media jsonb := CASE WHEN jsonb_typeof(p_media) = 'array' AND jsonb_array_length(p_media) > 0 THEN p_media END;
-    _item jsonb;
+    _part record;
     _n integer;
     _id bigint;
 BEGIN
@@ -157,31 +190,17 @@ BEGIN
     IF FOUND THEN
         status := 'duplicate'; RETURN;
     END IF;
-    -- Our own mirrored message coming back: known by id, or still being posted.
-    IF EXISTS (SELECT 1 FROM public.chatwoot_mensagens AS m WHERE m.chatwoot_message_id = p_chatwoot_message_id)
-       OR EXISTS (SELECT 1 FROM public.chatwoot_mensagens AS m JOIN public.interacoes AS i ON i.id = m.interacao_id
-                   WHERE m.conversation_id = _conv.id AND m.state = 'sending' AND i.autor <> 'medico'
-                     AND i.texto = p_texto) THEN
+    IF public._chatwoot_echo(_conv.id, p_chatwoot_message_id, p_texto) THEN
         status := 'echo'; RETURN;
     END IF;
     IF _texto IS NULL AND _media IS NULL THEN
         status := 'empty'; RETURN;
     END IF;
     FOR _n IN 1 .. coalesce(jsonb_array_length(_media), 1) LOOP
-        _item := _media -> (_n - 1);
-        IF _item IS NOT NULL THEN
-            _item := jsonb_strip_nulls(jsonb_build_object(
-                'mediatype', _item ->> 'mediatype', 'media', _item ->> 'media', 'mimetype', _item ->> 'mimetype',
-                'file_name', _item ->> 'file_name', 'caption', CASE WHEN _n = 1 THEN _texto END));
-        END IF;
+        SELECT * INTO _part FROM public._agent_message_part(_texto, _media, _n);
         INSERT INTO public.outbox (idempotency_key, kind, conversation_id, cliente_id, number, texto, media)
         VALUES ('chatwoot:' || p_chatwoot_message_id || CASE WHEN _n > 1 THEN ':' || _n ELSE '' END, 'human',
-                _conv.id, _conv.cliente_id, _conv.reply_jid,
-                CASE WHEN _item IS NULL THEN _texto
-                     ELSE concat_ws(' ', '[' || (_item ->> 'mediatype') || ': '
-                                         || coalesce(_item ->> 'file_name', 'anexo') || ']',
-                                    _item ->> 'caption') END,
-                _item)
+                _conv.id, _conv.cliente_id, _conv.reply_jid, _part.texto, _part.media)
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING id INTO _id;
         IF _id IS NULL THEN

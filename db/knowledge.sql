@@ -33,6 +33,23 @@ AS $$
       FROM nearest AS n;
 $$;
 
+-- The full-text queries of a question: all of its words (websearch syntax)
+-- and any of them (a WhatsApp question rarely has every word in one
+-- chunk); both NULL for a question of stop words only, which has no lexemes.
+CREATE OR REPLACE FUNCTION public._knowledge_tsqueries(
+    p_query text, OUT all_words pg_catalog.tsquery, OUT any_word pg_catalog.tsquery
+)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT pg_catalog.websearch_to_tsquery('public.portuguese_unaccent', p_query),
+           pg_catalog.replace(
+               pg_catalog.replace(pg_catalog.plainto_tsquery('public.portuguese_unaccent', p_query)::text,
+                                  ' & ', ' | '),
+               ' <-> ', ' | ')::pg_catalog.tsquery
+     WHERE pg_catalog.length(pg_catalog.to_tsvector('public.portuguese_unaccent', coalesce(p_query, ''))) > 0;
+$$;
+
 -- The best `p_limit` chunks for a question: the 40 nearest by cosine distance
 -- (rows embedded with `p_model` only; skipped when `p_embedding` is NULL) and
 -- the 40 best full-text matches of any of the question's words (rows matching
@@ -69,16 +86,7 @@ BEGIN
         RAISE EXCEPTION 'buscar_conhecimento: an embedding needs its model name (query %)', p_query;
     END IF;
 
-    -- A question of stop words only has no lexemes: skip full-text search quietly.
-    IF pg_catalog.length(pg_catalog.to_tsvector('public.portuguese_unaccent', coalesce(p_query, ''))) > 0 THEN
-        _all_words := pg_catalog.websearch_to_tsquery('public.portuguese_unaccent', p_query);
-        -- A WhatsApp question rarely has every word in one chunk: also match any of them.
-        _any_word := pg_catalog.replace(
-            pg_catalog.replace(pg_catalog.plainto_tsquery('public.portuguese_unaccent', p_query)::text,
-                               ' & ', ' | '),
-            ' <-> ', ' | ')::pg_catalog.tsquery;
-    END IF;
-
+    SELECT q.all_words, q.any_word INTO _all_words, _any_word FROM public._knowledge_tsqueries(p_query) AS q;
     RETURN QUERY
     WITH by_vector AS (
         SELECT v.id, v.rank FROM public._nearest_knowledge(p_embedding, p_model, 40) AS v

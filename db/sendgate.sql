@@ -358,6 +358,32 @@ BEGIN
 END;
 $$;
 
+-- The claim itself: the row is job p_job_id's (one more attempt), going
+-- from number p_number_id and, for a proactive message, to p_address (the
+-- form WhatsApp confirmed for her), whose number she now knows: her next
+-- messages come from it. Returns what the send needs.
+CREATE OR REPLACE FUNCTION public._take_claim(
+    p_row public.outbox, p_job_id bigint, p_now timestamptz, p_address text, p_number_id bigint,
+    OUT attempts integer, OUT number text, OUT instance text
+)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF p_address IS NOT NULL AND p_number_id IS NOT NULL THEN
+        UPDATE public.clientes AS c SET number_id = p_number_id
+         WHERE c.id = p_row.cliente_id AND c.number_id IS DISTINCT FROM p_number_id;
+    END IF;
+    UPDATE public.outbox AS o
+       SET state = 'claimed', claimed_by_job = p_job_id, claimed_at = p_now, refusal = NULL,
+           attempts = o.attempts + 1, number = coalesce(p_address, o.number), number_id = p_number_id,
+           updated_at = now()
+     WHERE o.id = p_row.id
+    RETURNING o.attempts, o.number INTO attempts, number;
+    SELECT n.instance INTO instance FROM public.whatsapp_numbers AS n WHERE n.id = p_number_id;
+END;
+$$;
+
 ------------------------------------------------------------
 -- The gate
 ------------------------------------------------------------
@@ -444,19 +470,8 @@ BEGIN
         RETURN;
     END IF;
 
-    IF _proactive AND _number_id IS NOT NULL THEN
-        -- She now knows this number: her next messages come from it.
-        UPDATE public.clientes AS c SET number_id = _number_id WHERE c.id = _row.cliente_id
-           AND c.number_id IS DISTINCT FROM _number_id;
-    END IF;
-    -- A proactive message goes to the form WhatsApp confirmed for her.
-    UPDATE public.outbox AS o
-       SET state = 'claimed', claimed_by_job = p_job_id, claimed_at = _now, refusal = NULL,
-           attempts = o.attempts + 1, number = CASE WHEN _proactive THEN _address ELSE o.number END,
-           number_id = _number_id, updated_at = now()
-     WHERE o.id = p_outbox_id
-    RETURNING o.attempts, o.number INTO attempts, number;
-    SELECT n.instance INTO instance FROM public.whatsapp_numbers AS n WHERE n.id = _number_id;
+    SELECT * INTO attempts, number, instance
+      FROM public._take_claim(_row, p_job_id, _now, CASE WHEN _proactive THEN _address END, _number_id);
     claimed := true; reason := 'claimed';
 END;
 $$;

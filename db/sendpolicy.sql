@@ -8,7 +8,7 @@
 ------------------------------------------------------------
 
 -- A policy with the defaults filled in (pure: the policy in force is
--- current_send_policy(), db/numbers.sql, which reads the database row):
+-- current_send_policy(), below, which reads the database row):
 -- {"hour_limit": 20, "day_limit": 100, "start": "08:00", "end": "20:00",
 --  "weekdays": [1,2,3,4,5] (ISO: 1 = Monday), "cooldown_hours": 72,
 --  "reply_cap_per_hour": 30, "warmup_start_per_day": 20, "warmup_days": 14,

@@ -38,6 +38,50 @@ $$;
 -- buscar_vagas
 ------------------------------------------------------------
 
+-- Open future shifts matching the filters (a NULL filter matches all), as
+-- a jsonb array, most relevant for this doctor first: her region or city,
+-- her preferred periods and hospitals, then soonest, then best paid.
+CREATE OR REPLACE FUNCTION public._open_vagas(
+    p_cliente public.clientes, p_especialidade_id bigint, p_regiao text, p_periodo text,
+    p_data_inicio date, p_data_fim date, p_limite integer
+)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT coalesce(jsonb_agg(to_jsonb(v) - 'relevancia' ORDER BY v.relevancia DESC, v.data, v.valor DESC), '[]'::jsonb)
+      FROM (
+        SELECT va.id AS vaga_id, h.nome AS hospital, h.cidade, h.regiao, e.nome AS especialidade,
+               s.nome AS setor, va.data, p.nome AS periodo, va.valor, f.nome AS forma_recebimento,
+               t.nome AS tipo, va.observacoes,
+               (CASE WHEN public.normalize_text(h.regiao) = public.normalize_text(p_cliente.regiao)
+                       OR public.normalize_text(h.cidade) = public.normalize_text(p_cliente.cidade) THEN 2 ELSE 0 END
+                + CASE WHEN p_cliente.preferencias -> 'periodos' ? p.nome THEN 1 ELSE 0 END
+                + CASE WHEN p_cliente.preferencias -> 'hospitais' ? h.nome THEN 1 ELSE 0 END) AS relevancia
+          FROM public.vagas AS va
+          JOIN public.hospitais AS h ON h.id = va.hospital_id
+          JOIN public.especialidades AS e ON e.id = va.especialidade_id
+          JOIN public.periodos AS p ON p.id = va.periodo_id
+          LEFT JOIN public.setores AS s ON s.id = va.setor_id
+          LEFT JOIN public.formas_recebimento AS f ON f.id = va.forma_recebimento_id
+          LEFT JOIN public.tipos_vaga AS t ON t.id = va.tipo_vaga_id
+         WHERE va.status = 'aberta'
+           AND va.data >= coalesce(p_data_inicio, current_date)
+           AND va.data >= current_date
+           AND (p_data_fim IS NULL OR va.data <= p_data_fim)
+           AND (p_especialidade_id IS NULL OR va.especialidade_id = p_especialidade_id)
+           AND (nullif(trim(p_regiao), '') IS NULL
+                OR public.normalize_text(h.regiao) LIKE '%' || public.normalize_text(p_regiao) || '%'
+                OR public.normalize_text(h.cidade) LIKE '%' || public.normalize_text(p_regiao) || '%'
+                OR EXISTS (SELECT 1 FROM public.hospitais_alias AS ha
+                            WHERE ha.hospital_id = h.id AND ha.alias_norm = public.normalize_text(p_regiao)))
+           AND (nullif(trim(p_periodo), '') IS NULL
+                OR public.normalize_text(p.nome) LIKE '%' || public.normalize_text(p_periodo) || '%')
+         ORDER BY relevancia DESC, va.data, va.valor DESC
+         LIMIT greatest(1, least(coalesce(p_limite, 5), 20))
+      ) AS v;
+$$;
+
 -- Open future shifts for a doctor, filtered by specialty (name or alias;
 -- default: the doctor's), region/city, period and date range, most relevant
 -- first: the doctor's region, preferred periods, soonest, best paid.
@@ -57,7 +101,6 @@ AS $$
 DECLARE
     _cliente public.clientes;
     _especialidade_id bigint;
-    _vagas jsonb;
 BEGIN
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = p_cliente_id;
     IF NOT FOUND THEN
@@ -74,42 +117,9 @@ BEGIN
     ELSE
         _especialidade_id := _cliente.especialidade_id;
     END IF;
-
-    SELECT coalesce(jsonb_agg(to_jsonb(v) - 'relevancia' ORDER BY v.relevancia DESC, v.data, v.valor DESC), '[]'::jsonb)
-      INTO _vagas
-      FROM (
-        SELECT va.id AS vaga_id, h.nome AS hospital, h.cidade, h.regiao, e.nome AS especialidade,
-               s.nome AS setor, va.data, p.nome AS periodo, va.valor, f.nome AS forma_recebimento,
-               t.nome AS tipo, va.observacoes,
-               (CASE WHEN public.normalize_text(h.regiao) = public.normalize_text(_cliente.regiao)
-                       OR public.normalize_text(h.cidade) = public.normalize_text(_cliente.cidade) THEN 2 ELSE 0 END
-                + CASE WHEN _cliente.preferencias -> 'periodos' ? p.nome THEN 1 ELSE 0 END
-                + CASE WHEN _cliente.preferencias -> 'hospitais' ? h.nome THEN 1 ELSE 0 END) AS relevancia
-          FROM public.vagas AS va
-          JOIN public.hospitais AS h ON h.id = va.hospital_id
-          JOIN public.especialidades AS e ON e.id = va.especialidade_id
-          JOIN public.periodos AS p ON p.id = va.periodo_id
-          LEFT JOIN public.setores AS s ON s.id = va.setor_id
-          LEFT JOIN public.formas_recebimento AS f ON f.id = va.forma_recebimento_id
-          LEFT JOIN public.tipos_vaga AS t ON t.id = va.tipo_vaga_id
-         WHERE va.status = 'aberta'
-           AND va.data >= coalesce(p_data_inicio, current_date)
-           AND va.data >= current_date
-           AND (p_data_fim IS NULL OR va.data <= p_data_fim)
-           AND (_especialidade_id IS NULL OR va.especialidade_id = _especialidade_id)
-           AND (nullif(trim(p_regiao), '') IS NULL
-                OR public.normalize_text(h.regiao) LIKE '%' || public.normalize_text(p_regiao) || '%'
-                OR public.normalize_text(h.cidade) LIKE '%' || public.normalize_text(p_regiao) || '%'
-                OR EXISTS (SELECT 1 FROM public.hospitais_alias AS ha
-                            WHERE ha.hospital_id = h.id AND ha.alias_norm = public.normalize_text(p_regiao)))
-           AND (nullif(trim(p_periodo), '') IS NULL
-                OR public.normalize_text(p.nome) LIKE '%' || public.normalize_text(p_periodo) || '%')
-         ORDER BY relevancia DESC, va.data, va.valor DESC
-         LIMIT greatest(1, least(coalesce(p_limite, 5), 20))
-      ) AS v;
-
     RETURN jsonb_build_object(
-        'vagas', _vagas,
+        'vagas', public._open_vagas(_cliente, _especialidade_id, p_regiao, p_periodo, p_data_inicio, p_data_fim,
+                                    p_limite),
         'especialidade', (SELECT e.nome FROM public.especialidades AS e WHERE e.id = _especialidade_id));
 END;
 $$;

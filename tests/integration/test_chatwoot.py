@@ -378,7 +378,7 @@ def run_sync(db, chatwoot: ChatwootStandin, conversation_ids: list[int], *, bot_
             async with ChatwootClient(
                 base_url=chatwoot.url, api_key=CHATWOOT_KEY, account_id="1", inbox_id="1", bot_token=bot_token
             ) as client:
-                slots = asyncio.Semaphore(2)  # at most two mirror jobs run at once (db/humans.sql)
+                slots = asyncio.Semaphore(2)  # at most two mirror jobs run at once (db/jobs.sql)
 
                 async def one(conversation_id: int) -> Any:
                     async with slots:
