@@ -37,23 +37,18 @@ SET search_path = ''
 AS $$
 DECLARE
     _cliente public.clientes;
-    _via text := coalesce(nullif(current_setting('julia.handback_via', true), ''), 'julia');
+    _kind text := CASE WHEN NEW.handoff_ativo THEN 'handoff' ELSE 'handback' END;
+    _detail jsonb := CASE WHEN NEW.handoff_ativo THEN jsonb_build_object('motivo', NEW.handoff_motivo)
+                          ELSE jsonb_build_object(
+                              'via', coalesce(nullif(current_setting('julia.handback_via', true), ''), 'julia')) END;
 BEGIN
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = NEW.cliente_id;
-    IF NEW.handoff_ativo THEN
-        INSERT INTO public.chatwoot_eventos (conversation_id, kind, payload)
-        VALUES (NEW.id, 'handoff', jsonb_build_object('motivo', NEW.handoff_motivo,
-                                                      'nota', public.handoff_note(NEW.id, NEW.handoff_motivo)));
-        PERFORM public.notify_humans('handoff', jsonb_build_object(
-            'conversation_id', NEW.id, 'motivo', NEW.handoff_motivo,
-            'nome', _cliente.nome, 'telefone', coalesce(_cliente.telefone, _cliente.lid)));
-    ELSE
-        INSERT INTO public.chatwoot_eventos (conversation_id, kind, payload)
-        VALUES (NEW.id, 'handback', jsonb_build_object('via', _via));
-        PERFORM public.notify_humans('handback', jsonb_build_object(
-            'conversation_id', NEW.id, 'via', _via,
-            'nome', _cliente.nome, 'telefone', coalesce(_cliente.telefone, _cliente.lid)));
-    END IF;
+    INSERT INTO public.chatwoot_eventos (conversation_id, kind, payload)
+    VALUES (NEW.id, _kind, _detail || CASE WHEN NEW.handoff_ativo
+                                           THEN jsonb_build_object('nota', public.handoff_note(NEW.id, NEW.handoff_motivo))
+                                           ELSE '{}'::jsonb END);
+    PERFORM public.notify_humans(_kind, _detail || jsonb_build_object(
+        'conversation_id', NEW.id, 'nome', _cliente.nome, 'telefone', coalesce(_cliente.telefone, _cliente.lid)));
     PERFORM public.defer_chatwoot_sync(NEW.id);
     RETURN NULL;
 END;

@@ -184,7 +184,7 @@ BEGIN
     LOOP
         IF public.defer_notification(_id) IS NOT NULL THEN _n := _n + 1; END IF;
     END LOOP;
-    DELETE FROM public.slack_requests WHERE seen_at < clock_timestamp() - interval '10 minutes';
+    PERFORM public.prune_slack_requests();
     RETURN _n;
 END;
 $$;
