@@ -98,6 +98,8 @@ $$;
 -- Campaign views (security_invoker: they run with the caller's rights)
 ------------------------------------------------------------
 
+-- One row per campaign message: its delivery, and whether the doctor
+-- answered, opted out or reserved a shift after it.
 CREATE OR REPLACE VIEW public.campaign_sends WITH (security_invoker = on) AS
 SELECT o.id AS outbox_id, o.campanha_id, k.nome AS campanha, o.cliente_id, o.state, o.refusal,
        o.sent_at, o.delivery_status, o.delivered_at, o.read_at,
@@ -112,6 +114,8 @@ SELECT o.id AS outbox_id, o.campanha_id, k.nome AS campanha, o.cliente_id, o.sta
   JOIN public.clientes AS cl ON cl.id = o.cliente_id
  WHERE o.kind = 'campaign';
 
+-- One row per campaign: totals of campaign_sends (reservations only with
+-- the campaign_attribution flag on).
 CREATE OR REPLACE VIEW public.campaign_metrics WITH (security_invoker = on) AS
 SELECT k.id AS campanha_id, k.nome AS campanha, k.status,
        count(s.outbox_id) AS total,
