@@ -27,7 +27,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project
 
-# Then the project itself, installed editable so app/schema.py finds
+# Then the project itself, installed editable so app/store/schema.py finds
 # db/, alembic/ and alembic.ini beside the package at /app.
 COPY README.md alembic.ini ./
 COPY app/ ./app/

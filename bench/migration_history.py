@@ -56,7 +56,7 @@ def main() -> None:
     with embedded_database("postgres_admin", bootstrap=False) as bench_url:
         admin_url = bench_url.replace("/postgres_admin", "/postgres")
 
-        from app import schema
+        from app.store import schema
 
         counter = iter(range(1000))
 

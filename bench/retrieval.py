@@ -33,9 +33,9 @@ import benchkit
 import psycopg
 from psycopg.rows import dict_row
 
-from app.embeddings import LOCAL_MODEL, hash_embedding
-from app.knowledge import document_text, vector_literal
-from app.queries import queries
+from app.conversation.embeddings import LOCAL_MODEL, hash_embedding
+from app.conversation.knowledge import document_text, vector_literal
+from app.store.queries import queries
 
 BENCH_DB = "julia_bench"
 SEED = 20240611

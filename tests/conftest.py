@@ -19,9 +19,9 @@ import pytest
 from psycopg.rows import dict_row
 from pytest_postgresql import factories
 
-from app.config import Settings, load_settings
-from app.standins.anthropic import AnthropicStandin
-from app.standins.evolution import EvolutionStandin
+from app.core.config import Settings, load_settings
+from app.devkit.standins.anthropic import AnthropicStandin
+from app.devkit.standins.evolution import EvolutionStandin
 
 # Short path: the Unix socket lives in the data directory.
 PGDATA = Path(tempfile.gettempdir()) / f"julia-pytest-{os.getpid()}"
@@ -32,8 +32,8 @@ WEBHOOK_SECRET = "test-webhook-secret"
 
 def load_template(**conn: Any) -> None:
     """Build the template database: roles, migrations, bootstrap (APP_ENV=test)."""
-    from app import schema
-    from app.queries import queries
+    from app.store import schema
+    from app.store.queries import queries
 
     url = database_url_for(conn["dbname"])
     with psycopg.connect(url, autocommit=True) as c:
@@ -157,7 +157,7 @@ class WorkerThread:
     def _run(self) -> None:
         import asyncio
 
-        from app.worker import run_worker
+        from app.worker.process import run_worker
 
         asyncio.set_event_loop(self._loop)
 
@@ -206,7 +206,7 @@ def api_client(test_env: dict[str, str]) -> Iterator[Any]:
     """Starlette TestClient on the real app (lifespan opens the pool)."""
     from starlette.testclient import TestClient
 
-    from app.api import create_app
+    from app.http.app import create_app
 
     with TestClient(create_app(load_settings("api", test_env))) as client:
         yield client

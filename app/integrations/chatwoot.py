@@ -13,15 +13,16 @@ from typing import Any
 
 import httpx
 
-from app.config import Settings
+from app.core.config import Settings
+from app.core.errors import JuliaError
+from app.events.chatwoot import MARKER
 
 logger = logging.getLogger(__name__)
 
 # Marks the messages Julia posts, so their webhook echo is never relayed back.
-MARKER = "julia_interacao_id"
 
 
-class ChatwootError(Exception):
+class ChatwootError(JuliaError):
     """Chatwoot refused or failed a request."""
 
     def __init__(self, message: str, *, status: int | None, transient: bool) -> None:

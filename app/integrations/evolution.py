@@ -15,10 +15,12 @@ from urllib.parse import quote
 
 import httpx
 
+from app.core.errors import JuliaError
+
 logger = logging.getLogger(__name__)
 
 
-class EvolutionError(Exception):
+class EvolutionError(JuliaError):
     """Evolution refused or failed a request."""
 
     def __init__(self, message: str, *, status: int | None, transient: bool, not_on_whatsapp: bool = False) -> None:

@@ -12,10 +12,12 @@ from typing import Any
 
 import anthropic
 
+from app.core.errors import JuliaError
+
 logger = logging.getLogger(__name__)
 
 
-class LLMError(Exception):
+class LLMError(JuliaError):
     """The model call failed."""
 
     def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:

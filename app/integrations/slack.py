@@ -8,12 +8,13 @@ import logging
 
 import httpx
 
-from app.config import Settings
+from app.core.config import Settings
+from app.core.errors import JuliaError
 
 logger = logging.getLogger(__name__)
 
 
-class SlackError(Exception):
+class SlackError(JuliaError):
     """Slack refused or failed a post."""
 
     def __init__(self, message: str, *, status: int | None, transient: bool) -> None:

@@ -13,6 +13,8 @@ from typing import Literal
 
 import httpx
 
+from app.core.errors import JuliaError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.voyageai.com"
@@ -21,7 +23,7 @@ MAX_BATCH = 128
 InputType = Literal["document", "query"]
 
 
-class VoyageError(Exception):
+class VoyageError(JuliaError):
     """Voyage refused or failed an embeddings request."""
 
     def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:

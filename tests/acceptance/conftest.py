@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import wait_for
 
-JULIA = [sys.executable, "-m", "app.cli"]
+JULIA = [sys.executable, "-m", "app.ops.cli"]
 
 
 def free_port() -> int:

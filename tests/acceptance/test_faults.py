@@ -11,8 +11,8 @@ import httpx
 import psycopg
 import pytest
 
-from app.config import load_settings
-from app.standins.anthropic import AnthropicStandin
+from app.core.config import load_settings
+from app.devkit.standins.anthropic import AnthropicStandin
 from tests import payloads
 from tests.acceptance.conftest import free_port, run_julia, start_api
 from tests.conftest import PGDATA, WEBHOOK_SECRET, WorkerThread, database_url_for, settled, wait_for

@@ -31,7 +31,7 @@ import psycopg
 
 from tests import payloads
 
-JULIA = [sys.executable, "-m", "app.cli"]
+JULIA = [sys.executable, "-m", "app.ops.cli"]
 TOKEN = re.compile(r"m\d+\.\d+")
 
 

@@ -165,7 +165,7 @@ def test_retrieved_knowledge_reaches_the_model(api_client, db, evolution, claude
         "('manual', 'Estacionamento', 'O Hospital Santa Aurora tem estacionamento conveniado.')"
     )
     reindex = subprocess.run(
-        [sys.executable, "-m", "app.cli", "kb", "reindex"],
+        [sys.executable, "-m", "app.ops.cli", "kb", "reindex"],
         env={"APP_ENV": "test", "DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,

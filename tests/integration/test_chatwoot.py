@@ -22,9 +22,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from app.chatwoot_sync import sync_conversation
+from app.devkit.standins.chatwoot import MESSAGE_TYPE_NAMES, ChatwootStandin, attachment_json, message_created_event
 from app.integrations.chatwoot import MARKER, ChatwootClient
-from app.standins.chatwoot import MESSAGE_TYPE_NAMES, ChatwootStandin, attachment_json, message_created_event
+from app.worker.chatwoot_sync import sync_conversation
 from tests import payloads
 from tests.conftest import database_url_for, wait_for
 from tests.integration import test_humans as humans
@@ -162,8 +162,8 @@ def test_agent_is_told_to_resend_when_the_rescue_runs_out(
 ):
     from starlette.testclient import TestClient
 
-    from app.api import create_app
-    from app.config import load_settings
+    from app.core.config import load_settings
+    from app.http.app import create_app
 
     env = {**test_env, "CHATWOOT_STORE_RETRY_SECONDS": "1", "CHATWOOT_RESCUE_SECONDS": "3"}
     with TestClient(create_app(load_settings("api", env))) as client:
@@ -190,8 +190,8 @@ def test_a_resolution_while_the_database_is_down_still_hands_back_after_recovery
 ):
     from starlette.testclient import TestClient
 
-    from app.api import create_app
-    from app.config import load_settings
+    from app.core.config import load_settings
+    from app.http.app import create_app
 
     env = {**test_env, "CHATWOOT_STORE_RETRY_SECONDS": "1"}
     with TestClient(create_app(load_settings("api", env))) as client:

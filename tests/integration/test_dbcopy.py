@@ -19,12 +19,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 
-from app import dbcopy
-from app.dburl import parse_database_url
+from app.ops import dbcopy
+from app.store.dburl import parse_database_url
 from tests.conftest import PGDATA, database_url_for
 
 TEMPLATE = "julia_test_tmpl"
-JULIA_COPY = [sys.executable, "-m", "app.cli", "db", "copy"]
+JULIA_COPY = [sys.executable, "-m", "app.ops.cli", "db", "copy"]
 
 SEED_SOURCE = """
 INSERT INTO especialidades (nome) SELECT 'Especialidade ' || g FROM generate_series(1, 12) AS g;

@@ -11,10 +11,10 @@ import pytest
 from psycopg.types.json import Jsonb
 from starlette.testclient import TestClient
 
-from app import schema
-from app.api import create_app
-from app.config import load_settings
-from app.ops_auth import mint_ops_token
+from app.core.config import load_settings
+from app.core.tokens import mint_ops_token
+from app.http.app import create_app
+from app.store import schema
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET, WorkerThread, settled, wait_for
 

@@ -14,18 +14,17 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from app.api import create_app
-from app.config import load_settings
-from app.handoff_link import mint_handoff_token
-from app.ops_auth import mint_ops_token
-from app.standins.chatwoot import (
+from app.core.config import load_settings
+from app.core.tokens import mint_handoff_token, mint_ops_token
+from app.devkit.standins.chatwoot import (
     MESSAGE_TYPE_NAMES,
     ChatwootStandin,
     message_created_event,
     sign_webhook,
     status_changed_event,
 )
-from app.standins.slack import SlackStandin, sign_request, slash_command_body
+from app.devkit.standins.slack import SlackStandin, sign_request, slash_command_body
+from app.http.app import create_app
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET, settled, wait_for
 
@@ -523,8 +522,8 @@ async def test_the_mirror_posts_each_message_once_in_order_across_crashes_and_de
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    from app.chatwoot_sync import sync_conversation
     from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError
+    from app.worker.chatwoot_sync import sync_conversation
 
     conversation_id, cliente_id = stored_conversation
     store(db, conversation_id, cliente_id, "medico", "um")
@@ -572,8 +571,8 @@ def test_the_sweep_redefers_mirror_work_whose_jobs_ran_out(db, stored_conversati
 def test_slack_pause_is_limited_to_allowed_users_when_a_list_is_set(db, test_env):
     from starlette.testclient import TestClient
 
-    from app.api import create_app
-    from app.config import load_settings
+    from app.core.config import load_settings
+    from app.http.app import create_app
 
     env = {**test_env, "SLACK_SIGNING_SECRET": SLACK_SECRET, "SLACK_ALLOWED_USERS": "U999,joana"}
     before = newest_status(db)

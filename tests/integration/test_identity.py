@@ -15,8 +15,8 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from app import importer
-from app.evolution_events import parse_event
+from app.events.evolution import parse_event
+from app.ops import importer
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET, settled, wait_for
 from tests.integration.test_outreach import ALWAYS, WED_0900, claim
@@ -277,7 +277,7 @@ def start_campaign(db, nome: str = "Plantões de dezembro") -> int:
 
 
 def proactive_settings(test_env):
-    from app.config import load_settings
+    from app.core.config import load_settings
 
     return load_settings(
         "worker", {**test_env, "DIAS_SEMANA": "1,2,3,4,5,6,7", "HORARIO_INICIO": "00:00", "HORARIO_FIM": "23:59"}
@@ -426,15 +426,15 @@ OPS_SECRET = "test-jwt-secret-with-enough-bytes-for-hs256"
 def ops_client(test_env):
     from starlette.testclient import TestClient
 
-    from app.api import create_app
-    from app.config import load_settings
+    from app.core.config import load_settings
+    from app.http.app import create_app
 
     with TestClient(create_app(load_settings("api", {**test_env, "JWT_SECRET_KEY": OPS_SECRET}))) as client:
         yield client
 
 
 def test_ops_finds_a_doctor_by_any_form_of_her_address(ops_client, db):
-    from app.ops_auth import mint_ops_token
+    from app.core.tokens import mint_ops_token
 
     imported, duplicate = two_rows_of_ana(db)
     db.execute("UPDATE clientes SET lid = '555@lid' WHERE id = %s", (imported,))

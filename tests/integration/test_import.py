@@ -1,4 +1,4 @@
-"""`julia db import`: db/importer.sql, app/importer.py and the demo data in db/demo/."""
+"""`julia db import`: db/importer.sql, app/ops/importer.py and the demo data in db/demo/."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.importer import DEMO_DIR, ImportFailed, import_directory, load_directory
-from app.schema import ROOT
+from app.ops.importer import DEMO_DIR, ImportFailed, import_directory, load_directory
+from app.store.schema import ROOT
 
 TABLES = (
     "especialidades",
@@ -278,7 +278,7 @@ def test_directory_without_known_files_is_an_error(db, tmp_path):
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "db", "import", *args],
+        [sys.executable, "-m", "app.ops.cli", "db", "import", *args],
         env={**os.environ, "APP_ENV": "test", "DATABASE_URL": database_url},
         cwd=ROOT,
         capture_output=True,

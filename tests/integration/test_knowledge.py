@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import psycopg
 import pytest
 
-from app.config import load_settings
-from app.embeddings import LOCAL_MODEL, LocalEmbedder, VoyageEmbedder, build_embedder, hash_embedding
-from app.knowledge import KnowledgeHit, document_text, reindex, search_knowledge, vector_literal
-from app.queries import queries
-from app.standins.voyage import VoyageStandin
+from app.conversation.embeddings import LOCAL_MODEL, LocalEmbedder, VoyageEmbedder, build_embedder, hash_embedding
+from app.conversation.knowledge import KnowledgeHit, document_text, reindex, search_knowledge, vector_literal
+from app.core.config import load_settings
+from app.devkit.standins.voyage import VoyageStandin
+from app.store.queries import queries
 
 VOYAGE_KEY = "test-voyage-key"
 VOYAGE_MODEL = "voyage-3.5-lite"
@@ -109,7 +109,7 @@ def search_sql(db: psycopg.Connection, query: str | None, vector: list[float] | 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("VOYAGE_")}
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "kb", "reindex", *args],
+        [sys.executable, "-m", "app.ops.cli", "kb", "reindex", *args],
         env={**base, **env},
         capture_output=True,
         text=True,

@@ -10,7 +10,7 @@ import sys
 import psycopg
 import pytest
 
-from app.lint import Finding, at_or_above, format_findings, run_lint
+from app.ops.lint import Finding, at_or_above, format_findings, run_lint
 
 
 def problems(db: psycopg.Connection) -> list[Finding]:
@@ -24,7 +24,7 @@ def codes_for(db: psycopg.Connection, obj: str) -> set[tuple[str, str, str]]:
 
 def run_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "db", "lint", *args],
+        [sys.executable, "-m", "app.ops.cli", "db", "lint", *args],
         env={**os.environ, "DATABASE_URL": database_url, "APP_ENV": "test"},
         capture_output=True,
         text=True,

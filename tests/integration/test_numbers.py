@@ -16,7 +16,7 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from app.cli import main
+from app.ops.cli import main
 from tests.conftest import WEBHOOK_SECRET, wait_for
 
 SP = ZoneInfo("America/Sao_Paulo")

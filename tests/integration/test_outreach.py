@@ -347,9 +347,9 @@ def test_follow_up_is_queued_once_for_interested_silent_doctors(db):
 def test_reconcile_touches_sets_the_last_touch(db, test_env):
     from starlette.testclient import TestClient
 
-    from app.api import create_app
-    from app.config import load_settings
-    from app.ops_auth import mint_ops_token
+    from app.core.config import load_settings
+    from app.core.tokens import mint_ops_token
+    from app.http.app import create_app
 
     cliente = doctor(db, 1)
     job = next(_job_ids)
@@ -370,7 +370,7 @@ def test_periodic_dispatch_runs_in_the_worker(db, evolution, test_env):
     campaign = make_campaign(db, 3)
     db.execute("SELECT start_campaign(%s)", (campaign,))
     # The scheduler's dispatch + the worker's send jobs, with the real clock.
-    from app.config import load_settings
+    from app.core.config import load_settings
 
     settings = load_settings(
         "worker",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from psycopg.types.json import Jsonb
 
-from app.evolution_events import parse_event
+from app.events.evolution import parse_event
 from tests import payloads
 from tests.conftest import settled, wait_for
 from tests.integration.test_outreach import ALWAYS, WED_0900, claim, doctor, outbox_row

@@ -10,8 +10,9 @@ import jwt
 import pytest
 from starlette.testclient import TestClient
 
-from app.api import MAX_BODY_BYTES, create_app
-from app.config import ConfigError, load_settings
+from app.core.config import ConfigError, load_settings
+from app.http.app import create_app
+from app.http.evolution import MAX_BODY_BYTES
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET
 

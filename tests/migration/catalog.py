@@ -167,7 +167,12 @@ def commit_tree(commit: str) -> Iterator[Path]:
 
 def upgrade_with_tree(tree: Path, database_url: str) -> None:
     """`julia db upgrade` as the code in `tree` does it (its own app/, alembic/, db/)."""
-    program = "import sys; sys.path.insert(0, sys.argv[1]); from app import schema; schema.upgrade(sys.argv[2])"
+    program = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "try:\n    from app.store import schema\n"  # the house layout
+        "except ImportError:\n    from app import schema\n"  # trees before it
+        "schema.upgrade(sys.argv[2])"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "DATABASE_URL"))}
     result = subprocess.run(
         [sys.executable, "-c", program, str(tree), database_url],

@@ -92,11 +92,17 @@ def tree_copy() -> Iterator[Path]:
 
 
 def julia_env(tree: Path | None, env: dict[str, str]) -> dict[str, str]:
-    """Environment that makes `python -m app.cli` run the code in `tree` (None: this tree)."""
+    """Environment that makes `python -m CLI` run the code in `tree` (None: this tree)."""
     base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if tree is not None:
         base["PYTHONPATH"] = str(tree)
     return {**base, **env}
+
+
+def cli_module(tree: Path | None) -> str:
+    """The CLI's module in `tree`: app.ops.cli since the house layout, app.cli before."""
+    root = tree or REPO
+    return "app.ops.cli" if (root / "app" / "ops" / "cli.py").exists() else "app.cli"
 
 
 def run_julia_from(
@@ -104,7 +110,7 @@ def run_julia_from(
 ) -> subprocess.CompletedProcess[str]:
     """Run `julia ARGS` to completion with the code in `tree` (None: this tree)."""
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", cli_module(tree), *args],
         env=julia_env(tree, env),
         cwd=tree or REPO,
         capture_output=True,

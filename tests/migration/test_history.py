@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from app import schema
+from app.store import schema
 from tests.migration.catalog import build_with_commit, differences, snapshot
 
 # Landed commits of main that built databases with their own migrations.

@@ -7,8 +7,8 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import dict_row
 
-from app import schema
-from app.lint import at_or_above, run_lint
+from app.ops.lint import at_or_above, run_lint
+from app.store import schema
 
 # Catalog state that a repeated upgrade must leave alone.
 SNAPSHOT = """

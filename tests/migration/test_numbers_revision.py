@@ -9,7 +9,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from alembic import command
-from app import schema
+from app.store import schema
 
 
 def test_upgrade_from_0012_creates_the_first_number_from_the_inbound_archive(empty_url):

@@ -13,13 +13,13 @@ import pytest
 from psycopg.rows import dict_row
 from starlette.testclient import TestClient
 
-from app import schema
-from app.api import create_app
-from app.config import load_settings
+from app.core.config import load_settings
+from app.http.app import create_app
+from app.store import schema
 from tests.acceptance.conftest import free_port, start_api
 from tests.conftest import wait_for
 from tests.migration.catalog import REPO, commit_tree, snapshot
-from tests.migration.conftest import julia_env, run_julia_from, tree_copy
+from tests.migration.conftest import cli_module, julia_env, run_julia_from, tree_copy
 from tests.migration.test_history import HISTORY
 
 # A change to a replaceable file: one more function in db/health.sql.
@@ -129,7 +129,7 @@ def test_the_previous_landed_release_starts_on_this_schema(database_url, test_en
     with commit_tree(HISTORY["previous-landing"]) as old:
         port = free_port()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", cli_module(old), "api", "--host", "127.0.0.1", "--port", str(port)],
             env=julia_env(old, test_env),
             cwd=old,
             stdout=subprocess.PIPE,
@@ -160,7 +160,7 @@ def test_two_upgrades_at_once_both_succeed_with_one_ledger(empty_url):
     env = {"DATABASE_URL": empty_url}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "db", "upgrade"],
+            [sys.executable, "-m", "app.ops.cli", "db", "upgrade"],
             env=julia_env(None, env),
             cwd=REPO,
             stdout=subprocess.PIPE,

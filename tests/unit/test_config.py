@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from app.config import REQUIRED_BY_ROLE, SECRET_NAMES, ConfigError, load_settings
+from app.core.config import REQUIRED_BY_ROLE, SECRET_NAMES, ConfigError, load_settings
 
 DATABASE_URL = "postgresql://julia:pw@db.example.com:5432/julia"
 # Everything the api and the worker need outside dev.
@@ -143,7 +143,7 @@ def test_bad_hhmm_fails_naming_the_variable(name, raw):
 
 def test_redis_url_logs_a_warning_and_is_otherwise_ignored(caplog):
     redis_url = "redis://:redis-password-4f1c@redis.example.com:6379/0"
-    with caplog.at_level(logging.WARNING, logger="app.config"):
+    with caplog.at_level(logging.WARNING, logger="app.core.config"):
         settings = load_settings("dev", {"REDIS_URL": redis_url})
     [record] = caplog.records
     assert record.levelno == logging.WARNING
@@ -155,7 +155,7 @@ def test_redis_url_logs_a_warning_and_is_otherwise_ignored(caplog):
 
 
 def test_no_warning_without_redis_url(caplog):
-    with caplog.at_level(logging.WARNING, logger="app.config"):
+    with caplog.at_level(logging.WARNING, logger="app.core.config"):
         load_settings("dev", {})
     assert caplog.records == []
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from app.conversation import build_system, history_to_messages, split_reply
+from app.conversation.prompt import build_system, history_to_messages, split_reply
 
 
 def turn(autor: str, texto: str | None = None, tipo: str = "texto") -> dict[str, object]:

@@ -8,7 +8,7 @@ from procrastinate.exceptions import ConnectorException
 from psycopg import errors
 from psycopg_pool import PoolTimeout
 
-from app.db_errors import describe, is_connection_error
+from app.store.errors import describe, is_connection_error
 
 
 def wrapped(cause: BaseException) -> ConnectorException:

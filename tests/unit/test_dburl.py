@@ -1,6 +1,6 @@
 import pytest
 
-from app.dburl import parse_database_url, pooler_problem
+from app.store.dburl import parse_database_url, pooler_problem
 
 
 def test_url_encoded_password_and_sslmode_are_parsed_by_libpq_rules():

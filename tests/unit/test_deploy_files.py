@@ -35,7 +35,7 @@ DOCS = ROOT / "docs" / "deploy.md"
 
 MAIN_PUSH = "github.event_name == 'push' && github.ref == 'refs/heads/main'"
 
-# Every variable the processes read in production (app/config.py, app/cli.py).
+# Every variable the processes read in production (app/core/config.py, app/ops/cli.py).
 ENV_VARS = (
     "RUN_MODE",
     "PORT",

@@ -14,8 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from app.config import load_settings
-from app.embeddings import (
+from app.conversation.embeddings import (
     DIMENSION,
     LOCAL_MODEL,
     LocalEmbedder,
@@ -26,9 +25,10 @@ from app.embeddings import (
     hash_embedding,
     normalize,
 )
+from app.conversation.knowledge import document_text, vector_literal
+from app.core.config import load_settings
+from app.devkit.standins.server import RecordedRequest, Reply, StandinServer, json_reply
 from app.integrations.voyage import MAX_BATCH, VoyageClient, VoyageError
-from app.knowledge import document_text, vector_literal
-from app.standins.server import RecordedRequest, Reply, StandinServer, json_reply
 
 PLANTAO = "Plantão noturno de 12 horas no pronto-socorro do Hospital São Luiz"
 PLANTAO_SIMILAR = "Plantões noturnos de 12h no pronto socorro, hospital São Luiz"
@@ -66,7 +66,10 @@ def test_embedding_is_deterministic_and_ignores_case_and_accents():
 
 
 def test_embedding_does_not_depend_on_the_python_hash_seed():
-    code = "import sys, json; from app.embeddings import hash_embedding; print(json.dumps(hash_embedding(sys.argv[1])))"
+    code = (
+        "import sys, json; from app.conversation.embeddings import hash_embedding;"
+        " print(json.dumps(hash_embedding(sys.argv[1])))"
+    )
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code, PLANTAO],

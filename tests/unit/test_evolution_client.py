@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from app.devkit.standins.evolution import EvolutionStandin
 from app.integrations.evolution import EvolutionClient, EvolutionError, NumberCheck
-from app.standins.evolution import EvolutionStandin
 
 KEY = "test-evolution-key"
 

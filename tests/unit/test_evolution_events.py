@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from app.evolution_events import (
+from app.events.evolution import (
     ConnectionUpdate,
     Ignored,
     InboundMessage,
@@ -474,7 +474,7 @@ def test_speech_to_text_is_read_as_the_doctors_words():
 def test_messages_update_error_comes_without_a_code():
     # 'messages.update' builds {keyId, remoteJid, fromMe, participant, status, pollUpdates,
     # instanceId} (+ messageId when stored); status[0] is 'ERROR'. No error code anywhere.
-    from app.evolution_events import StatusUpdate
+    from app.events.evolution import StatusUpdate
 
     body = {
         "event": "messages.update",

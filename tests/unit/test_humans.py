@@ -12,32 +12,36 @@ import time
 import jwt
 import pytest
 
-from app.chatwoot_webhook import (
-    AgentMessage,
-    Attachment,
-    BadSignature,
-    Ignored,
-    InvalidEvent,
-    Resolved,
-    parse_event,
+from app.core.config import load_settings
+from app.core.errors import BadSignature, InvalidEvent
+from app.core.tokens import (
+    InvalidHandoffToken,
+    handoff_link,
+    mint_handoff_token,
+    verify_handoff_token,
+    verify_ops_token,
 )
-from app.chatwoot_webhook import verify_signature as verify_chatwoot
-from app.cli import main
-from app.config import load_settings
-from app.handoff_link import InvalidHandoffToken, handoff_link, mint_handoff_token, verify_handoff_token
-from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError
-from app.integrations.slack import SlackClient, SlackError, slack_configured
-from app.notifications import format_notification, manager_alert_text
-from app.ops_auth import verify_ops_token
-from app.slack_commands import Command, parse_command, signature_valid
-from app.standins.chatwoot import (
+from app.devkit.standins.chatwoot import (
     ChatwootStandin,
     attachment_json,
     message_created_event,
     sign_webhook,
     status_changed_event,
 )
-from app.standins.slack import SlackStandin, sign_request, slash_command_body
+from app.devkit.standins.slack import SlackStandin, sign_request, slash_command_body
+from app.events.chatwoot import (
+    AgentMessage,
+    Attachment,
+    Ignored,
+    Resolved,
+    parse_event,
+)
+from app.events.chatwoot import verify_signature as verify_chatwoot
+from app.events.slack import Command, parse_command, signature_valid
+from app.integrations.chatwoot import MARKER, ChatwootClient, ChatwootError
+from app.integrations.slack import SlackClient, SlackError, slack_configured
+from app.ops.cli import main
+from app.worker.notifications import format_notification, manager_alert_text
 
 SECRET = "unit-secret-with-enough-bytes-for-hs256"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.phones import e164_digits
+from app.core.phones import e164_digits
 
 
 @pytest.mark.parametrize(

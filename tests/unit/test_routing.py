@@ -1,6 +1,6 @@
 import pytest
 
-from app.routing import LONG_MESSAGE_CHARS, choose_model, needs_complex_model
+from app.conversation.routing import LONG_MESSAGE_CHARS, choose_model, needs_complex_model
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import anthropic
 import httpx
 import pytest
 
-from app.standins.anthropic import AnthropicStandin, recruiter_reply
-from app.standins.evolution import EvolutionStandin
+from app.devkit.standins.anthropic import AnthropicStandin, recruiter_reply
+from app.devkit.standins.evolution import EvolutionStandin
 
 KEY = "test-evolution-key"
 PHONE = "5511981677736"

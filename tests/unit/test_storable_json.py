@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app import storable_json
-from app.storable_json import MAX_DEPTH, NotStorable
+from app.events import storable_json
+from app.events.storable_json import MAX_DEPTH, NotStorable
 
 
 @pytest.mark.parametrize("text", [b'{"n": NaN}', b'{"n": Infinity}', b'{"n": -Infinity}', b'{"n": 1e400}'])

@@ -7,8 +7,8 @@ import jwt
 import pytest
 from starlette.datastructures import Headers
 
-from app import webhook_auth
-from app.webhook_auth import webhook_authorized
+from app.http import auth as webhook_auth
+from app.http.auth import webhook_authorized
 
 # HS256 keys of at least 32 bytes, so PyJWT has nothing to warn about.
 SECRET = "julia-webhook-jwt-secret-0123456789abcdef"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.whatsapp_format import markdown_to_whatsapp
+from app.events.whatsapp_format import markdown_to_whatsapp
 
 
 @pytest.mark.parametrize(

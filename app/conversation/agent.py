@@ -1,0 +1,107 @@
+"""The tool loop of one reply: ask Claude, run the tools it asks for (each
+one SQL function call), give it the results, until it answers in text or
+the rounds run out. Tool errors go back to the model, never to the doctor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from app.conversation.routing import choose_model
+from app.conversation.tools import TOOL_NAMES, TOOLS
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.integrations.llm import LLMResponse
+from app.store.pool import fetch_one
+from app.worker.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+MAX_TOOL_ROUNDS = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentResult:
+    text: str
+    tool_calls: list[str]
+    rounds: int
+    models: list[str]
+    input_tokens: int
+    output_tokens: int
+
+
+async def run_tool(rt: Runtime, conversation_id: int, name: str, tool_input: dict[str, Any]) -> tuple[str, bool]:
+    """Run one tool; returns (content for the model, is_error)."""
+    if name not in TOOL_NAMES:
+        return f"Ferramenta desconhecida: {name}", True
+    try:
+        row = await fetch_one(
+            rt.pool, "execute_tool", conversation_id=conversation_id, name=name, input=Jsonb(tool_input)
+        )
+    except (InvalidInput, NotFound, Conflict) as exc:
+        return str(exc) or "erro na ferramenta", True
+    except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+        return f"entrada inválida: {exc.diag.message_primary}", True
+    return json.dumps(row["result"], ensure_ascii=False, default=str), False
+
+
+async def run_agent(
+    rt: Runtime,
+    *,
+    conversation_id: int,
+    system: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    latest_text: str,
+    max_rounds: int = MAX_TOOL_ROUNDS,
+) -> AgentResult:
+    """Loop until a text answer; raises LLMError from the model call."""
+    s = rt.settings
+    messages = list(messages)
+    tool_calls: list[str] = []
+    models: list[str] = []
+    tokens_in = tokens_out = 0
+    response: LLMResponse | None = None
+    for round_no in range(max_rounds + 1):
+        model = choose_model(latest_text, tool_rounds=round_no, simple=s.llm_model, complex_=s.llm_model_complex)
+        models.append(model)
+        response = await rt.llm.create(
+            model=model,
+            system=system,
+            messages=messages,
+            max_tokens=s.llm_max_tokens,
+            tools=TOOLS,
+            allow_tools=round_no < max_rounds,
+        )
+        tokens_in += response.input_tokens
+        tokens_out += response.output_tokens
+        if not response.tool_uses or round_no == max_rounds:
+            break
+        messages.append({"role": "assistant", "content": response.content})
+        results = []
+        for use in response.tool_uses:
+            content, is_error = await run_tool(rt, conversation_id, use.name, use.input)
+            tool_calls.append(use.name)
+            logger.info(
+                "tool ran",
+                extra={
+                    "action": "tool_error" if is_error else "tool_ok",
+                    "tool": use.name,
+                    "conversation_id": conversation_id,
+                },
+            )
+            results.append({"type": "tool_result", "tool_use_id": use.id, "content": content, "is_error": is_error})
+        messages.append({"role": "user", "content": results})
+    assert response is not None
+    return AgentResult(
+        text=response.text,
+        tool_calls=tool_calls,
+        rounds=len(models),
+        models=models,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+    )

@@ -1,0 +1,272 @@
+"""The worker process: the inbound consumer plus procrastinate's worker
+(reply, send and periodic jobs) on one database pool, and the rescue of jobs
+left running by dead workers.
+
+A database that goes away (Postgres restarting, a failover) is waited out:
+each part reconnects with growing pauses and carries on. A database that
+refuses the worker for good, or any other failure, stops the worker with an
+exception, so `julia worker` / `julia run` exit non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+import procrastinate
+import psycopg
+from psycopg.types.json import Jsonb
+
+from app.core.config import Settings
+from app.store.errors import PermanentDatabaseError, describe, is_connection_error
+from app.store.pool import new_pool
+from app.store.queries import queries
+from app.worker import humans, inbound, jobs, periodic, replies, sends  # noqa: F401 - registers the job families
+from app.worker.runtime import Runtime, build_runtime
+
+logger = logging.getLogger(__name__)
+
+JOB_QUEUES = ("replies", "sends", "humans")
+PERIODIC_QUEUES = ("periodic",)
+# Pauses between reconnection attempts grow from the first to the last.
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 10.0
+# A job worker that ran this long before it stopped starts again without delay.
+HEALTHY_RUN_SECONDS = 60.0
+DB_WAIT_SECONDS = 5.0
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    consume_inbound: bool = True,
+    queues: tuple[str, ...] = JOB_QUEUES + PERIODIC_QUEUES,
+    stop: asyncio.Event | None = None,
+    runtime: Runtime | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or `stop`): inbound consumer + job worker + rescue.
+
+    `julia worker` consumes inbound and runs every queue; `scheduler` runs
+    only the periodic queue. A given `runtime` (julia dev) is borrowed, not closed.
+    Raises PermanentDatabaseError (or what else failed) when the worker cannot go on.
+    """
+    stop = stop or _stop_on_signals()
+    pool = (
+        runtime.pool
+        if runtime
+        else new_pool(settings, max_size=settings.worker_concurrency + 4, timeout=DB_WAIT_SECONDS)
+    )
+    if runtime is None:
+        await pool.open(wait=True, timeout=30)
+    rt = runtime or build_runtime(settings, pool)
+    # procrastinate gets a connector (and pool) of its own per run: it sets
+    # its own connection options (and checks each connection it takes, so
+    # none left from before a database restart fails a job), and a closed
+    # pool is never reused.
+    # A call waits at most DB_WAIT_SECONDS for a connection: when the database
+    # is gone procrastinate gives up soon and is restarted once it is back.
+    connector = procrastinate.PsycopgConnector(
+        conninfo=settings.database_url,
+        min_size=1,
+        max_size=settings.worker_concurrency + 2,
+        name="procrastinate",
+        timeout=DB_WAIT_SECONDS,
+    )
+    try:
+        with jobs.app.replace_connector(connector):
+            async with jobs.app.open_async():
+                await _run(rt, consume_inbound=consume_inbound, queues=queues, stop=stop)
+    finally:
+        if runtime is None:
+            await rt.aclose()
+            await pool.close()
+        logger.info("worker stopped", extra={"action": "worker_stop"})
+
+
+async def _bootstrap_sending(rt: Runtime) -> None:
+    """Write the send policy (from this env) when the database has none, and
+    EVOLUTION_INSTANCE as the first number; warn when this env disagrees with
+    the policy in force (the database's wins, for every replica)."""
+    settings = rt.settings
+    params = {"policy": Jsonb(settings.send_policy()), "instance": settings.evolution_instance or None}
+    async with rt.pool.connection() as conn:
+        rows = await (await conn.execute(queries["bootstrap_sending"], params)).fetchall()
+    actions = {r["item"]: r["action"] for r in rows}
+    if actions.pop("send_policy_env", "same") == "differs":
+        logger.warning(
+            "send policy variables differ from the database's policy, which is the one enforced (julia limits show)",
+            extra={"action": "send_policy_env_ignored"},
+        )
+    logger.info("sending bootstrap", extra={"action": "sending_bootstrap", "results": actions})
+
+
+async def _run(rt: Runtime, *, consume_inbound: bool, queues: tuple[str, ...], stop: asyncio.Event) -> None:
+    settings = rt.settings
+    await _bootstrap_sending(rt)
+    rescued = await periodic.rescue_stalled_jobs(rt.pool, settings.stalled_worker_seconds)
+    logger.info(
+        "worker started",
+        extra={"action": "worker_start", "queues": list(queues), "inbound": consume_inbound, "rescued": rescued},
+    )
+    parts = {"jobs": _run_jobs(rt, queues, stop), "rescue": _rescue_forever(rt, stop)}
+    if consume_inbound:
+        parts["inbound"] = inbound.consume_forever(rt.pool, settings, stop)
+    workers = [asyncio.create_task(coro, name=name) for name, coro in parts.items()]
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([*workers, stopper], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    failures = [t for t in done if t is not stopper and not t.cancelled() and t.exception() is not None]
+    for task in workers:
+        if task not in done:
+            task.cancel()
+    for task in workers:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    stopper.cancel()
+    if failures:
+        exc = failures[0].exception()
+        logger.error(
+            "worker stops on a permanent error",
+            extra={"action": "worker_failed", "part": failures[0].get_name(), "error": describe(exc)},
+        )
+        raise exc
+
+
+async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event) -> None:
+    """procrastinate's worker, started again whenever it stops for lack of a database.
+
+    procrastinate stops itself when its LISTEN connection or heartbeat fails
+    ("Side task ... failed ... stopping worker") and raises when a fetch
+    fails; both mean the database went away unless the database says
+    otherwise when it is asked again.
+    """
+    settings = rt.settings
+    backoff = BACKOFF_FIRST_SECONDS
+    while not stop.is_set():
+        started = time.monotonic()
+        cause: BaseException | None = None
+        try:
+            await jobs.app.run_worker_async(
+                queues=list(queues),
+                concurrency=settings.worker_concurrency,
+                additional_context={"runtime": rt},
+                install_signal_handlers=False,
+                stalled_worker_timeout=settings.stalled_worker_seconds,
+                update_heartbeat_interval=max(1.0, settings.stalled_worker_seconds / 3),
+                delete_jobs="successful",
+                # LISTEN/NOTIFY wakes the worker at once; polling is the safety net.
+                fetch_job_polling_interval=0.5,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            cause = exc
+        if stop.is_set():
+            return
+        if time.monotonic() - started > HEALTHY_RUN_SECONDS:
+            backoff = BACKOFF_FIRST_SECONDS
+        logger.error(
+            "job worker stopped: database unavailable; it restarts when the database answers",
+            extra={
+                "action": "worker_db_lost",
+                "error": describe(cause) if cause else "listener or heartbeat lost the database",
+            },
+        )
+        await wait_for_database(settings.database_url, stop, component="jobs")
+        await _sleep(stop, backoff)
+        backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+
+
+async def _rescue_forever(rt: Runtime, stop: asyncio.Event) -> None:
+    """Rescue the jobs of dead workers as soon as they are known dead (no
+    heartbeat for STALLED_WORKER_SECONDS), not on the next minute tick."""
+    seconds = rt.settings.stalled_worker_seconds
+    interval = max(0.5, seconds / 4)
+    while not stop.is_set():
+        await _sleep(stop, interval)
+        if stop.is_set():
+            return
+        try:
+            await periodic.rescue_stalled_jobs(rt.pool, seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            logger.warning("rescue skipped: database unavailable", extra={"action": "rescue_db_unavailable"})
+
+
+async def wait_for_database_at_start(database_url: str) -> bool:
+    """Before start-up: wait (with growing pauses) until the database answers;
+    False when SIGINT/SIGTERM came first. A database restarting while a worker
+    starts must not look like a failure to the platform's restart policy."""
+    stop = _stop_on_signals()
+    await wait_for_database(database_url, stop, component="startup", quiet_if_up=True)
+    return not stop.is_set()
+
+
+async def wait_for_database(
+    database_url: str, stop: asyncio.Event, *, component: str, quiet_if_up: bool = False
+) -> None:
+    """Connect with growing pauses until the database answers (or `stop`).
+
+    A connection of its own, not the pool's: a pool only says "timeout",
+    while the server says why it refuses. Raises PermanentDatabaseError when
+    that refusal is one waiting will not fix (credentials, missing database).
+    """
+    backoff = BACKOFF_FIRST_SECONDS
+    down_since = time.monotonic()
+    while not stop.is_set():
+        try:
+            conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True, connect_timeout=5)
+            async with conn:
+                await conn.execute(queries["ping"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise PermanentDatabaseError(describe(exc)) from exc
+            logger.error(
+                "database unavailable",
+                extra={
+                    "action": "worker_db_unavailable",
+                    "component": component,
+                    "error": describe(exc),
+                    "retry_in": backoff,
+                },
+            )
+            await _sleep(stop, backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+            quiet_if_up = False
+            continue
+        if quiet_if_up:
+            return
+        logger.warning(
+            "database is back",
+            extra={
+                "action": "worker_db_back",
+                "component": component,
+                "down_seconds": round(time.monotonic() - down_since, 1),
+            },
+        )
+        return
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less when `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop

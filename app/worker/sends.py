@@ -1,0 +1,135 @@
+"""Send jobs: one outbox row through Evolution, after the send gate
+(`claim_send_slot`) chose the number and allowed it; the first proactive
+message to a doctor first asks WhatsApp which form of her number exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from procrastinate import JobContext
+
+from app.core.errors import TransientError, classify
+from app.integrations.evolution import EvolutionError
+from app.store.pool import fetch_one
+from app.worker.jobs import RETRY, SEND_MAX_ATTEMPTS, app, flag, handle_failure, runtime_of
+from app.worker.runtime import Runtime, fault_point
+
+logger = logging.getLogger(__name__)
+
+
+@app.task(name="send_outbox", queue="sends", pass_context=True, retry=RETRY)
+async def send_outbox(context: JobContext, outbox_id: int) -> str:
+    """Send one outbox row through Evolution, after claiming it in SQL."""
+    rt = runtime_of(context)
+    s = rt.settings
+    job_id = context.job.id
+    log = {"outbox_id": outbox_id, "job_id": job_id}
+    claim_params = {
+        "outbox_id": outbox_id,
+        "job_id": job_id,
+        "app_env": s.app_env,
+        "project_ref": s.supabase_project_ref,
+        "now": None,
+    }
+    claim = await fetch_one(rt.pool, "claim_send_slot", **claim_params)
+    if claim["reason"] == "verify_number":
+        # First proactive message to this doctor: ask WhatsApp which form of her number exists.
+        verified = await _verify_number(rt, context, claim, log)
+        if verified != "verified":
+            return verified
+        claim = await fetch_one(rt.pool, "claim_send_slot", **claim_params)
+    if not claim["claimed"]:
+        level = logging.WARNING if claim["reason"] in ("guard", "reply_loop_cap") else logging.INFO
+        logger.log(
+            level,
+            "send not claimed",
+            extra={"action": "send_refused", "reason": claim["reason"], "next_at": str(claim["next_at"]), **log},
+        )
+        return claim["reason"]
+    fault_point(s, "after_claim")
+    # The number the gate chose (NULL before the deployment has number rows: EVOLUTION_INSTANCE).
+    instance = claim["instance"]
+    log["instance"] = instance
+    media = claim["media"]  # an agent's attachment, read by the claim with the row
+    await rt.evolution.send_presence(claim["number"], delay_ms=_typing_ms(claim["texto"]), instance=instance)
+    try:
+        if media:
+            sent = await rt.evolution.send_media(
+                claim["number"],
+                mediatype=media["mediatype"],
+                media=media["media"],
+                mimetype=media.get("mimetype"),
+                caption=media.get("caption"),
+                file_name=media.get("file_name"),
+                instance=instance,
+            )
+        else:
+            sent = await rt.evolution.send_text(claim["number"], claim["texto"], instance=instance)
+    except EvolutionError as exc:
+        if exc.not_on_whatsapp and not claim["number"].endswith("@lid"):
+            # A burst of these on one number pauses it (SQL decides).
+            paused = (await fetch_one(rt.pool, "record_send_problem", outbox_id=outbox_id, kind="not_on_whatsapp"))[
+                "paused"
+            ]
+            if paused:
+                logger.error("number paused", extra={"action": "number_auto_paused", **log})
+        lid_refused = claim["number"].endswith("@lid") and exc.status == 400
+        final = (
+            lid_refused
+            or claim["attempts"] >= SEND_MAX_ATTEMPTS
+            or (classify(exc) == "permanent" and await flag(rt, "error_classifier"))
+        )
+        await fetch_one(rt.pool, "mark_outbox_failed", outbox_id=outbox_id, job_id=job_id, error=str(exc), final=final)
+        logger.warning(
+            "send failed",
+            extra={"action": "send_failed", "status": exc.status, "final": final, "error": str(exc), **log},
+        )
+        if lid_refused and claim["conversation_id"] is not None:
+            # Only a LID is known and Evolution cannot reach it: a human takes over.
+            await fetch_one(
+                rt.pool,
+                "transferir_para_humano",
+                conversation_id=claim["conversation_id"],
+                motivo="WhatsApp recusou o envio para o LID (telefone desconhecido)",
+            )
+        if final:
+            return await handle_failure(rt, context, exc, outbox_id=outbox_id, final_attempt=True)
+        raise TransientError(str(exc)) from exc
+    await fetch_one(rt.pool, "mark_outbox_sent", outbox_id=outbox_id, job_id=job_id, evolution_id=sent.message_id)
+    logger.info("message sent", extra={"action": "send_done", "evolution_id": sent.message_id, **log})
+    return "sent"
+
+
+async def _verify_number(rt: Runtime, context: JobContext, claim: dict[str, Any], log: dict[str, Any]) -> str:
+    """Ask Evolution (onWhatsApp) which form of the doctor's number exists and record it in SQL.
+
+    Returns "verified", or "not_on_whatsapp" (the row failed; the doctor is marked
+    and never checked again). Evolution failures are retried like a send.
+    """
+    try:
+        checks = await rt.evolution.check_numbers([claim["number"]])
+    except EvolutionError as exc:
+        logger.warning("number check failed", extra={"action": "number_check_failed", "error": str(exc), **log})
+        if context.job.attempts + 1 >= RETRY.max_attempts:
+            return await handle_failure(rt, context, exc, outbox_id=log["outbox_id"], final_attempt=True)
+        raise TransientError(str(exc)) from exc
+    check = next((c for c in checks if c.number == claim["number"]), checks[0] if checks else None)
+    if check is None:
+        raise TransientError(f"Evolution did not answer for {claim['number']}")
+    address = (
+        await fetch_one(
+            rt.pool, "record_whatsapp_check", cliente_id=claim["cliente_id"], jid=check.jid, exists=check.exists
+        )
+    )["address"]
+    logger.info(
+        "number checked",
+        extra={"action": "number_checked", "cliente_id": claim["cliente_id"], "exists": check.exists, **log},
+    )
+    return "verified" if address else "not_on_whatsapp"
+
+
+def _typing_ms(text: str) -> int:
+    """A short, human-looking typing time for a message."""
+    return min(3000, 400 + 15 * len(text))
