@@ -20,7 +20,8 @@ DECLARE
                          '{cidade}', '') FROM '\{[a-z_]+\}');
 BEGIN
     IF _unknown IS NOT NULL THEN
-        RAISE EXCEPTION 'template variable % is unknown (known: {nome}, {primeiro_nome}, {especialidade}, {regiao}, {cidade})', _unknown;
+        RAISE EXCEPTION 'template variable % is unknown (known: {nome}, {primeiro_nome}, {especialidade}, {regiao}, {cidade})', _unknown
+            USING ERRCODE = 'JU400';
     END IF;
 END;
 $$;
@@ -65,7 +66,7 @@ DECLARE
 BEGIN
     SELECT k.filtro INTO _f FROM public.campanhas AS k WHERE k.id = p_campanha_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'campaign_audience: campaign % not found', p_campanha_id;
+        RAISE EXCEPTION 'campaign_audience: campaign % not found', p_campanha_id USING ERRCODE = 'JU404';
     END IF;
     RETURN QUERY
     SELECT cl.id
@@ -121,9 +122,9 @@ DECLARE
 BEGIN
     SELECT * INTO _k FROM public.campanhas AS k WHERE k.id = p_campanha_id FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'start_campaign: campaign % not found', p_campanha_id;
+        RAISE EXCEPTION 'start_campaign: campaign % not found', p_campanha_id USING ERRCODE = 'JU404';
     ELSIF _k.status IN ('concluida', 'cancelada') THEN
-        RAISE EXCEPTION 'start_campaign: campaign % is %', p_campanha_id, _k.status;
+        RAISE EXCEPTION 'start_campaign: campaign % is %', p_campanha_id, _k.status USING ERRCODE = 'JU409';
     END IF;
     UPDATE public.campanhas SET status = 'ativa', updated_at = now() WHERE id = p_campanha_id;
     INSERT INTO public.outbox (idempotency_key, kind, campanha_id, cliente_id, number, texto)
@@ -149,7 +150,7 @@ BEGIN
     UPDATE public.campanhas SET status = 'pausada', updated_at = now()
      WHERE id = p_campanha_id AND status IN ('ativa', 'rascunho');
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'pause_campaign: campaign % is not active', p_campanha_id;
+        RAISE EXCEPTION 'pause_campaign: campaign % is not active', p_campanha_id USING ERRCODE = 'JU409';
     END IF;
 END;
 $$;
@@ -298,7 +299,7 @@ DECLARE
 BEGIN
     SELECT * INTO _k FROM public.campanhas AS k WHERE k.id = p_campanha_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'preview_campaign: campaign % not found', p_campanha_id;
+        RAISE EXCEPTION 'preview_campaign: campaign % not found', p_campanha_id USING ERRCODE = 'JU404';
     END IF;
     SELECT count(*) INTO _audience FROM public.campaign_audience(p_campanha_id);
     SELECT count(*) INTO _pending FROM public.campaign_audience(p_campanha_id) AS a (id)

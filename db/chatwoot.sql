@@ -63,7 +63,7 @@ DECLARE
 BEGIN
     SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'chatwoot_sync_work: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'chatwoot_sync_work: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
     RETURN jsonb_build_object(
@@ -156,7 +156,7 @@ DECLARE
     _id bigint;
 BEGIN
     IF coalesce(trim(p_texto), '') = '' THEN
-        RAISE EXCEPTION 'note_chatwoot: empty note for conversation %', p_conversation_id;
+        RAISE EXCEPTION 'note_chatwoot: empty note for conversation %', p_conversation_id USING ERRCODE = 'JU400';
     END IF;
     INSERT INTO public.chatwoot_eventos (conversation_id, kind, payload)
     VALUES (p_conversation_id, 'note', jsonb_build_object('texto', p_texto))
@@ -198,7 +198,7 @@ BEGIN
        SET chatwoot_conversation_id = excluded.chatwoot_conversation_id, contact_id = excluded.contact_id;
 EXCEPTION WHEN unique_violation THEN
     RAISE EXCEPTION 'record_chatwoot_conversation: Chatwoot conversation % already mirrors another conversation (not %)',
-        p_chatwoot_conversation_id, p_conversation_id;
+        p_chatwoot_conversation_id, p_conversation_id USING ERRCODE = 'JU409';
 END;
 $$;
 
@@ -258,7 +258,8 @@ BEGIN
            synced_at = clock_timestamp()
      WHERE interacao_id = p_interacao_id AND state IN ('pending', 'sending');
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'mark_chatwoot_message_synced: interacao % is not waiting to be mirrored', p_interacao_id;
+        RAISE EXCEPTION 'mark_chatwoot_message_synced: interacao % is not waiting to be mirrored', p_interacao_id
+            USING ERRCODE = 'JU409';
     END IF;
     -- The file is in Chatwoot now: the history keeps the message, not megabytes of base64.
     UPDATE public.interacoes AS i SET payload = i.payload #- '{message,base64}'

@@ -26,7 +26,8 @@ BEGIN
         IF EXISTS (SELECT 1 FROM public.outbox AS o WHERE o.id = p_outbox_id AND o.state = 'sent') THEN
             RETURN;
         END IF;
-        RAISE EXCEPTION 'mark_outbox_sent: outbox row % is not claimed by job %', p_outbox_id, p_job_id;
+        RAISE EXCEPTION 'mark_outbox_sent: outbox row % is not claimed by job %', p_outbox_id, p_job_id
+            USING ERRCODE = 'JU409';
     END IF;
     PERFORM public._record_sent(_row);
 END;
@@ -159,7 +160,8 @@ DECLARE
     _outbox_id bigint;
 BEGIN
     IF coalesce(p_evolution_message_id, '') = '' OR public._delivery_rank(p_status) = 0 THEN
-        RAISE EXCEPTION 'record_delivery_status: unknown status % for message %', p_status, p_evolution_message_id;
+        RAISE EXCEPTION 'record_delivery_status: unknown status % for message %', p_status, p_evolution_message_id
+            USING ERRCODE = 'JU400';
     END IF;
     IF NOT public.instance_known(p_instance) THEN
         PERFORM public.record_unknown_instance(p_instance, 'messages.update',

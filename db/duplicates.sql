@@ -120,15 +120,15 @@ DECLARE
     _moved integer;
 BEGIN
     IF p_keep = p_drop THEN
-        RAISE EXCEPTION 'merge_clientes: cannot merge cliente % into itself', p_keep;
+        RAISE EXCEPTION 'merge_clientes: cannot merge cliente % into itself', p_keep USING ERRCODE = 'JU400';
     END IF;
     SELECT * INTO _k FROM public.clientes AS c WHERE c.id = p_keep FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'merge_clientes: cliente % (to keep) not found', p_keep;
+        RAISE EXCEPTION 'merge_clientes: cliente % (to keep) not found', p_keep USING ERRCODE = 'JU404';
     END IF;
     SELECT * INTO _d FROM public.clientes AS c WHERE c.id = p_drop FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'merge_clientes: cliente % (to merge) not found', p_drop;
+        RAISE EXCEPTION 'merge_clientes: cliente % (to merge) not found', p_drop USING ERRCODE = 'JU404';
     END IF;
     PERFORM public._merge_conflicts(p_keep, p_drop);
     _moved := public._move_cliente_references(p_keep, p_drop);

@@ -71,7 +71,7 @@ BEGIN
             action := format('changed from %L (forced)', _current);
         ELSE
             RAISE EXCEPTION 'bootstrap_database: marker % is % in the database, not %; use --force to change it',
-                _marker.key, quote_literal(_current), quote_literal(_marker.value);
+                _marker.key, quote_literal(_current), quote_literal(_marker.value) USING ERRCODE = 'JU409';
         END IF;
         RETURN NEXT;
     END LOOP;
@@ -143,7 +143,7 @@ SET search_path = ''
 AS $$
 BEGIN
     IF coalesce(p_app_env, '') = '' THEN
-        RAISE EXCEPTION 'bootstrap_database: APP_ENV is required';
+        RAISE EXCEPTION 'bootstrap_database: APP_ENV is required' USING ERRCODE = 'JU400';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('julia.bootstrap'));
     RETURN QUERY SELECT b.item, b.action FROM public._bootstrap_markers(p_app_env, p_project_ref, p_force) AS b;

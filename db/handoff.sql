@@ -94,7 +94,7 @@ DECLARE
 BEGIN
     SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'handoff_context: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'handoff_context: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
     RETURN jsonb_build_object(
@@ -171,7 +171,7 @@ DECLARE
 BEGIN
     IF p_chatwoot_message_id IS NULL THEN
         RAISE EXCEPTION 'record_chatwoot_agent_message: message id is required (conversation %)',
-            p_chatwoot_conversation_id;
+            p_chatwoot_conversation_id USING ERRCODE = 'JU400';
     END IF;
     SELECT c.* INTO _conv
       FROM public.chatwoot_conversas AS cc JOIN public.conversations AS c ON c.id = cc.conversation_id

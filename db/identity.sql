@@ -137,7 +137,8 @@ DECLARE
     _lid_id bigint;
 BEGIN
     IF _phone IS NULL AND _lid IS NULL THEN
-        RAISE EXCEPTION 'resolve_cliente: neither phone nor LID given (phone %, lid %)', p_phone, p_lid;
+        RAISE EXCEPTION 'resolve_cliente: neither phone nor LID given (phone %, lid %)', p_phone, p_lid
+            USING ERRCODE = 'JU400';
     END IF;
     -- Phone first, then LID: every caller takes them in this order.
     PERFORM public._lock_identity('phone:' || _key);
@@ -235,7 +236,7 @@ DECLARE
 BEGIN
     SELECT * INTO _c FROM public.clientes AS c WHERE c.id = p_cliente_id FOR UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'record_whatsapp_check: cliente % not found', p_cliente_id;
+        RAISE EXCEPTION 'record_whatsapp_check: cliente % not found', p_cliente_id USING ERRCODE = 'JU404';
     END IF;
     IF p_exists THEN
         -- A LID, or a JID that is not a form of her number: the stored number exists.

@@ -54,7 +54,7 @@ BEGIN
         _clean := pg_catalog.replace(pg_catalog.replace(_clean, '.', ''), ',', '.');
     END IF;
     IF _clean !~ '^-?[0-9]+(\.[0-9]+)?$' THEN
-        RAISE EXCEPTION '%: % ''%'' is not a number', p_caller, p_field, p_value;
+        RAISE EXCEPTION '%: % ''%'' is not a number', p_caller, p_field, p_value USING ERRCODE = 'JU400';
     END IF;
     RETURN _clean::numeric;
 END;
@@ -71,7 +71,7 @@ BEGIN
         RETURN NULL;
     END IF;
     IF pg_catalog.btrim(p_value) !~ '^-?[0-9]{1,9}$' THEN
-        RAISE EXCEPTION '%: % ''%'' is not a whole number', p_caller, p_field, p_value;
+        RAISE EXCEPTION '%: % ''%'' is not a whole number', p_caller, p_field, p_value USING ERRCODE = 'JU400';
     END IF;
     RETURN pg_catalog.btrim(p_value)::integer;
 END;
@@ -93,7 +93,8 @@ BEGIN
     ELSIF _norm IN ('false', 'f', 'nao', 'n', 'no', '0') THEN
         RETURN false;
     END IF;
-    RAISE EXCEPTION '%: % ''%'' is not yes/no (sim/não, true/false)', p_caller, p_field, p_value;
+    RAISE EXCEPTION '%: % ''%'' is not yes/no (sim/não, true/false)', p_caller, p_field, p_value
+        USING ERRCODE = 'JU400';
 END;
 $$;
 
@@ -114,10 +115,11 @@ BEGIN
     ELSIF _text ~ '^[0-9]{2}/[0-9]{2}/[0-9]{4}$' THEN
         RETURN pg_catalog.to_date(_text, 'DD/MM/YYYY');
     END IF;
-    RAISE EXCEPTION '%: % ''%'' is not a date (AAAA-MM-DD or DD/MM/AAAA)', p_caller, p_field, p_value;
+    RAISE EXCEPTION '%: % ''%'' is not a date (AAAA-MM-DD or DD/MM/AAAA)', p_caller, p_field, p_value
+        USING ERRCODE = 'JU400';
 EXCEPTION
     WHEN datetime_field_overflow OR invalid_datetime_format THEN
-        RAISE EXCEPTION '%: % ''%'' is not a valid date', p_caller, p_field, p_value;
+        RAISE EXCEPTION '%: % ''%'' is not a valid date', p_caller, p_field, p_value USING ERRCODE = 'JU400';
 END;
 $$;
 
@@ -136,10 +138,10 @@ BEGIN
     IF _text ~ '^[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?$' THEN
         RETURN _text::time;
     END IF;
-    RAISE EXCEPTION '%: % ''%'' is not a time (HH:MM)', p_caller, p_field, p_value;
+    RAISE EXCEPTION '%: % ''%'' is not a time (HH:MM)', p_caller, p_field, p_value USING ERRCODE = 'JU400';
 EXCEPTION
     WHEN datetime_field_overflow OR invalid_datetime_format THEN
-        RAISE EXCEPTION '%: % ''%'' is not a valid time', p_caller, p_field, p_value;
+        RAISE EXCEPTION '%: % ''%'' is not a valid time', p_caller, p_field, p_value USING ERRCODE = 'JU400';
 END;
 $$;
 
@@ -153,7 +155,7 @@ DECLARE
     _value text := public._import_text(p, p_key);
 BEGIN
     IF _value IS NULL THEN
-        RAISE EXCEPTION '%: % is required', p_caller, p_key;
+        RAISE EXCEPTION '%: % is required', p_caller, p_key USING ERRCODE = 'JU400';
     END IF;
     RETURN _value;
 END;
@@ -171,7 +173,7 @@ DECLARE
     _digits text := pg_catalog.regexp_replace(_raw, '[^0-9]', '', 'g');
 BEGIN
     IF _digits !~ '^[0-9]{8,15}$' OR _raw ~ '[A-Za-z]' THEN
-        RAISE EXCEPTION '%: % ''%'' must have 8 to 15 digits', p_caller, p_key, _raw;
+        RAISE EXCEPTION '%: % ''%'' must have 8 to 15 digits', p_caller, p_key, _raw USING ERRCODE = 'JU400';
     END IF;
     RETURN _digits;
 END;
@@ -193,10 +195,10 @@ BEGIN
                       WHEN 'string' THEN nullif(pg_catalog.btrim(p ->> p_key), '')::jsonb
                   END;
     EXCEPTION WHEN invalid_text_representation THEN
-        RAISE EXCEPTION '%: % ''%'' is not JSON', p_caller, p_key, p ->> p_key;
+        RAISE EXCEPTION '%: % ''%'' is not JSON', p_caller, p_key, p ->> p_key USING ERRCODE = 'JU400';
     END;
     IF _value IS NOT NULL AND pg_catalog.jsonb_typeof(_value) <> 'object' THEN
-        RAISE EXCEPTION '%: % ''%'' is not a JSON object', p_caller, p_key, p ->> p_key;
+        RAISE EXCEPTION '%: % ''%'' is not a JSON object', p_caller, p_key, p ->> p_key USING ERRCODE = 'JU400';
     END IF;
     RETURN _value;
 END;
@@ -221,7 +223,7 @@ BEGIN
     END IF;
     _id := public.resolve_especialidade(p_nome);
     IF _id IS NULL THEN
-        RAISE EXCEPTION '%: especialidade ''%'' not found', p_caller, p_nome;
+        RAISE EXCEPTION '%: especialidade ''%'' not found', p_caller, p_nome USING ERRCODE = 'JU404';
     END IF;
     RETURN _id;
 END;
@@ -246,7 +248,7 @@ BEGIN
         SELECT a.hospital_id INTO _id FROM public.hospitais_alias AS a WHERE a.alias_norm = _norm;
     END IF;
     IF _id IS NULL THEN
-        RAISE EXCEPTION '%: hospital ''%'' not found', p_caller, p_nome;
+        RAISE EXCEPTION '%: hospital ''%'' not found', p_caller, p_nome USING ERRCODE = 'JU404';
     END IF;
     RETURN _id;
 END;
@@ -261,7 +263,7 @@ AS $$
 BEGIN
     IF p_table IS NULL OR p_table NOT IN ('setores', 'periodos', 'tipos_vaga', 'formas_recebimento') THEN
         RAISE EXCEPTION '%: ''%'' is not a lookup table (setores, periodos, tipos_vaga, formas_recebimento)',
-            p_caller, p_table;
+            p_caller, p_table USING ERRCODE = 'JU400';
     END IF;
 END;
 $$;
@@ -290,7 +292,7 @@ BEGIN
         RAISE EXCEPTION '%: % ''%'' not found', p_caller,
             CASE p_table WHEN 'setores' THEN 'setor' WHEN 'periodos' THEN 'periodo'
                          WHEN 'tipos_vaga' THEN 'tipo_vaga' ELSE 'forma_recebimento' END,
-            p_nome;
+            p_nome USING ERRCODE = 'JU404';
     END IF;
     RETURN _id;
 END;
@@ -336,7 +338,8 @@ BEGIN
             END IF;
         END IF;
         IF _owner IS NOT NULL THEN
-            RAISE EXCEPTION '%: alias ''%'' already belongs to % ''%''', p_caller, _alias, p_kind, _owner;
+            RAISE EXCEPTION '%: alias ''%'' already belongs to % ''%''', p_caller, _alias, p_kind, _owner
+                USING ERRCODE = 'JU409';
         END IF;
         _added := _added + (_new IS NOT NULL)::integer;
         _new := NULL;

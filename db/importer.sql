@@ -95,7 +95,7 @@ DECLARE
 BEGIN
     PERFORM public._import_check_lookup('import_lookup', p_table);
     IF _nome IS NULL THEN
-        RAISE EXCEPTION 'import_lookup: nome is required (table %)', p_table;
+        RAISE EXCEPTION 'import_lookup: nome is required (table %)', p_table USING ERRCODE = 'JU400';
     END IF;
     EXECUTE pg_catalog.format(
         'INSERT INTO public.%I (nome) VALUES ($1) ON CONFLICT (nome) DO NOTHING RETURNING true', p_table)
@@ -205,19 +205,23 @@ DECLARE
     _cliente_id bigint;
 BEGIN
     IF _status NOT IN ('aberta', 'reservada', 'preenchida', 'cancelada') THEN
-        RAISE EXCEPTION 'import_vaga: status ''%'' is not aberta, reservada, preenchida or cancelada', p ->> 'status';
+        RAISE EXCEPTION 'import_vaga: status ''%'' is not aberta, reservada, preenchida or cancelada', p ->> 'status'
+            USING ERRCODE = 'JU400';
     END IF;
     IF _reservada IS NOT NULL THEN
         _cliente_id := public.find_cliente(_reservada);
         IF _cliente_id IS NULL THEN
-            RAISE EXCEPTION 'import_vaga: reservada_por ''%'' is not a known doctor telefone', _reservada;
+            RAISE EXCEPTION 'import_vaga: reservada_por ''%'' is not a known doctor telefone', _reservada
+                USING ERRCODE = 'JU404';
         END IF;
     END IF;
     IF _status = 'reservada' AND _cliente_id IS NULL THEN
-        RAISE EXCEPTION 'import_vaga: status reservada needs reservada_por (the doctor''s telefone)';
+        RAISE EXCEPTION 'import_vaga: status reservada needs reservada_por (the doctor''s telefone)'
+            USING ERRCODE = 'JU400';
     END IF;
     IF _status NOT IN ('reservada', 'preenchida') AND _cliente_id IS NOT NULL THEN
-        RAISE EXCEPTION 'import_vaga: reservada_por ''%'' given for a vaga with status %', _reservada, _status;
+        RAISE EXCEPTION 'import_vaga: reservada_por ''%'' given for a vaga with status %', _reservada, _status
+            USING ERRCODE = 'JU400';
     END IF;
     status := _status;
     reservada_por := _cliente_id;
@@ -254,12 +258,12 @@ DECLARE
     _inserted boolean;
 BEGIN
     IF _data IS NULL AND _dias IS NULL THEN
-        RAISE EXCEPTION 'import_vaga: data or dias_a_partir_de_hoje is required';
+        RAISE EXCEPTION 'import_vaga: data or dias_a_partir_de_hoje is required' USING ERRCODE = 'JU400';
     END IF;
     -- Shift dates are Brazilian calendar days, whatever the session time zone.
     _data := coalesce(_data, (pg_catalog.now() AT TIME ZONE 'America/Sao_Paulo')::date + _dias);
     IF _valor < 0 THEN
-        RAISE EXCEPTION 'import_vaga: valor ''%'' is negative', p ->> 'valor';
+        RAISE EXCEPTION 'import_vaga: valor ''%'' is negative', p ->> 'valor' USING ERRCODE = 'JU400';
     END IF;
     SELECT * INTO _status, _reservada_por FROM public._import_vaga_status(p);
 
@@ -353,14 +357,14 @@ DECLARE
     _old public.prompts;
 BEGIN
     IF _versao < 1 THEN
-        RAISE EXCEPTION 'import_prompt: versao ''%'' must be 1 or more', p ->> 'versao';
+        RAISE EXCEPTION 'import_prompt: versao ''%'' must be 1 or more', p ->> 'versao' USING ERRCODE = 'JU400';
     END IF;
     -- One activation per nome at a time (prompts_one_active allows one active row).
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('import_prompt:' || _nome, 0));
     SELECT * INTO _old FROM public.prompts AS r WHERE r.nome = _nome AND r.versao = _versao;
     IF FOUND AND _old.conteudo IS DISTINCT FROM _conteudo THEN
         RAISE EXCEPTION 'import_prompt: prompt ''%'' versao % already exists with other conteudo; import it as a new versao',
-            _nome, _versao;
+            _nome, _versao USING ERRCODE = 'JU409';
     END IF;
     IF FOUND AND (_old.ativo OR NOT _ativo) THEN
         RETURN 'skipped';

@@ -166,7 +166,7 @@ DECLARE
     _echo record;
 BEGIN
     IF _m IS NULL OR coalesce(_message_id, '') = '' THEN
-        RAISE EXCEPTION 'process_inbound: queue message % has no message.message_id', p_msg_id;
+        RAISE EXCEPTION 'process_inbound: queue message % has no message.message_id', p_msg_id USING ERRCODE = 'JU400';
     END IF;
     <<handled>>
     BEGIN

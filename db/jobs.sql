@@ -27,7 +27,7 @@ DECLARE
     _ids bigint[];
 BEGIN
     IF p_task_name IS NULL OR p_task_name = '' THEN
-        RAISE EXCEPTION 'defer_job: task name is required';
+        RAISE EXCEPTION 'defer_job: task name is required' USING ERRCODE = 'JU400';
     END IF;
     BEGIN
         _ids := public.procrastinate_defer_jobs_v1(ARRAY[

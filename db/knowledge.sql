@@ -80,10 +80,11 @@ DECLARE
     _any_word pg_catalog.tsquery;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100 THEN
-        RAISE EXCEPTION 'buscar_conhecimento: limit must be between 1 and 100 (got %)', p_limit;
+        RAISE EXCEPTION 'buscar_conhecimento: limit must be between 1 and 100 (got %)', p_limit USING ERRCODE = 'JU400';
     END IF;
     IF p_embedding IS NOT NULL AND p_model IS NULL THEN
-        RAISE EXCEPTION 'buscar_conhecimento: an embedding needs its model name (query %)', p_query;
+        RAISE EXCEPTION 'buscar_conhecimento: an embedding needs its model name (query %)', p_query
+            USING ERRCODE = 'JU400';
     END IF;
 
     SELECT q.all_words, q.any_word INTO _all_words, _any_word FROM public._knowledge_tsqueries(p_query) AS q;
@@ -137,10 +138,10 @@ AS $$
 #variable_conflict use_column
 BEGIN
     IF p_model IS NULL OR p_model = '' THEN
-        RAISE EXCEPTION 'knowledge_to_embed: model name is required (limit %)', p_limit;
+        RAISE EXCEPTION 'knowledge_to_embed: model name is required (limit %)', p_limit USING ERRCODE = 'JU400';
     END IF;
     IF p_limit IS NOT NULL AND p_limit < 1 THEN
-        RAISE EXCEPTION 'knowledge_to_embed: limit must be positive (got %)', p_limit;
+        RAISE EXCEPTION 'knowledge_to_embed: limit must be positive (got %)', p_limit USING ERRCODE = 'JU400';
     END IF;
     RETURN QUERY
     SELECT k.id, k.titulo, k.conteudo, k.content_hash
@@ -168,11 +169,12 @@ SET search_path = ''
 AS $$
 BEGIN
     IF p_model IS NULL OR p_model = '' OR p_hash IS NULL OR p_embedding IS NULL THEN
-        RAISE EXCEPTION 'store_embedding: model, hash and embedding are required (chunk %)', p_id;
+        RAISE EXCEPTION 'store_embedding: model, hash and embedding are required (chunk %)', p_id
+            USING ERRCODE = 'JU400';
     END IF;
     IF extensions.vector_dims(p_embedding) <> 1024 THEN
         RAISE EXCEPTION 'store_embedding: chunk % got a % dimension embedding from %, expected 1024',
-            p_id, extensions.vector_dims(p_embedding), p_model;
+            p_id, extensions.vector_dims(p_embedding), p_model USING ERRCODE = 'JU400';
     END IF;
 
     UPDATE public.conhecimento_julia AS k
@@ -185,7 +187,7 @@ BEGIN
         RETURN true;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM public.conhecimento_julia AS k WHERE k.id = p_id) THEN
-        RAISE EXCEPTION 'store_embedding: knowledge chunk % not found', p_id;
+        RAISE EXCEPTION 'store_embedding: knowledge chunk % not found', p_id USING ERRCODE = 'JU404';
     END IF;
     RETURN false;
 END;

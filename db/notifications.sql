@@ -19,7 +19,8 @@ DECLARE
     _id bigint;
 BEGIN
     IF p_kind IS NULL OR p_kind !~ '^[a-z][a-z_]{0,62}$' THEN
-        RAISE EXCEPTION 'notify_humans: invalid kind %', quote_literal(coalesce(p_kind, 'NULL'));
+        RAISE EXCEPTION 'notify_humans: invalid kind %', quote_literal(coalesce(p_kind, 'NULL'))
+            USING ERRCODE = 'JU400';
     END IF;
     INSERT INTO public.notificacoes (kind, payload, critical, dedupe_key)
     VALUES (p_kind, coalesce(p_payload, '{}'::jsonb), p_kind IN ('guard_failure', 'job_failure', 'number_paused'), p_dedupe_key)
@@ -70,7 +71,7 @@ AS $$
 BEGIN
     IF p_state NOT IN ('sent', 'skipped', 'failed', 'pending') THEN
         RAISE EXCEPTION 'finish_notification: invalid state % for notification %', quote_literal(p_state),
-            p_notification_id;
+            p_notification_id USING ERRCODE = 'JU400';
     END IF;
     UPDATE public.notificacoes
        SET state = p_state, last_error = left(p_error, 1000),
@@ -181,7 +182,7 @@ DECLARE
 BEGIN
     IF _number !~ '^[0-9]{8,15}$' THEN
         RAISE EXCEPTION 'claim_manager_alert: % is not a WhatsApp number (notification %)',
-            quote_literal(coalesce(p_number, '')), p_notification_id;
+            quote_literal(coalesce(p_number, '')), p_notification_id USING ERRCODE = 'JU400';
     END IF;
     SELECT o.id INTO _id FROM public.outbox AS o WHERE o.idempotency_key = _key;
     IF FOUND THEN

@@ -73,9 +73,9 @@ DECLARE
 BEGIN
     IF coalesce(p_instance, '') !~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' THEN
         RAISE EXCEPTION 'add_number: % is not a valid Evolution instance name (letters, digits, . _ -)',
-            quote_literal(coalesce(p_instance, ''));
+            quote_literal(coalesce(p_instance, '')) USING ERRCODE = 'JU400';
     ELSIF p_hour_limit < 0 OR p_day_limit < 0 THEN
-        RAISE EXCEPTION 'add_number: limits must be >= 0 (instance %)', p_instance;
+        RAISE EXCEPTION 'add_number: limits must be >= 0 (instance %)', p_instance USING ERRCODE = 'JU400';
     END IF;
     INSERT INTO public.whatsapp_numbers (instance, phone, hour_limit, day_limit, warmup_days)
     VALUES (p_instance, nullif(p_phone, ''), p_hour_limit, p_day_limit,
@@ -83,7 +83,7 @@ BEGIN
     ON CONFLICT (instance) DO NOTHING
     RETURNING id INTO _id;
     IF _id IS NULL THEN
-        RAISE EXCEPTION 'add_number: number % already exists', p_instance;
+        RAISE EXCEPTION 'add_number: number % already exists', p_instance USING ERRCODE = 'JU409';
     END IF;
     PERFORM public._audit_number(p_instance, jsonb_build_object('action', 'add', 'phone', p_phone,
         'hour_limit', p_hour_limit, 'day_limit', p_day_limit, 'warmup', p_warmup), p_motivo, p_via);
@@ -102,24 +102,28 @@ DECLARE
     _key text;
 BEGIN
     IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'a motivo (reason) is required to change number %', p_instance;
+        RAISE EXCEPTION 'a motivo (reason) is required to change number %', p_instance USING ERRCODE = 'JU400';
     END IF;
     FOR _key IN SELECT jsonb_object_keys(coalesce(p_changes, '{}'::jsonb)) LOOP
         IF _key NOT IN ('hour_limit', 'day_limit', 'hours_start', 'hours_end', 'phone') THEN
-            RAISE EXCEPTION 'update_number: unknown key % (known: hour_limit, day_limit, hours_start, hours_end, phone)', _key;
+            RAISE EXCEPTION 'update_number: unknown key % (known: hour_limit, day_limit, hours_start, hours_end, phone)', _key
+                USING ERRCODE = 'JU400';
         END IF;
     END LOOP;
     IF (p_changes ? 'hours_start') <> (p_changes ? 'hours_end') THEN
-        RAISE EXCEPTION 'update_number: give both hours_start and hours_end (number %)', p_instance;
+        RAISE EXCEPTION 'update_number: give both hours_start and hours_end (number %)', p_instance
+            USING ERRCODE = 'JU400';
     END IF;
     FOR _key IN SELECT k FROM unnest(ARRAY['hours_start', 'hours_end']) AS k WHERE p_changes ->> k IS NOT NULL LOOP
         IF (p_changes ->> _key) !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$' THEN
-            RAISE EXCEPTION 'update_number: % must look like HH:MM, got % (number %)', _key, p_changes ->> _key, p_instance;
+            RAISE EXCEPTION 'update_number: % must look like HH:MM, got % (number %)', _key, p_changes ->> _key, p_instance
+                USING ERRCODE = 'JU400';
         END IF;
     END LOOP;
     FOR _key IN SELECT k FROM unnest(ARRAY['hour_limit', 'day_limit']) AS k WHERE p_changes ->> k IS NOT NULL LOOP
         IF (p_changes ->> _key) !~ '^[0-9]{1,9}$' THEN
-            RAISE EXCEPTION 'update_number: % must be a whole number >= 0, got % (number %)', _key, p_changes ->> _key, p_instance;
+            RAISE EXCEPTION 'update_number: % must be a whole number >= 0, got % (number %)', _key, p_changes ->> _key, p_instance
+                USING ERRCODE = 'JU400';
         END IF;
     END LOOP;
     UPDATE public.whatsapp_numbers AS n
@@ -131,7 +135,7 @@ BEGIN
            updated_at = now()
      WHERE n.instance = p_instance;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'update_number: number % not found', p_instance;
+        RAISE EXCEPTION 'update_number: number % not found', p_instance USING ERRCODE = 'JU404';
     END IF;
     PERFORM public._audit_number(p_instance, jsonb_build_object('action', 'set') || p_changes, p_motivo, p_via);
 END;
@@ -200,13 +204,13 @@ SET search_path = ''
 AS $$
 BEGIN
     IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'a motivo (reason) is required to pause number %', p_instance;
+        RAISE EXCEPTION 'a motivo (reason) is required to pause number %', p_instance USING ERRCODE = 'JU400';
     END IF;
     UPDATE public.whatsapp_numbers
        SET paused = true, pause_reason = p_motivo, paused_at = clock_timestamp(), updated_at = now()
      WHERE instance = p_instance;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'pause_number: number % not found', p_instance;
+        RAISE EXCEPTION 'pause_number: number % not found', p_instance USING ERRCODE = 'JU404';
     END IF;
     PERFORM public._audit_number(p_instance, '{"action": "pause"}'::jsonb, p_motivo, p_via);
 END;
@@ -222,14 +226,14 @@ DECLARE
     _id bigint;
 BEGIN
     IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'a motivo (reason) is required to resume number %', p_instance;
+        RAISE EXCEPTION 'a motivo (reason) is required to resume number %', p_instance USING ERRCODE = 'JU400';
     END IF;
     UPDATE public.whatsapp_numbers
        SET paused = false, pause_reason = NULL, paused_at = NULL, updated_at = now()
      WHERE instance = p_instance
     RETURNING id INTO _id;
     IF _id IS NULL THEN
-        RAISE EXCEPTION 'resume_number: number % not found', p_instance;
+        RAISE EXCEPTION 'resume_number: number % not found', p_instance USING ERRCODE = 'JU404';
     END IF;
     PERFORM public._audit_number(p_instance, '{"action": "resume"}'::jsonb, p_motivo, p_via);
     RETURN public._release_number_work(_id);
@@ -272,7 +276,8 @@ DECLARE
     _id bigint;
 BEGIN
     IF p_state IS NULL OR p_state NOT IN ('open', 'close', 'connecting') THEN
-        RAISE EXCEPTION 'record_connection_update: unknown state % for instance %', quote_literal(coalesce(p_state, 'NULL')), p_instance;
+        RAISE EXCEPTION 'record_connection_update: unknown state % for instance %', quote_literal(coalesce(p_state, 'NULL')), p_instance
+            USING ERRCODE = 'JU400';
     END IF;
     SELECT n.id, n.state INTO _id, _before FROM public.whatsapp_numbers AS n WHERE n.instance = p_instance FOR UPDATE;
     IF _id IS NULL AND NOT EXISTS (SELECT 1 FROM public.whatsapp_numbers) THEN

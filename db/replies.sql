@@ -61,7 +61,7 @@ DECLARE
 BEGIN
     SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'reply_context: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'reply_context: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
     RETURN jsonb_build_object(
@@ -124,10 +124,10 @@ DECLARE
 BEGIN
     SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'enqueue_reply: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'enqueue_reply: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     IF coalesce(array_length(p_parts, 1), 0) = 0 THEN
-        RAISE EXCEPTION 'enqueue_reply: no text to send in conversation %', p_conversation_id;
+        RAISE EXCEPTION 'enqueue_reply: no text to send in conversation %', p_conversation_id USING ERRCODE = 'JU400';
     END IF;
     -- A human answered (or took over the phone) while the reply was being
     -- written: the reply is dropped. Julia's own handoff still lets her

@@ -51,7 +51,7 @@ BEGIN
         END IF;
         _day := _day + 1;
     END LOOP;
-    RAISE EXCEPTION 'next_business_opening: no allowed weekday in policy %', _p -> 'weekdays';
+    RAISE EXCEPTION 'next_business_opening: no allowed weekday in policy %', _p -> 'weekdays' USING ERRCODE = 'JU400';
 END;
 $$;
 
@@ -76,28 +76,31 @@ DECLARE
     _value jsonb;
 BEGIN
     IF jsonb_typeof(p_policy) IS DISTINCT FROM 'object' THEN
-        RAISE EXCEPTION 'send policy must be a JSON object, got %', coalesce(p_policy::text, 'NULL');
+        RAISE EXCEPTION 'send policy must be a JSON object, got %', coalesce(p_policy::text, 'NULL')
+            USING ERRCODE = 'JU400';
     END IF;
     FOR _key, _value IN SELECT * FROM jsonb_each(p_policy) LOOP
         IF _key IN ('hour_limit', 'day_limit', 'cooldown_hours', 'reply_cap_per_hour', 'warmup_start_per_day',
                     'warmup_days', 'health_window_minutes', 'health_max_problems') THEN
             IF jsonb_typeof(_value) <> 'number' OR _value::numeric < 0 OR _value::numeric <> trunc(_value::numeric) THEN
-                RAISE EXCEPTION 'send policy: % must be a whole number >= 0, got %', _key, _value;
+                RAISE EXCEPTION 'send policy: % must be a whole number >= 0, got %', _key, _value
+                    USING ERRCODE = 'JU400';
             END IF;
         ELSIF _key IN ('start', 'end') THEN
             IF jsonb_typeof(_value) <> 'string' OR (_value #>> '{}') !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$' THEN
-                RAISE EXCEPTION 'send policy: % must look like HH:MM, got %', _key, _value;
+                RAISE EXCEPTION 'send policy: % must look like HH:MM, got %', _key, _value USING ERRCODE = 'JU400';
             END IF;
         ELSIF _key = 'weekdays' THEN
             IF jsonb_typeof(_value) <> 'array' OR jsonb_array_length(_value) = 0
                OR EXISTS (SELECT 1 FROM jsonb_array_elements(_value) AS d (v)
                            WHERE jsonb_typeof(d.v) <> 'number' OR d.v::numeric NOT IN (1, 2, 3, 4, 5, 6, 7)) THEN
-                RAISE EXCEPTION 'send policy: weekdays must list ISO weekdays 1..7, got %', _value;
+                RAISE EXCEPTION 'send policy: weekdays must list ISO weekdays 1..7, got %', _value
+                    USING ERRCODE = 'JU400';
             END IF;
         ELSE
             RAISE EXCEPTION 'send policy: unknown key % (known: hour_limit, day_limit, start, end, weekdays, '
                             'cooldown_hours, reply_cap_per_hour, warmup_start_per_day, warmup_days, '
-                            'health_window_minutes, health_max_problems)', _key;
+                            'health_window_minutes, health_max_problems)', _key USING ERRCODE = 'JU400';
         END IF;
     END LOOP;
 END;
@@ -137,7 +140,7 @@ DECLARE
     _new jsonb;
 BEGIN
     IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'a motivo (reason) is required to change the send policy';
+        RAISE EXCEPTION 'a motivo (reason) is required to change the send policy' USING ERRCODE = 'JU400';
     END IF;
     PERFORM public._check_policy(p_changes);
     _new := CASE WHEN p_replace THEN public.send_policy(p_changes) ELSE public.current_send_policy() || p_changes END;

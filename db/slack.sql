@@ -25,7 +25,7 @@ DECLARE
     _fresh boolean;
 BEGIN
     IF coalesce(p_signature, '') = '' THEN
-        RAISE EXCEPTION 'claim_slack_request: signature is required';
+        RAISE EXCEPTION 'claim_slack_request: signature is required' USING ERRCODE = 'JU400';
     END IF;
     PERFORM public.prune_slack_requests();
     INSERT INTO public.slack_requests (signature, request_ts) VALUES (p_signature, p_timestamp)

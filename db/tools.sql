@@ -104,7 +104,7 @@ DECLARE
 BEGIN
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = p_cliente_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'buscar_vagas: cliente % not found', p_cliente_id;
+        RAISE EXCEPTION 'buscar_vagas: cliente % not found', p_cliente_id USING ERRCODE = 'JU404';
     END IF;
     IF nullif(trim(p_especialidade), '') IS NOT NULL THEN
         _especialidade_id := public.resolve_especialidade(p_especialidade);
@@ -141,7 +141,7 @@ DECLARE
 BEGIN
     SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'reservar_vaga: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'reservar_vaga: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     UPDATE public.vagas AS v
        SET status = 'reservada', reservada_por = _cliente_id, reservada_em = clock_timestamp(), updated_at = now()
@@ -182,16 +182,16 @@ DECLARE
     _prefs jsonb := coalesce(p_dados, '{}'::jsonb) - 'nome' - 'crm' - 'especialidade' - 'regiao' - 'cidade';
 BEGIN
     IF jsonb_typeof(p_dados) IS DISTINCT FROM 'object' THEN
-        RAISE EXCEPTION 'salvar_preferencias: dados must be an object';
+        RAISE EXCEPTION 'salvar_preferencias: dados must be an object' USING ERRCODE = 'JU400';
     END IF;
     SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'salvar_preferencias: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'salvar_preferencias: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     IF p_dados ? 'especialidade' THEN
         _especialidade_id := public.resolve_especialidade(p_dados ->> 'especialidade');
         IF _especialidade_id IS NULL THEN
-            RAISE EXCEPTION 'especialidade "%" não encontrada', p_dados ->> 'especialidade';
+            RAISE EXCEPTION 'especialidade "%" não encontrada', p_dados ->> 'especialidade' USING ERRCODE = 'JU404';
         END IF;
     END IF;
     UPDATE public.clientes AS c
@@ -220,13 +220,13 @@ SET search_path = ''
 AS $$
 BEGIN
     IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'transferir_para_humano: motivo is required';
+        RAISE EXCEPTION 'transferir_para_humano: motivo is required' USING ERRCODE = 'JU400';
     END IF;
     UPDATE public.conversations AS c
        SET handoff_ativo = true, handoff_motivo = p_motivo, handoff_em = clock_timestamp(), updated_at = now()
      WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'transferir_para_humano: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'transferir_para_humano: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     INSERT INTO public.metricas_conversa AS m (conversation_id, cliente_id, houve_handoff, motivo_handoff)
     SELECT c.id, c.cliente_id, true, p_motivo FROM public.conversations AS c WHERE c.id = p_conversation_id
@@ -260,7 +260,7 @@ DECLARE
 BEGIN
     SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'registrar_opt_out: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'registrar_opt_out: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     _already := public.person_opted_out(_cliente_id);
     UPDATE public.clientes AS cl
@@ -299,7 +299,7 @@ DECLARE
 BEGIN
     SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'execute_tool: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'execute_tool: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     CASE p_name
         WHEN 'buscar_vagas' THEN
@@ -314,7 +314,7 @@ BEGIN
             RETURN _result;
         WHEN 'reservar_vaga' THEN
             IF NOT (_in ? 'vaga_id') THEN
-                RAISE EXCEPTION 'reservar_vaga: vaga_id is required';
+                RAISE EXCEPTION 'reservar_vaga: vaga_id is required' USING ERRCODE = 'JU400';
             END IF;
             RETURN public.reservar_vaga(p_conversation_id, (_in ->> 'vaga_id')::bigint);
         WHEN 'salvar_preferencias' THEN
@@ -324,7 +324,7 @@ BEGIN
         WHEN 'registrar_opt_out' THEN
             RETURN public.registrar_opt_out(p_conversation_id, _in ->> 'motivo');
         ELSE
-            RAISE EXCEPTION 'unknown tool %', p_name;
+            RAISE EXCEPTION 'unknown tool %', p_name USING ERRCODE = 'JU404';
     END CASE;
 END;
 $$;

@@ -41,7 +41,8 @@ DECLARE
     _waiting_at timestamptz;
 BEGIN
     IF p_since IS NULL OR p_since < interval '0' THEN
-        RAISE EXCEPTION 'rescue_stalled_jobs: the stalled-worker window must be a positive interval, got %', p_since;
+        RAISE EXCEPTION 'rescue_stalled_jobs: the stalled-worker window must be a positive interval, got %', p_since
+            USING ERRCODE = 'JU400';
     END IF;
     FOR _job IN
         SELECT j.id, j.task_name, j.queueing_lock
