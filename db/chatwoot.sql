@@ -30,13 +30,13 @@ BEGIN
            AND (o.evolution_message_id = NEW.message_id OR NEW.message_id = 'outbox:' || o.id)
          LIMIT 1;
         IF _from_chatwoot THEN
-            INSERT INTO public.chatwoot_mensagens (interacao_id, conversation_id, state, chatwoot_message_id, synced_at)
+            INSERT INTO public.chatwoot_messages (interacao_id, conversation_id, state, chatwoot_message_id, synced_at)
             VALUES (NEW.id, NEW.conversation_id, 'synced', _cw_message_id, clock_timestamp())
             ON CONFLICT DO NOTHING;
             RETURN NULL;
         END IF;
     END IF;
-    INSERT INTO public.chatwoot_mensagens (interacao_id, conversation_id)
+    INSERT INTO public.chatwoot_messages (interacao_id, conversation_id)
     VALUES (NEW.id, NEW.conversation_id)
     ON CONFLICT DO NOTHING;
     PERFORM public.defer_chatwoot_sync(NEW.conversation_id);
@@ -68,10 +68,10 @@ BEGIN
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
     RETURN jsonb_build_object(
         'conversation_id', _conv.id,
-        'chatwoot_conversation_id', (SELECT cc.chatwoot_conversation_id FROM public.chatwoot_conversas AS cc
+        'chatwoot_conversation_id', (SELECT cc.chatwoot_conversation_id FROM public.chatwoot_conversations AS cc
                                       WHERE cc.conversation_id = _conv.id),
-        'contact_id', (SELECT ct.contact_id FROM public.chatwoot_contatos AS ct WHERE ct.cliente_id = _cliente.id),
-        'source_id', (SELECT ct.source_id FROM public.chatwoot_contatos AS ct WHERE ct.cliente_id = _cliente.id),
+        'contact_id', (SELECT ct.contact_id FROM public.chatwoot_contacts AS ct WHERE ct.cliente_id = _cliente.id),
+        'source_id', (SELECT ct.source_id FROM public.chatwoot_contacts AS ct WHERE ct.cliente_id = _cliente.id),
         'cliente', jsonb_build_object('id', _cliente.id, 'nome', _cliente.nome, 'telefone', _cliente.telefone,
                                       'lid', _cliente.lid),
         'messages', coalesce((
@@ -80,14 +80,14 @@ BEGIN
                                                 'has_media', i.tipo IN ('image', 'video', 'audio', 'document',
                                                                         'sticker'))
                              ORDER BY m.interacao_id)
-              FROM (SELECT m2.* FROM public.chatwoot_mensagens AS m2
+              FROM (SELECT m2.* FROM public.chatwoot_messages AS m2
                      WHERE m2.conversation_id = _conv.id AND m2.state IN ('pending', 'sending')
                      ORDER BY m2.interacao_id
                      LIMIT greatest(1, p_limit)) AS m
               JOIN public.interacoes AS i ON i.id = m.interacao_id), '[]'::jsonb),
         'events', coalesce((
             SELECT jsonb_agg(jsonb_build_object('id', e.id, 'kind', e.kind, 'payload', e.payload) ORDER BY e.id)
-              FROM public.chatwoot_eventos AS e
+              FROM public.chatwoot_events AS e
              WHERE e.conversation_id = _conv.id AND e.state = 'pending'), '[]'::jsonb));
 END;
 $$;
@@ -105,7 +105,7 @@ DECLARE
 BEGIN
     -- Not mirrored: the history keeps the message, not megabytes of base64.
     WITH skipped AS (
-        UPDATE public.chatwoot_mensagens SET state = 'skipped'
+        UPDATE public.chatwoot_messages SET state = 'skipped'
          WHERE conversation_id = p_conversation_id AND state IN ('pending', 'sending')
         RETURNING interacao_id),
     stripped AS (
@@ -114,7 +114,7 @@ BEGIN
          WHERE i.id = k.interacao_id AND i.payload -> 'message' ? 'base64'
         RETURNING i.id)
     SELECT count(*) INTO _m FROM skipped;
-    UPDATE public.chatwoot_eventos SET state = 'skipped', done_at = clock_timestamp()
+    UPDATE public.chatwoot_events SET state = 'skipped', done_at = clock_timestamp()
      WHERE conversation_id = p_conversation_id AND state = 'pending';
     GET DIAGNOSTICS _e = ROW_COUNT;
     RETURN _m + _e;
@@ -158,7 +158,7 @@ BEGIN
     IF coalesce(trim(p_texto), '') = '' THEN
         RAISE EXCEPTION 'note_chatwoot: empty note for conversation %', p_conversation_id USING ERRCODE = 'JU400';
     END IF;
-    INSERT INTO public.chatwoot_eventos (conversation_id, kind, payload)
+    INSERT INTO public.chatwoot_events (conversation_id, kind, payload)
     VALUES (p_conversation_id, 'note', jsonb_build_object('texto', p_texto))
     RETURNING id INTO _id;
     PERFORM public.defer_chatwoot_sync(p_conversation_id);
@@ -176,10 +176,10 @@ RETURNS void
 LANGUAGE sql
 SET search_path = ''
 AS $$
-    INSERT INTO public.chatwoot_contatos (cliente_id, contact_id, source_id)
+    INSERT INTO public.chatwoot_contacts (cliente_id, contact_id, source_id)
     VALUES (p_cliente_id, p_contact_id, p_source_id)
     ON CONFLICT (cliente_id) DO UPDATE
-       SET contact_id = excluded.contact_id, source_id = coalesce(excluded.source_id, public.chatwoot_contatos.source_id),
+       SET contact_id = excluded.contact_id, source_id = coalesce(excluded.source_id, public.chatwoot_contacts.source_id),
            updated_at = now();
 $$;
 
@@ -192,7 +192,7 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    INSERT INTO public.chatwoot_conversas (conversation_id, chatwoot_conversation_id, contact_id)
+    INSERT INTO public.chatwoot_conversations (conversation_id, chatwoot_conversation_id, contact_id)
     VALUES (p_conversation_id, p_chatwoot_conversation_id, p_contact_id)
     ON CONFLICT (conversation_id) DO UPDATE
        SET chatwoot_conversation_id = excluded.chatwoot_conversation_id, contact_id = excluded.contact_id;
@@ -209,7 +209,7 @@ RETURNS boolean
 LANGUAGE sql
 SET search_path = ''
 AS $$
-    DELETE FROM public.chatwoot_conversas
+    DELETE FROM public.chatwoot_conversations
      WHERE conversation_id = p_conversation_id AND chatwoot_conversation_id = p_chatwoot_conversation_id
     RETURNING true;
 $$;
@@ -220,7 +220,7 @@ RETURNS bigint
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT cc.conversation_id FROM public.chatwoot_conversas AS cc
+    SELECT cc.conversation_id FROM public.chatwoot_conversations AS cc
      WHERE cc.chatwoot_conversation_id = p_chatwoot_conversation_id;
 $$;
 
@@ -234,13 +234,13 @@ AS $$
 DECLARE
     _before text;
 BEGIN
-    SELECT m.state INTO _before FROM public.chatwoot_mensagens AS m
+    SELECT m.state INTO _before FROM public.chatwoot_messages AS m
      WHERE m.interacao_id = p_interacao_id AND m.state IN ('pending', 'sending')
        FOR UPDATE;
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    UPDATE public.chatwoot_mensagens SET state = 'sending', attempts = attempts + 1
+    UPDATE public.chatwoot_messages SET state = 'sending', attempts = attempts + 1
      WHERE interacao_id = p_interacao_id;
     RETURN _before;
 END;
@@ -253,7 +253,7 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    UPDATE public.chatwoot_mensagens
+    UPDATE public.chatwoot_messages
        SET state = 'synced', chatwoot_message_id = p_chatwoot_message_id, last_error = NULL,
            synced_at = clock_timestamp()
      WHERE interacao_id = p_interacao_id AND state IN ('pending', 'sending');
@@ -273,7 +273,7 @@ RETURNS void
 LANGUAGE sql
 SET search_path = ''
 AS $$
-    UPDATE public.chatwoot_eventos SET state = 'done', last_error = NULL, done_at = clock_timestamp()
+    UPDATE public.chatwoot_events SET state = 'done', last_error = NULL, done_at = clock_timestamp()
      WHERE id = p_event_id AND state = 'pending';
 $$;
 
@@ -284,12 +284,12 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    UPDATE public.chatwoot_mensagens AS m SET last_error = left(p_error, 1000)
-     WHERE m.interacao_id = (SELECT min(m2.interacao_id) FROM public.chatwoot_mensagens AS m2
+    UPDATE public.chatwoot_messages AS m SET last_error = left(p_error, 1000)
+     WHERE m.interacao_id = (SELECT min(m2.interacao_id) FROM public.chatwoot_messages AS m2
                               WHERE m2.conversation_id = p_conversation_id AND m2.state IN ('pending', 'sending'));
     IF NOT FOUND THEN
-        UPDATE public.chatwoot_eventos AS e SET last_error = left(p_error, 1000), attempts = e.attempts + 1
-         WHERE e.id = (SELECT min(e2.id) FROM public.chatwoot_eventos AS e2
+        UPDATE public.chatwoot_events AS e SET last_error = left(p_error, 1000), attempts = e.attempts + 1
+         WHERE e.id = (SELECT min(e2.id) FROM public.chatwoot_events AS e2
                         WHERE e2.conversation_id = p_conversation_id AND e2.state = 'pending');
     END IF;
 END;

@@ -29,10 +29,10 @@ BEGIN
        SET state = 'failed', refusal = 'duplicate_person', claimed_by_job = NULL, updated_at = now()
      WHERE o.cliente_id = p_drop AND o.kind = 'campaign' AND o.state IN ('queued', 'deferred')
        AND EXISTS (SELECT 1 FROM public.outbox AS k WHERE k.cliente_id = p_keep AND k.campanha_id = o.campanha_id);
-    IF pg_catalog.to_regclass('public.chatwoot_contatos') IS NOT NULL THEN
-        DELETE FROM public.chatwoot_contatos AS w
-         WHERE w.cliente_id = p_drop AND EXISTS (SELECT 1 FROM public.chatwoot_contatos AS k WHERE k.cliente_id = p_keep);
-        UPDATE public.chatwoot_contatos SET cliente_id = p_keep WHERE cliente_id = p_drop;
+    IF pg_catalog.to_regclass('public.chatwoot_contacts') IS NOT NULL THEN
+        DELETE FROM public.chatwoot_contacts AS w
+         WHERE w.cliente_id = p_drop AND EXISTS (SELECT 1 FROM public.chatwoot_contacts AS k WHERE k.cliente_id = p_keep);
+        UPDATE public.chatwoot_contacts SET cliente_id = p_keep WHERE cliente_id = p_drop;
     END IF;
 END;
 $$;

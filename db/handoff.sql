@@ -43,7 +43,7 @@ DECLARE
                               'via', coalesce(nullif(current_setting('julia.handback_via', true), ''), 'julia')) END;
 BEGIN
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = NEW.cliente_id;
-    INSERT INTO public.chatwoot_eventos (conversation_id, kind, payload)
+    INSERT INTO public.chatwoot_events (conversation_id, kind, payload)
     VALUES (NEW.id, _kind, _detail || CASE WHEN NEW.handoff_ativo
                                            THEN jsonb_build_object('nota', public.handoff_note(NEW.id, NEW.handoff_motivo))
                                            ELSE '{}'::jsonb END);
@@ -69,7 +69,7 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    SELECT cc.conversation_id INTO conversation_id FROM public.chatwoot_conversas AS cc
+    SELECT cc.conversation_id INTO conversation_id FROM public.chatwoot_conversations AS cc
      WHERE cc.chatwoot_conversation_id = p_chatwoot_conversation_id;
     IF NOT FOUND THEN
         status := 'unknown_conversation'; RETURN;
@@ -122,8 +122,8 @@ RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT EXISTS (SELECT 1 FROM public.chatwoot_mensagens AS m WHERE m.chatwoot_message_id = p_chatwoot_message_id)
-        OR EXISTS (SELECT 1 FROM public.chatwoot_mensagens AS m JOIN public.interacoes AS i ON i.id = m.interacao_id
+    SELECT EXISTS (SELECT 1 FROM public.chatwoot_messages AS m WHERE m.chatwoot_message_id = p_chatwoot_message_id)
+        OR EXISTS (SELECT 1 FROM public.chatwoot_messages AS m JOIN public.interacoes AS i ON i.id = m.interacao_id
                     WHERE m.conversation_id = p_conversation_id AND m.state = 'sending' AND i.autor <> 'medico'
                       AND i.texto = p_texto);
 $$;
@@ -174,7 +174,7 @@ BEGIN
             p_chatwoot_conversation_id USING ERRCODE = 'JU400';
     END IF;
     SELECT c.* INTO _conv
-      FROM public.chatwoot_conversas AS cc JOIN public.conversations AS c ON c.id = cc.conversation_id
+      FROM public.chatwoot_conversations AS cc JOIN public.conversations AS c ON c.id = cc.conversation_id
      WHERE cc.chatwoot_conversation_id = p_chatwoot_conversation_id;
     IF NOT FOUND THEN
         status := 'unknown_conversation'; RETURN;

@@ -19,7 +19,7 @@ AS $$
            ('table', 'procrastinate_jobs'), ('table', 'procrastinate_periodic_defers'),
            ('table', 'vagas'), ('table', 'conhecimento_julia'), ('table', 'campanhas'),
            ('table', 'send_counters'), ('table', 'metricas_conversa'),
-           ('table', 'chatwoot_mensagens'), ('table', 'notificacoes'), ('table', 'clientes_fusoes'),
+           ('table', 'chatwoot_messages'), ('table', 'notifications'), ('table', 'clientes_fusoes'),
            ('table', 'whatsapp_numbers'), ('table', 'send_policy_settings'), ('table', 'send_policy_changes'),
            ('table', 'number_send_counters'), ('table', 'number_health_events'), ('table', 'unknown_instances'),
            ('view', 'campaign_sends'), ('view', 'campaign_metrics');

@@ -22,7 +22,7 @@ BEGIN
         RAISE EXCEPTION 'notify_humans: invalid kind %', quote_literal(coalesce(p_kind, 'NULL'))
             USING ERRCODE = 'JU400';
     END IF;
-    INSERT INTO public.notificacoes (kind, payload, critical, dedupe_key)
+    INSERT INTO public.notifications (kind, payload, critical, dedupe_key)
     VALUES (p_kind, coalesce(p_payload, '{}'::jsonb), p_kind IN ('guard_failure', 'job_failure', 'number_paused'), p_dedupe_key)
     ON CONFLICT (dedupe_key) DO NOTHING
     RETURNING id INTO _id;
@@ -44,18 +44,18 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    _row public.notificacoes;
+    _row public.notifications;
 BEGIN
-    UPDATE public.notificacoes AS n SET attempts = n.attempts + 1
+    UPDATE public.notifications AS n SET attempts = n.attempts + 1
      WHERE n.id = p_notification_id AND n.state = 'pending'
     RETURNING * INTO _row;
     IF NOT FOUND THEN
-        SELECT * INTO _row FROM public.notificacoes AS n WHERE n.id = p_notification_id;
+        SELECT * INTO _row FROM public.notifications AS n WHERE n.id = p_notification_id;
     END IF;
     known := _row.id IS NOT NULL;
     state := _row.state; kind := _row.kind; payload := _row.payload; critical := _row.critical;
     attempts := _row.attempts;
-    SELECT cc.chatwoot_conversation_id INTO chatwoot_conversation_id FROM public.chatwoot_conversas AS cc
+    SELECT cc.chatwoot_conversation_id INTO chatwoot_conversation_id FROM public.chatwoot_conversations AS cc
      WHERE cc.conversation_id = (_row.payload ->> 'conversation_id')::bigint;
     external_handoff := public.feature_enabled('external_handoff');
 END;
@@ -73,7 +73,7 @@ BEGIN
         RAISE EXCEPTION 'finish_notification: invalid state % for notification %', quote_literal(p_state),
             p_notification_id USING ERRCODE = 'JU400';
     END IF;
-    UPDATE public.notificacoes
+    UPDATE public.notifications
        SET state = p_state, last_error = left(p_error, 1000),
            sent_at = CASE WHEN p_state = 'sent' THEN clock_timestamp() END
      WHERE id = p_notification_id AND state = 'pending';

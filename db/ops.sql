@@ -27,10 +27,10 @@ AS $$
                                         OR (o.state = 'failed' AND o.updated_at > clock_timestamp() - interval '1 day')
                                      GROUP BY o.state) AS s), '{}'::jsonb),
         'chatwoot', jsonb_build_object(
-            'mensagens_pendentes', (SELECT count(*) FROM public.chatwoot_mensagens AS m
+            'mensagens_pendentes', (SELECT count(*) FROM public.chatwoot_messages AS m
                                      WHERE m.state IN ('pending', 'sending')),
-            'eventos_pendentes', (SELECT count(*) FROM public.chatwoot_eventos AS e WHERE e.state = 'pending')),
-        'notificacoes_pendentes', (SELECT count(*) FROM public.notificacoes AS n WHERE n.state = 'pending'));
+            'eventos_pendentes', (SELECT count(*) FROM public.chatwoot_events AS e WHERE e.state = 'pending')),
+        'notificacoes_pendentes', (SELECT count(*) FROM public.notifications AS n WHERE n.state = 'pending'));
 $$;
 
 -- Julia's state and the numbers an operator looks at first.
@@ -68,7 +68,7 @@ AS $$
                        'chatwoot_conversation_id', cc.chatwoot_conversation_id) AS item
               FROM public.conversations AS c
               JOIN public.clientes AS cl ON cl.id = c.cliente_id
-              LEFT JOIN public.chatwoot_conversas AS cc ON cc.conversation_id = c.id
+              LEFT JOIN public.chatwoot_conversations AS cc ON cc.conversation_id = c.id
              ORDER BY c.updated_at DESC, c.id DESC
              LIMIT greatest(1, least(coalesce(p_limit, 20), 200))) AS r;
 $$;
@@ -86,7 +86,7 @@ AS $$
                'chatwoot_conversation_id', cc.chatwoot_conversation_id) ORDER BY c.handoff_em, c.id), '[]'::jsonb)
       FROM public.conversations AS c
       JOIN public.clientes AS cl ON cl.id = c.cliente_id
-      LEFT JOIN public.chatwoot_conversas AS cc ON cc.conversation_id = c.id
+      LEFT JOIN public.chatwoot_conversations AS cc ON cc.conversation_id = c.id
      WHERE c.handoff_ativo;
 $$;
 

@@ -170,16 +170,16 @@ DECLARE
 BEGIN
     FOR _id IN
         SELECT DISTINCT w.conversation_id FROM (
-            SELECT m.conversation_id FROM public.chatwoot_mensagens AS m
+            SELECT m.conversation_id FROM public.chatwoot_messages AS m
              WHERE m.state IN ('pending', 'sending') AND m.created_at < clock_timestamp() - p_older_than
             UNION
-            SELECT e.conversation_id FROM public.chatwoot_eventos AS e
+            SELECT e.conversation_id FROM public.chatwoot_events AS e
              WHERE e.state = 'pending' AND e.created_at < clock_timestamp() - p_older_than) AS w
     LOOP
         IF public.defer_chatwoot_sync(_id) IS NOT NULL THEN _n := _n + 1; END IF;
     END LOOP;
     FOR _id IN
-        SELECT n.id FROM public.notificacoes AS n
+        SELECT n.id FROM public.notifications AS n
          WHERE n.state = 'pending' AND n.created_at < clock_timestamp() - p_older_than
          ORDER BY n.id
     LOOP

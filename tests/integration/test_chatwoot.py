@@ -414,8 +414,8 @@ def test_forty_doctors_sharing_a_prefix_each_find_their_own_contact(db, chatwoot
     assert set(by_contact) == set(existing.values())  # each reused its own contact, none created
     for cliente_id in doctors.values():
         recorded = db.execute(
-            "SELECT ct.contact_id, cc.chatwoot_conversation_id FROM chatwoot_contatos AS ct "
-            "JOIN chatwoot_conversas AS cc ON cc.contact_id = ct.contact_id WHERE ct.cliente_id = %s",
+            "SELECT ct.contact_id, cc.chatwoot_conversation_id FROM chatwoot_contacts AS ct "
+            "JOIN chatwoot_conversations AS cc ON cc.contact_id = ct.contact_id WHERE ct.cliente_id = %s",
             (cliente_id,),
         ).fetchone()
         assert recorded["contact_id"] == existing[cliente_id]
