@@ -174,7 +174,7 @@ class WorkerThread:
 
     def start(self) -> WorkerThread:
         self._thread.start()
-        wait_for(lambda: self._stop is not None or self._error is not None, timeout=10)
+        wait_for(lambda: self._stop is not None or self._error is not None, timeout=60)
         return self
 
     def stop(self) -> None:

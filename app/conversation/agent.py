@@ -8,17 +8,27 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from app.conversation.routing import choose_model
 from app.conversation.tools import TOOL_NAMES, TOOLS
+from app.core.config import Settings
 from app.core.errors import Conflict, InvalidInput, NotFound
-from app.integrations.llm import LLMResponse
+from app.integrations.llm import LLMClient, LLMResponse
 from app.store.pool import fetch_one
-from app.worker.runtime import Runtime
+
+
+class AgentRuntime(Protocol):
+    """What the agent needs of a process (app.worker.runtime.Runtime has it)."""
+
+    settings: Settings
+    pool: AsyncConnectionPool
+    llm: LLMClient
+
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +45,7 @@ class AgentResult:
     output_tokens: int
 
 
-async def run_tool(rt: Runtime, conversation_id: int, name: str, tool_input: dict[str, Any]) -> tuple[str, bool]:
+async def run_tool(rt: AgentRuntime, conversation_id: int, name: str, tool_input: dict[str, Any]) -> tuple[str, bool]:
     """Run one tool; returns (content for the model, is_error)."""
     if name not in TOOL_NAMES:
         return f"Ferramenta desconhecida: {name}", True
@@ -51,7 +61,7 @@ async def run_tool(rt: Runtime, conversation_id: int, name: str, tool_input: dic
 
 
 async def run_agent(
-    rt: Runtime,
+    rt: AgentRuntime,
     *,
     conversation_id: int,
     system: list[dict[str, Any]],

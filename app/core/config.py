@@ -191,6 +191,15 @@ def _hhmm(env: Mapping[str, str], name: str, default: str) -> str:
 def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> Settings:
     """Read settings for a process `role`; raise ConfigError naming a missing variable."""
     env = os.environ if env is None else env
+    app_env = _check_environment(role, env)
+    settings = _read(env, app_env)
+    if role in ("api", "worker", "scheduler", "cli") and not settings.database_url:
+        raise ConfigError("Config 'DATABASE_URL' is missing, and has no default.")
+    return settings
+
+
+def _check_environment(role: Role, env: Mapping[str, str]) -> str:
+    """APP_ENV, checked, and every variable `role` requires outside dev."""
 
     def get(name: str, default: str = "") -> str:
         return env.get(name, "").strip() or default
@@ -215,7 +224,16 @@ def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> S
             "REDIS_URL is set but ignored: Julia keeps queues and counters in Postgres",
             extra={"action": "config_redis_ignored"},
         )
-    settings = Settings(
+    return app_env
+
+
+def _read(env: Mapping[str, str], app_env: str) -> Settings:
+    """Every setting, from the environment or its default (one line each)."""
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(name, "").strip() or default
+
+    return Settings(
         app_env=app_env,
         app_name=get("APP_NAME", "Agente Julia"),
         log_level=get("LOG_LEVEL", "INFO").upper(),
@@ -268,6 +286,3 @@ def load_settings(role: Role = "cli", env: Mapping[str, str] | None = None) -> S
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 8),
         stalled_worker_seconds=_float(env, "STALLED_WORKER_SECONDS", 30.0),
     )
-    if role in ("api", "worker", "scheduler", "cli") and not settings.database_url:
-        raise ConfigError("Config 'DATABASE_URL' is missing, and has no default.")
-    return settings

@@ -1,21 +1,14 @@
-"""The root of every error Julia raises, and the one rule that decides
-whether a failure is worth retrying.
+"""The root of every error Julia raises.
 
 Each subclass's docstring is its message when it is raised without one, so
 `raise NotFound()` still says something useful; most carry a specific
 message (`NotFound("conversation 42 not found")`).
 
-Transient (worth a retry): timeouts, connection errors, 5xx, 408/409/429
-from Anthropic or Evolution — a `JuliaError` says so with `transient`.
-Permanent: the rest (a 4xx means the request itself is wrong, or the
-contact cannot be reached). With the `error_classifier` flag on, permanent
-failures end the job at once with a recorded reason; off, every failure is
-retried with backoff until the attempts run out.
+A `JuliaError` says with `transient` whether the same call may work later
+(app.store.errors.classify is the one rule jobs use).
 """
 
 from __future__ import annotations
-
-import psycopg
 
 
 class JuliaError(Exception):
@@ -56,12 +49,3 @@ class TransientError(JuliaError):
     """A failure worth retrying later (timeouts, 5xx, rate limits)."""
 
     transient = True
-
-
-def classify(exc: BaseException) -> str:
-    """'transient' or 'permanent'."""
-    if isinstance(exc, JuliaError):
-        return "transient" if exc.transient else "permanent"
-    if isinstance(exc, psycopg.OperationalError | TimeoutError | ConnectionError):
-        return "transient"
-    return "permanent"

@@ -211,44 +211,57 @@ def parse_event(
         return Ignored(event=event, reason=f"event {event} not handled")
     if event == SEND_MESSAGE and not (isinstance(body.get("data"), dict) and isinstance(body["data"].get("key"), dict)):
         return Ignored(event=event, reason="send.message without a key")
+    data = _message_data(body.get("data"))
+    if data is None:
+        return Ignored(event=event, reason="empty data")
+    return _parse_message(event, data, instance=_text_or_none(body.get("instance")))
 
-    data = body.get("data")
+
+def _message_data(data: object) -> dict | None:
+    """The message object of a messages.upsert (None for an empty list)."""
     if isinstance(data, list):
         # Some Evolution versions send messages.upsert data as a one-element list.
         if not data:
-            return Ignored(event=event, reason="empty data")
+            return None
         if len(data) > 1:
             raise InvalidEvent(f"'data' list has {len(data)} elements, expected 1")
         data = data[0]
     if not isinstance(data, dict):
         raise InvalidEvent("'data' must be an object")
-    key = data.get("key")
-    if not isinstance(key, dict):
+    if not isinstance(data.get("key"), dict):
         raise InvalidEvent("'key' must be an object")
-    remote_jid = key.get("remoteJid")
-    if not isinstance(remote_jid, str):
+    if not isinstance(data["key"].get("remoteJid"), str):
         raise InvalidEvent("'key.remoteJid' must be a string")
+    return data
 
+
+def _skip_reason(remote_jid: str, message_id: object, kinds: set[str]) -> str | None:
+    """Why a well-formed message is not for Julia (None: it is)."""
     for suffix, reason in _IGNORED_CHATS:
         if remote_jid.endswith(suffix):
-            return Ignored(event=event, reason=reason)
-    message_id = key.get("id")
+            return reason
     if not isinstance(message_id, str) or not message_id:
-        return Ignored(event=event, reason="no key.id")
+        return "no key.id"
     if len(message_id) > MAX_ID_CHARS:
         raise InvalidEvent(f"'key.id' is longer than {MAX_ID_CHARS} characters")
-
-    content = _unwrap(data.get("message"))
-    kinds = {k for k, v in content.items() if k not in _NON_CONTENT and v is not None}
     if not kinds:
         # Undecrypted messages arrive empty and are re-sent later with the same
         # key.id; accepting the empty one would make dedupe drop the real one.
-        return Ignored(event=event, reason="no message content")
+        return "no message content"
     if kinds <= _PROTOCOL:
-        return Ignored(event=event, reason="protocol message")
+        return "protocol message"
     if "reactionMessage" in kinds:
-        return Ignored(event=event, reason="reaction")
+        return "reaction"
+    return None
 
+
+def _parse_message(event: str, data: dict, *, instance: str | None) -> InboundMessage | Ignored:
+    key = data["key"]
+    remote_jid = key["remoteJid"]
+    content = _unwrap(data.get("message"))
+    kinds = {k for k, v in content.items() if k not in _NON_CONTENT and v is not None}
+    if (reason := _skip_reason(remote_jid, key.get("id"), kinds)) is not None:
+        return Ignored(event=event, reason=reason)
     phone_jids = (
         remote_jid,
         key.get("remoteJidAlt"),
@@ -261,8 +274,8 @@ def parse_event(
     if phone is None and lid is None:
         return Ignored(event=event, reason="no phone number or LID to answer")
     return InboundMessage(
-        message_id=message_id,
-        instance=_text_or_none(body.get("instance")),
+        message_id=key["id"],
+        instance=instance,
         phone=phone,
         remote_jid=remote_jid,
         lid=lid,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -31,6 +32,7 @@ from app.core.errors import BadSignature, InvalidEvent
 from app.events import storable_json
 from app.events.chatwoot import AgentMessage, Ignored, Resolved, parse_event, verify_signature
 from app.http.auth import Refusal, read_body, storable_body
+from app.http.chatwoot_rescue import ChatwootRescue
 from app.store.queries import queries
 
 logger = logging.getLogger(__name__)
@@ -53,15 +55,7 @@ async def chatwoot_webhook(request: Request) -> JSONResponse:
         except BadSignature as exc:
             logger.warning("chatwoot webhook refused", extra={"action": "chatwoot_webhook_refused", "reason": str(exc)})
             raise Refusal(401, str(exc)) from None
-    body, unclean = storable_body(raw)
-    try:
-        event = parse_event(
-            storable_json.readable(body) if unclean else body,
-            account_id=settings.chatwoot_account_id,
-            inbox_id=settings.chatwoot_inbox_id,
-        )
-    except InvalidEvent as exc:
-        raise Refusal(400, f"not a Chatwoot event: {exc}") from None
+    event = _event(raw, settings)
     if isinstance(event, Ignored):
         return JSONResponse({"status": "ignored", "event": event.event, "reason": event.reason})
     pool: AsyncConnectionPool = request.state.pool
@@ -79,16 +73,7 @@ async def chatwoot_webhook(request: Request) -> JSONResponse:
     except psycopg.Error as exc:
         logger.error("chatwoot webhook not stored", extra={"action": "chatwoot_webhook_failed", "error": str(exc)})
         # Chatwoot will not send it again: keep it here, tell the agent, alert operators.
-        agent = isinstance(event, AgentMessage)
-        request.state.chatwoot_rescue.start(
-            chatwoot_conversation_id=event.conversation_id,
-            chatwoot_message_id=event.message_id if agent else None,
-            content=(event.content or ", ".join(a.file_name or a.mediatype for a in event.attachments))
-            if agent
-            else "",
-            store=lambda: store(RESCUE_ATTEMPT_SECONDS),
-            resolved=not agent,
-        )
+        _rescue(request.state.chatwoot_rescue, event, store)
         raise Refusal(503, "database unavailable: the event is kept and retried, the agent is told") from None
     logger.info(
         "chatwoot webhook",
@@ -104,6 +89,31 @@ async def chatwoot_webhook(request: Request) -> JSONResponse:
 
 
 RESCUE_ATTEMPT_SECONDS = 2.0
+
+
+def _event(raw: bytes, settings: Settings) -> AgentMessage | Resolved | Ignored:
+    """The Chatwoot event of a body (NUL and lone surrogates read as removed); 4xx otherwise."""
+    body, unclean = storable_body(raw)
+    try:
+        return parse_event(
+            storable_json.readable(body) if unclean else body,
+            account_id=settings.chatwoot_account_id,
+            inbox_id=settings.chatwoot_inbox_id,
+        )
+    except InvalidEvent as exc:
+        raise Refusal(400, f"not a Chatwoot event: {exc}") from None
+
+
+def _rescue(rescue: ChatwootRescue, event: AgentMessage | Resolved, store: Callable[[float], Awaitable[dict]]) -> None:
+    """Hand an event the database could not take to the api's rescue loop."""
+    agent = isinstance(event, AgentMessage)
+    rescue.start(
+        chatwoot_conversation_id=event.conversation_id,
+        chatwoot_message_id=event.message_id if agent else None,
+        content=(event.content or ", ".join(a.file_name or a.mediatype for a in event.attachments)) if agent else "",
+        store=lambda: store(RESCUE_ATTEMPT_SECONDS),
+        resolved=not agent,
+    )
 
 
 async def _store(pool: AsyncConnectionPool, event: AgentMessage | Resolved, *, budget: float) -> dict[str, Any]:

@@ -14,21 +14,18 @@ from typing import Any
 import httpx
 
 from app.core.config import Settings
-from app.core.errors import JuliaError
 from app.events.chatwoot import MARKER
+from app.integrations.transport import ServiceClient, ServiceError, exchange
 
 logger = logging.getLogger(__name__)
 
 # Marks the messages Julia posts, so their webhook echo is never relayed back.
 
 
-class ChatwootError(JuliaError):
+class ChatwootError(ServiceError):
     """Chatwoot refused or failed a request."""
 
-    def __init__(self, message: str, *, status: int | None, transient: bool) -> None:
-        super().__init__(message)
-        self.status = status
-        self.transient = transient
+    service = "Chatwoot"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +50,7 @@ class Upload:
     data: bytes
 
 
-class ChatwootClient:
+class ChatwootClient(ServiceClient):
     """Async client for one account and inbox; use `async with`.
 
     `api_key` is a user's access token (contacts, reading messages);
@@ -89,15 +86,6 @@ class ChatwootClient:
             inbox_id=settings.chatwoot_inbox_id,
             bot_token=settings.chatwoot_bot_token,
         )
-
-    async def __aenter__(self) -> ChatwootClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # ------------------------------------------------------------------ contacts
 
@@ -236,22 +224,8 @@ class ChatwootClient:
     ) -> Any:
         url = f"/api/v1/accounts/{self._account}{path}"
         headers = self._bot_headers if as_bot else None
-        try:
-            response = await self._http.request(
-                method, url, json=body, params=params, data=data, files=files, headers=headers
-            )
-        except httpx.TimeoutException as exc:
-            raise ChatwootError(f"Chatwoot timed out on {method} {path}", status=None, transient=True) from exc
-        except httpx.TransportError as exc:
-            raise ChatwootError(
-                f"Chatwoot unreachable on {method} {path}: {type(exc).__name__}", status=None, transient=True
-            ) from exc
-        if response.status_code >= 400:
-            raise ChatwootError(
-                f"Chatwoot answered {response.status_code} on {method} {path}: {response.text[:200]}",
-                status=response.status_code,
-                transient=response.status_code >= 500 or response.status_code in (408, 429),
-            )
+        sending = self._http.request(method, url, json=body, params=params, data=data, files=files, headers=headers)
+        response = await exchange(ChatwootError, f"{method} {path}", sending)
         try:
             return response.json()
         except ValueError:

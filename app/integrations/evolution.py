@@ -15,20 +15,39 @@ from urllib.parse import quote
 
 import httpx
 
-from app.core.errors import JuliaError
+from app.integrations.transport import ServiceClient, ServiceError, exchange
 
 logger = logging.getLogger(__name__)
 
 
-class EvolutionError(JuliaError):
+class EvolutionError(ServiceError):
     """Evolution refused or failed a request."""
 
-    def __init__(self, message: str, *, status: int | None, transient: bool, not_on_whatsapp: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.transient = transient
+    service = "Evolution"
+
+    def __init__(
+        self, message: str, *, transient: bool, status: int | None = None, not_on_whatsapp: bool = False
+    ) -> None:
+        super().__init__(message, transient=transient, status=status)
         # 400 with [{"exists": false, ...}]: the number is not on WhatsApp.
         self.not_on_whatsapp = not_on_whatsapp
+
+    @classmethod
+    def reason(cls, response: httpx.Response) -> str:
+        """A short reason from an Evolution error body (never the request)."""
+        try:
+            data = response.json()
+        except ValueError:
+            return response.text[:200]
+        inner = data.get("response") if isinstance(data, dict) else None
+        message = inner.get("message") if isinstance(inner, dict) else data
+        return str(message)[:300]
+
+    @classmethod
+    def from_response(cls, response: httpx.Response, what: str) -> EvolutionError:
+        error = super().from_response(response, what)
+        error.not_on_whatsapp = response.status_code == 400 and _not_on_whatsapp(response)
+        return error
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +65,7 @@ class NumberCheck:
     exists: bool
 
 
-class EvolutionClient:
+class EvolutionClient(ServiceClient):
     """Thin async client over one httpx.AsyncClient; create once per process."""
 
     def __init__(self, *, base_url: str, api_key: str, instance: str, timeout: float = 30.0) -> None:
@@ -57,9 +76,6 @@ class EvolutionClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") or "http://evolution.invalid", headers={"apikey": api_key}, timeout=timeout
         )
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def send_text(self, number: str, text: str, *, delay_ms: int = 0, instance: str | None = None) -> SentMessage:
         """POST /message/sendText/{instance} (default: EVOLUTION_INSTANCE); raises EvolutionError."""
@@ -131,22 +147,7 @@ class EvolutionClient:
             raise EvolutionError(
                 f"Evolution is not configured: {', '.join(self._missing)}", status=None, transient=False
             )
-        try:
-            response = await self._http.post(path, json=body)
-        except httpx.TimeoutException as exc:
-            raise EvolutionError(f"Evolution timed out on {path}", status=None, transient=True) from exc
-        except httpx.TransportError as exc:
-            raise EvolutionError(
-                f"Evolution unreachable on {path}: {type(exc).__name__}", status=None, transient=True
-            ) from exc
-        if response.status_code >= 400:
-            transient = response.status_code >= 500 or response.status_code in (408, 429)
-            raise EvolutionError(
-                f"Evolution answered {response.status_code} on {path}: {_reason(response)}",
-                status=response.status_code,
-                transient=transient,
-                not_on_whatsapp=response.status_code == 400 and _not_on_whatsapp(response),
-            )
+        response = await exchange(EvolutionError, path, self._http.post(path, json=body))
         try:
             return response.json()
         except ValueError:
@@ -162,14 +163,3 @@ def _not_on_whatsapp(response: httpx.Response) -> bool:
     inner = data.get("response") if isinstance(data, dict) else None
     message = inner.get("message") if isinstance(inner, dict) else None
     return isinstance(message, list) and any(isinstance(m, dict) and m.get("exists") is False for m in message)
-
-
-def _reason(response: httpx.Response) -> str:
-    """A short reason from an Evolution error body (never the request)."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:200]
-    inner = data.get("response") if isinstance(data, dict) else None
-    message = inner.get("message") if isinstance(inner, dict) else data
-    return str(message)[:300]

@@ -12,18 +12,15 @@ from typing import Any
 
 import anthropic
 
-from app.core.errors import JuliaError
+from app.integrations.transport import ServiceError
 
 logger = logging.getLogger(__name__)
 
 
-class LLMError(JuliaError):
+class LLMError(ServiceError):
     """The model call failed."""
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.transient = transient
-        self.status = status
+    service = "Anthropic"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,18 +9,15 @@ import logging
 import httpx
 
 from app.core.config import Settings
-from app.core.errors import JuliaError
+from app.integrations.transport import ServiceClient, ServiceError, exchange
 
 logger = logging.getLogger(__name__)
 
 
-class SlackError(JuliaError):
+class SlackError(ServiceError):
     """Slack refused or failed a post."""
 
-    def __init__(self, message: str, *, status: int | None, transient: bool) -> None:
-        super().__init__(message)
-        self.status = status
-        self.transient = transient
+    service = "Slack"
 
 
 def slack_configured(settings: Settings) -> bool:
@@ -28,7 +25,7 @@ def slack_configured(settings: Settings) -> bool:
     return bool((settings.slack_bot_token and settings.slack_channel) or settings.slack_webhook_url)
 
 
-class SlackClient:
+class SlackClient(ServiceClient):
     """Async poster; use `async with`. `post` is a no-op when unconfigured."""
 
     def __init__(
@@ -60,15 +57,6 @@ class SlackClient:
     def configured(self) -> bool:
         return self._bot or bool(self._webhook_url)
 
-    async def __aenter__(self) -> SlackClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     async def post(self, text: str) -> bool:
         """Post `text`; False when Slack is not configured. Raises SlackError."""
         if self._bot:
@@ -84,18 +72,9 @@ class SlackClient:
         return False
 
     async def _send(self, url: str, body: dict[str, str]) -> object:
-        try:
-            response = await self._http.post(url, json=body)
-        except httpx.TimeoutException as exc:
-            raise SlackError("Slack timed out", status=None, transient=True) from exc
-        except httpx.TransportError as exc:
-            raise SlackError(f"Slack unreachable: {type(exc).__name__}", status=None, transient=True) from exc
-        if response.status_code >= 400:
-            raise SlackError(
-                f"Slack answered {response.status_code}: {response.text[:200]}",
-                status=response.status_code,
-                transient=response.status_code >= 500 or response.status_code == 429,
-            )
+        # The webhook URL is a secret: errors name only the kind of post.
+        what = "chat.postMessage" if url.endswith("chat.postMessage") else "the incoming webhook"
+        response = await exchange(SlackError, what, self._http.post(url, json=body))
         try:
             return response.json()
         except ValueError:

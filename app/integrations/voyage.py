@@ -13,7 +13,7 @@ from typing import Literal
 
 import httpx
 
-from app.core.errors import JuliaError
+from app.integrations.transport import ServiceClient, ServiceError, exchange
 
 logger = logging.getLogger(__name__)
 
@@ -23,16 +23,20 @@ MAX_BATCH = 128
 InputType = Literal["document", "query"]
 
 
-class VoyageError(JuliaError):
+class VoyageError(ServiceError):
     """Voyage refused or failed an embeddings request."""
 
-    def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.transient = transient
-        self.status = status
+    service = "Voyage"
+
+    @classmethod
+    def reason(cls, response: httpx.Response) -> str:
+        """A short reason from Voyage's `{"detail": ...}` error body, never the request."""
+        detail = _json(response).get("detail")
+        text = detail if isinstance(detail, str) else response.text
+        return " ".join(text.split())[:200] or response.reason_phrase
 
 
-class VoyageClient:
+class VoyageClient(ServiceClient):
     """Thin async client over one httpx.AsyncClient; create once per process."""
 
     def __init__(
@@ -52,9 +56,6 @@ class VoyageClient:
             timeout=timeout,
         )
 
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
     async def embed(self, texts: Sequence[str], input_type: InputType = "document") -> list[list[float]]:
         """One embedding per text, in order; raises VoyageError."""
         if isinstance(texts, str):
@@ -66,19 +67,7 @@ class VoyageClient:
 
     async def _embed_batch(self, texts: list[str], input_type: InputType) -> list[list[float]]:
         body = {"input": texts, "model": self.model, "input_type": input_type}
-        try:
-            response = await self._http.post("/v1/embeddings", json=body)
-        except httpx.TimeoutException as exc:
-            raise VoyageError("Voyage timed out on /v1/embeddings", transient=True) from exc
-        except httpx.TransportError as exc:
-            raise VoyageError(f"Voyage unreachable: {type(exc).__name__}", transient=True) from exc
-        if response.status_code >= 400:
-            transient = response.status_code >= 500 or response.status_code in (408, 429)
-            raise VoyageError(
-                f"Voyage answered {response.status_code}: {_reason(response)}",
-                transient=transient,
-                status=response.status_code,
-            )
+        response = await exchange(VoyageError, "/v1/embeddings", self._http.post("/v1/embeddings", json=body))
         embeddings = _parse(response, len(texts))
         usage = _json(response).get("usage") or {}
         logger.debug(
@@ -110,10 +99,3 @@ def _parse(response: httpx.Response, expected: int) -> list[list[float]]:
     if [int(item["index"]) for item in ordered] != list(range(expected)):
         raise VoyageError("Voyage returned embeddings with unexpected indexes", transient=False)
     return embeddings
-
-
-def _reason(response: httpx.Response) -> str:
-    """A short reason from Voyage's `{"detail": ...}` error body, never the request."""
-    detail = _json(response).get("detail")
-    text = detail if isinstance(detail, str) else response.text
-    return " ".join(text.split())[:200] or response.reason_phrase

@@ -26,7 +26,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from app.core.config import ConfigError, Role, Settings, load_settings
+from app.core.config import Role, Settings, load_settings
 from app.core.errors import Conflict, InvalidInput, JuliaError, NotFound
 from app.core.logs import setup_logging
 from app.ops import campaigns as campaign_cli
@@ -132,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_dev(args: argparse.Namespace) -> None:
     from app.devkit.dev import run_dev
 
-    run_dev(port=args.port, data_dir=args.data_dir)
+    run_dev(port=args.port, data_dir=args.data_dir, reset=args.reset)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> None:
@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dev", help="run everything locally on an embedded Postgres, with stand-ins")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     p.add_argument("--data-dir", default=".julia", help="where the embedded database lives (default .julia/)")
+    p.add_argument("--reset", action="store_true", help="start from an empty dev database (drops .julia/pgdata)")
     p.set_defaults(func=cmd_dev)
 
     p = sub.add_parser("api", help="run the HTTP api (webhooks, health)")
@@ -397,11 +398,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that never use the dev database on their own: dev makes it, token needs none,
+# and the servers must be pointed at a database deliberately.
+NO_DEV_DATABASE = {"dev", "token", *RUN_MODES, "run"}
+
+
+def _use_dev_database(command: str) -> None:
+    """With DATABASE_URL unset, a command beside `julia dev` uses its database (and says so)."""
+    if command in NO_DEV_DATABASE or os.environ.get("DATABASE_URL"):
+        return
+    from app.devkit.dev import dev_database_url
+
+    if url := dev_database_url():
+        os.environ["DATABASE_URL"] = url
+        print("julia: using the julia dev database in .julia/ (DATABASE_URL is not set)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
+        _use_dev_database(args.command)
         args.func(args)
-    except (ConfigError, CommandError, campaign_cli.CampaignError, numbers_cli.NumbersError) as exc:
+    except JuliaError as exc:
         print(f"julia: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     except psycopg.OperationalError as exc:

@@ -97,3 +97,20 @@ def describe(exc: BaseException) -> str:
     """One line naming the error, without connection secrets (libpq never prints passwords)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def classify(exc: BaseException) -> str:
+    """'transient' or 'permanent': the one rule for whether a failure is worth retrying.
+
+    Transient: timeouts, connection errors, 5xx, 408/409/429 from Anthropic or
+    Evolution (a `JuliaError` says so with `transient`). Permanent: the rest (a
+    4xx means the request itself is wrong, or the contact cannot be reached).
+    With the `error_classifier` flag on, permanent failures end the job at once
+    with a recorded reason; off, every failure is retried with backoff until the
+    attempts run out.
+    """
+    if isinstance(exc, JuliaError):
+        return "transient" if exc.transient else "permanent"
+    if isinstance(exc, psycopg.OperationalError | TimeoutError | ConnectionError):
+        return "transient"
+    return "permanent"

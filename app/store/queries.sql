@@ -347,6 +347,23 @@ SELECT public.sweep_owed_replies(make_interval(mins => %(minutes)s)) AS deferred
 -- Supabase-linter-equivalent findings for the connected database
 SELECT level, code, name, object, detail FROM public.lint_schema();
 
+-- dev_chat_state --
+-- The local chat page: who owns the phone's conversation, opt-out, and whether Julia is "typing" (a reply owed or on its way)
+SELECT public.julia_is_paused() AS paused,
+       coalesce(c.opt_out, false) AS opt_out,
+       public.silence_reason(conv.id) AS silence,
+       (conv.id IS NOT NULL AND (
+            EXISTS (SELECT 1 FROM public.procrastinate_jobs AS j
+                     WHERE j.queue_name = 'replies' AND j.status IN ('todo', 'doing')
+                       AND j.lock = 'conversation:' || conv.id)
+         OR EXISTS (SELECT 1 FROM public.outbox AS o
+                     WHERE o.conversation_id = conv.id AND o.state IN ('queued', 'claimed'))
+       )) AS typing
+  FROM (SELECT 1) AS one
+  LEFT JOIN public.clientes AS c ON c.telefone = %(phone)s
+  LEFT JOIN LATERAL (SELECT x.id FROM public.conversations AS x
+                      WHERE x.cliente_id = c.id ORDER BY x.id DESC LIMIT 1) AS conv ON true;
+
 -- dev_chat_history --
 -- The local chat page: one phone's messages, oldest first (julia dev only)
 SELECT i.autor, i.texto, i.tipo, i.message_at AS at

@@ -14,7 +14,8 @@ import psycopg
 from procrastinate import JobContext, RetryStrategy
 from psycopg_pool import PoolTimeout
 
-from app.core.errors import TransientError, classify
+from app.core.errors import TransientError
+from app.store.errors import classify
 from app.store.pool import fetch_one
 from app.worker.runtime import Runtime
 

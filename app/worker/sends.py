@@ -10,8 +10,9 @@ from typing import Any
 
 from procrastinate import JobContext
 
-from app.core.errors import TransientError, classify
+from app.core.errors import TransientError
 from app.integrations.evolution import EvolutionError
+from app.store.errors import classify
 from app.store.pool import fetch_one
 from app.worker.jobs import RETRY, SEND_MAX_ATTEMPTS, app, flag, handle_failure, runtime_of
 from app.worker.runtime import Runtime, fault_point

@@ -190,7 +190,7 @@ async def test_voyage_client_batches_and_orders_by_index():
 @pytest.mark.parametrize(("status", "transient"), [(500, True), (503, True), (429, True), (400, False), (401, False)])
 async def test_voyage_errors_say_whether_to_retry(status, transient):
     async with voyage(lambda request: json_reply(status, {"detail": "Stand-in says no"})) as client:
-        with pytest.raises(VoyageError, match=f"answered {status}: Stand-in says no") as err:
+        with pytest.raises(VoyageError, match=f"answered {status} on /v1/embeddings: Stand-in says no") as err:
             await client.embed(["oi"])
     assert (err.value.transient, err.value.status) == (transient, status)
 
