@@ -10,6 +10,20 @@
 -- The gate's checks
 ------------------------------------------------------------
 
+-- Why an outbox row cannot be claimed at all, or NULL: already sent, failed
+-- for good, or claimed by another job. The same job may re-claim its own
+-- claim: a retry after a crash before the HTTP call, so nothing went out.
+CREATE OR REPLACE FUNCTION public._unclaimable(p_row public.outbox, p_job_id bigint)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = ''
+AS $$
+    SELECT CASE WHEN p_row.state = 'sent' THEN 'already_sent'
+                WHEN p_row.state = 'failed' THEN 'failed'
+                WHEN p_row.state = 'claimed' AND p_row.claimed_by_job IS DISTINCT FROM p_job_id
+                THEN 'claimed_elsewhere' END;
+$$;
+
 -- Anti-loop: when a conversation already got reply_cap_per_hour answers in
 -- the rolling hour, the moment the oldest of them leaves it; else NULL.
 CREATE OR REPLACE FUNCTION public._reply_cap_until(p_conversation_id bigint, p_policy jsonb, p_now timestamptz)
@@ -229,14 +243,9 @@ BEGIN
     END IF;
     number := _row.number; texto := _row.texto; attempts := _row.attempts; media := _row.media;
     conversation_id := _row.conversation_id; cliente_id := _row.cliente_id;
-    IF _row.state = 'sent' THEN
-        reason := 'already_sent'; RETURN;
-    ELSIF _row.state = 'failed' THEN
-        reason := 'failed'; RETURN;
-    ELSIF _row.state = 'claimed' AND _row.claimed_by_job IS DISTINCT FROM p_job_id THEN
-        -- The same job may re-claim its own claim: a retry after a crash
-        -- before the HTTP call, so the message has not gone out.
-        reason := 'claimed_elsewhere'; RETURN;
+    reason := public._unclaimable(_row, p_job_id);
+    IF reason IS NOT NULL THEN
+        RETURN;
     END IF;
     _proactive := _row.kind IN ('campaign', 'follow_up');
     -- A re-claim by the same job (retry after a crash) passes every check
