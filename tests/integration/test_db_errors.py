@@ -35,3 +35,8 @@ def test_julia_functions_raise_with_their_code(db):
 def test_other_errors_pass_through(db):
     with pytest.raises(psycopg.errors.UndefinedFunction), wrap_db_errors():
         db.execute("SELECT no_such_function()")
+
+
+def test_a_raise_without_a_code_is_not_a_domain_error(db):
+    with pytest.raises(psycopg.errors.RaiseException), wrap_db_errors():
+        db.execute("DO $$ BEGIN RAISE EXCEPTION 'not ours'; END $$")
