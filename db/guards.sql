@@ -1,6 +1,7 @@
 -- Environment hard guards: the database carries markers (environment,
 -- supabase_project_ref) and every process declares what it expects. A
--- mismatch makes /health/deep answer 503 and blocks every send.
+-- mismatch makes /health/deep answer 503 and blocks every send. Also the
+-- operator settings and feature flags every other file reads.
 
 ------------------------------------------------------------
 -- Checking markers
@@ -40,6 +41,94 @@ $$;
 -- Bootstrap
 ------------------------------------------------------------
 
+-- Write the environment markers unless they are there; changing one needs
+-- p_force, so nothing is overwritten silently.
+CREATE OR REPLACE FUNCTION public._bootstrap_markers(p_app_env text, p_project_ref text, p_force boolean)
+RETURNS TABLE (item text, action text)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _marker record;
+    _current text;
+BEGIN
+    FOR _marker IN
+        SELECT * FROM (VALUES
+            ('environment', p_app_env, 'Environment marker - CRITICAL (hard guard)'),
+            ('supabase_project_ref', coalesce(p_project_ref, ''), 'Project ref marker - CRITICAL (hard guard)')
+        ) AS m (key, value, description)
+    LOOP
+        item := _marker.key;
+        SELECT s.value INTO _current FROM public.app_settings AS s WHERE s.key = _marker.key;
+        IF NOT FOUND THEN
+            INSERT INTO public.app_settings (key, value, description)
+            VALUES (_marker.key, _marker.value, _marker.description);
+            action := 'created';
+        ELSIF _current = _marker.value THEN
+            action := 'unchanged';
+        ELSIF p_force THEN
+            UPDATE public.app_settings SET value = _marker.value, updated_at = now() WHERE key = _marker.key;
+            action := format('changed from %L (forced)', _current);
+        ELSE
+            RAISE EXCEPTION 'bootstrap_database: marker % is % in the database, not %; use --force to change it',
+                _marker.key, quote_literal(_current), quote_literal(_marker.value) USING ERRCODE = 'JU409';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+-- Write the feature flags Julia knows (all off) unless they are there.
+CREATE OR REPLACE FUNCTION public._bootstrap_flags()
+RETURNS TABLE (item text, action text)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _flag record;
+BEGIN
+    FOR _flag IN
+        SELECT * FROM (VALUES
+            ('external_handoff', 'Handoff to an external system through a signed link'),
+            ('campaign_attribution', 'Attribute reservations to campaigns'),
+            ('dynamic_lock', 'Dynamic per-conversation lock'),
+            ('error_classifier', 'Classify LLM/Evolution errors as transient or permanent')
+        ) AS f (key, description)
+    LOOP
+        INSERT INTO public.feature_flags (key, value, description)
+        VALUES (_flag.key, '{"enabled": false}'::jsonb, _flag.description)
+        ON CONFLICT (key) DO NOTHING;
+        item := 'feature_flag:' || _flag.key;
+        action := CASE WHEN FOUND THEN 'created' ELSE 'unchanged' END;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+-- Write the first pause state: production starts paused (an operator
+-- resumes it after checking), any other environment active.
+CREATE OR REPLACE FUNCTION public._bootstrap_status(p_app_env text)
+RETURNS TABLE (item text, action text)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    item := 'julia_status';
+    action := 'unchanged';
+    IF NOT EXISTS (SELECT 1 FROM public.julia_status) THEN
+        INSERT INTO public.julia_status (status, motivo, alterado_via)
+        VALUES (
+            CASE WHEN p_app_env = 'production' THEN 'pausado' ELSE 'ativo' END,
+            CASE WHEN p_app_env = 'production'
+                 THEN 'Deploy inicial - aguardando validação'
+                 ELSE 'Bootstrap inicial' END,
+            'manual');
+        action := 'created';
+    END IF;
+    RETURN NEXT;
+END;
+$$;
+
 -- Write the markers, feature flags and first pause state; idempotent.
 -- Changing an existing marker needs p_force, so nothing is overwritten silently.
 -- With p_policy / p_instance (the seed's env variables, EVOLUTION_INSTANCE)
@@ -52,73 +141,23 @@ RETURNS TABLE (item text, action text)
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
-DECLARE
-    _marker record;
-    _current text;
 BEGIN
     IF coalesce(p_app_env, '') = '' THEN
-        RAISE EXCEPTION 'bootstrap_database: APP_ENV is required';
+        RAISE EXCEPTION 'bootstrap_database: APP_ENV is required' USING ERRCODE = 'JU400';
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('julia.bootstrap'));
-
-    FOR _marker IN
-        SELECT * FROM (VALUES
-            ('environment', p_app_env, 'Environment marker - CRITICAL (hard guard)'),
-            ('supabase_project_ref', coalesce(p_project_ref, ''), 'Project ref marker - CRITICAL (hard guard)')
-        ) AS m (key, value, description)
-    LOOP
-        SELECT s.value INTO _current FROM public.app_settings AS s WHERE s.key = _marker.key;
-        IF NOT FOUND THEN
-            INSERT INTO public.app_settings (key, value, description)
-            VALUES (_marker.key, _marker.value, _marker.description);
-            item := _marker.key; action := 'created'; RETURN NEXT;
-        ELSIF _current = _marker.value THEN
-            item := _marker.key; action := 'unchanged'; RETURN NEXT;
-        ELSIF p_force THEN
-            UPDATE public.app_settings
-               SET value = _marker.value, updated_at = now()
-             WHERE key = _marker.key;
-            item := _marker.key; action := format('changed from %L (forced)', _current); RETURN NEXT;
-        ELSE
-            RAISE EXCEPTION 'bootstrap_database: marker % is % in the database, not %; use --force to change it',
-                _marker.key, quote_literal(_current), quote_literal(_marker.value);
-        END IF;
-    END LOOP;
-
-    FOR _marker IN
-        SELECT * FROM (VALUES
-            ('external_handoff', 'Handoff to an external system through a signed link'),
-            ('campaign_attribution', 'Attribute reservations to campaigns'),
-            ('dynamic_lock', 'Dynamic per-conversation lock'),
-            ('error_classifier', 'Classify LLM/Evolution errors as transient or permanent')
-        ) AS f (key, description)
-    LOOP
-        INSERT INTO public.feature_flags (key, value, description)
-        VALUES (_marker.key, '{"enabled": false}'::jsonb, _marker.description)
-        ON CONFLICT (key) DO NOTHING;
-        item := 'feature_flag:' || _marker.key;
-        action := CASE WHEN FOUND THEN 'created' ELSE 'unchanged' END;
-        RETURN NEXT;
-    END LOOP;
-
-    IF NOT EXISTS (SELECT 1 FROM public.julia_status) THEN
-        INSERT INTO public.julia_status (status, motivo, alterado_via)
-        VALUES (
-            CASE WHEN p_app_env = 'production' THEN 'pausado' ELSE 'ativo' END,
-            CASE WHEN p_app_env = 'production'
-                 THEN 'Deploy inicial - aguardando validação'
-                 ELSE 'Bootstrap inicial' END,
-            'manual');
-        item := 'julia_status'; action := 'created'; RETURN NEXT;
-    ELSE
-        item := 'julia_status'; action := 'unchanged'; RETURN NEXT;
-    END IF;
-
+    RETURN QUERY SELECT b.item, b.action FROM public._bootstrap_markers(p_app_env, p_project_ref, p_force) AS b;
+    RETURN QUERY SELECT b.item, b.action FROM public._bootstrap_flags() AS b;
+    RETURN QUERY SELECT b.item, b.action FROM public._bootstrap_status(p_app_env) AS b;
     IF p_policy IS NOT NULL OR p_instance IS NOT NULL THEN
         RETURN QUERY SELECT b.item, b.action FROM public.bootstrap_sending(p_policy, p_instance) AS b;
     END IF;
 END;
 $$;
+
+------------------------------------------------------------
+-- Settings and feature flags
+------------------------------------------------------------
 
 -- An integer operator setting from app_settings, or p_default when it is
 -- absent or not a whole number.

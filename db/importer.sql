@@ -1,312 +1,34 @@
 -- Importing reference and content data (`julia db import DIR`, `julia dev`).
 -- One function per entity: it takes one row as jsonb (a CSV row, all
 -- strings, or a JSON object), resolves names to ids by name or normalized
--- alias, upserts, and returns what it did: 'inserted', 'updated' or
--- 'skipped' (already there, nothing to change). An unknown reference or a
--- bad value raises an error that names the offending value.
+-- alias (db/import_values.sql), upserts, and returns what it did:
+-- 'inserted', 'updated' or 'skipped' (already there, nothing to change). An
+-- unknown reference or a bad value raises an error that names the
+-- offending value.
 --
 -- Imports add and update; they never delete rows, aliases or tags, and never
 -- clear a doctor's opt-out. Empty cells leave existing values alone.
 
 ------------------------------------------------------------
--- Reading values out of a row
+-- What an import did
 ------------------------------------------------------------
 
--- The trimmed text of p->key, NULL when absent or blank.
-CREATE OR REPLACE FUNCTION public._import_text(p jsonb, p_key text)
+-- The outcome of one row's upsert from its RETURNING xmax = 0: true
+-- 'inserted', false 'updated', NULL (nothing returned) 'skipped'; with
+-- p_also_changed (aliases added, say) a skipped row counts as 'updated'.
+CREATE OR REPLACE FUNCTION public._import_outcome(p_inserted boolean, p_also_changed boolean DEFAULT false)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = ''
 AS $$
-    SELECT nullif(pg_catalog.btrim(p ->> p_key), '');
-$$;
-
--- A list from a JSON array or a ';'-separated string ("GO;Gineco"): trimmed,
--- blanks dropped, first occurrence kept, order kept. Empty when absent.
-CREATE OR REPLACE FUNCTION public._import_list(p jsonb, p_key text)
-RETURNS text[]
-LANGUAGE sql IMMUTABLE
-SET search_path = ''
-AS $$
-    SELECT coalesce(pg_catalog.array_agg(i.item ORDER BY i.pos), '{}')
-      FROM (SELECT DISTINCT ON (t.item) t.item, t.pos
-              FROM (SELECT nullif(pg_catalog.btrim(e.value), '') AS item, e.pos
-                      FROM pg_catalog.jsonb_array_elements_text(
-                               CASE pg_catalog.jsonb_typeof(p -> p_key) WHEN 'array' THEN p -> p_key END)
-                           WITH ORDINALITY AS e (value, pos)
-                    UNION ALL
-                    SELECT nullif(pg_catalog.btrim(s.value), ''), s.pos
-                      FROM pg_catalog.regexp_split_to_table(
-                               CASE WHEN pg_catalog.jsonb_typeof(p -> p_key) = 'string' THEN p ->> p_key END, ';')
-                           WITH ORDINALITY AS s (value, pos)) AS t
-             WHERE t.item IS NOT NULL
-             ORDER BY t.item, t.pos) AS i;
-$$;
-
--- A number from "1500", "1500.50", "1.500,50" or "R$ 1.500,50"; NULL when blank.
-CREATE OR REPLACE FUNCTION public._import_numeric(p_caller text, p_field text, p_value text)
-RETURNS numeric
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _clean text := pg_catalog.regexp_replace(coalesce(p_value, ''), '^\s*R\$\s*|\s+', '', 'g');
-BEGIN
-    IF _clean = '' THEN
-        RETURN NULL;
-    END IF;
-    IF _clean ~ ',' THEN
-        -- Brazilian format: '.' groups thousands, ',' marks decimals.
-        _clean := pg_catalog.replace(pg_catalog.replace(_clean, '.', ''), ',', '.');
-    END IF;
-    IF _clean !~ '^-?[0-9]+(\.[0-9]+)?$' THEN
-        RAISE EXCEPTION '%: % ''%'' is not a number', p_caller, p_field, p_value;
-    END IF;
-    RETURN _clean::numeric;
-END;
-$$;
-
--- A whole number; NULL when blank.
-CREATE OR REPLACE FUNCTION public._import_integer(p_caller text, p_field text, p_value text)
-RETURNS integer
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = ''
-AS $$
-BEGIN
-    IF nullif(pg_catalog.btrim(p_value), '') IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF pg_catalog.btrim(p_value) !~ '^-?[0-9]{1,9}$' THEN
-        RAISE EXCEPTION '%: % ''%'' is not a whole number', p_caller, p_field, p_value;
-    END IF;
-    RETURN pg_catalog.btrim(p_value)::integer;
-END;
-$$;
-
--- A yes/no value (true/false, sim/não, s/n, yes/no, 1/0); NULL when blank.
-CREATE OR REPLACE FUNCTION public._import_boolean(p_caller text, p_field text, p_value text)
-RETURNS boolean
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _norm text := public.normalize_text(pg_catalog.btrim(p_value));
-BEGIN
-    IF _norm IS NULL THEN
-        RETURN NULL;
-    ELSIF _norm IN ('true', 't', 'sim', 's', 'yes', 'y', '1') THEN
-        RETURN true;
-    ELSIF _norm IN ('false', 'f', 'nao', 'n', 'no', '0') THEN
-        RETURN false;
-    END IF;
-    RAISE EXCEPTION '%: % ''%'' is not yes/no (sim/não, true/false)', p_caller, p_field, p_value;
-END;
-$$;
-
--- A date from "2025-03-01" or "01/03/2025"; NULL when blank.
-CREATE OR REPLACE FUNCTION public._import_date(p_caller text, p_field text, p_value text)
-RETURNS date
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _text text := pg_catalog.btrim(p_value);
-BEGIN
-    IF nullif(_text, '') IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF _text ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN
-        RETURN pg_catalog.to_date(_text, 'YYYY-MM-DD');
-    ELSIF _text ~ '^[0-9]{2}/[0-9]{2}/[0-9]{4}$' THEN
-        RETURN pg_catalog.to_date(_text, 'DD/MM/YYYY');
-    END IF;
-    RAISE EXCEPTION '%: % ''%'' is not a date (AAAA-MM-DD or DD/MM/AAAA)', p_caller, p_field, p_value;
-EXCEPTION
-    WHEN datetime_field_overflow OR invalid_datetime_format THEN
-        RAISE EXCEPTION '%: % ''%'' is not a valid date', p_caller, p_field, p_value;
-END;
-$$;
-
--- A time of day from "07:00" or "7:00:00"; NULL when blank.
-CREATE OR REPLACE FUNCTION public._import_time(p_caller text, p_field text, p_value text)
-RETURNS time
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _text text := pg_catalog.btrim(p_value);
-BEGIN
-    IF nullif(_text, '') IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF _text ~ '^[0-9]{1,2}:[0-9]{2}(:[0-9]{2})?$' THEN
-        RETURN _text::time;
-    END IF;
-    RAISE EXCEPTION '%: % ''%'' is not a time (HH:MM)', p_caller, p_field, p_value;
-EXCEPTION
-    WHEN datetime_field_overflow OR invalid_datetime_format THEN
-        RAISE EXCEPTION '%: % ''%'' is not a valid time', p_caller, p_field, p_value;
-END;
-$$;
-
--- p->key, which must be present and not blank.
-CREATE OR REPLACE FUNCTION public._import_required(p_caller text, p jsonb, p_key text)
-RETURNS text
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _value text := public._import_text(p, p_key);
-BEGIN
-    IF _value IS NULL THEN
-        RAISE EXCEPTION '%: % is required', p_caller, p_key;
-    END IF;
-    RETURN _value;
-END;
-$$;
-
-------------------------------------------------------------
--- Resolving names to ids
-------------------------------------------------------------
-
--- The especialidade named (or aliased) p_nome, by the same rule Julia's
--- tools use (resolve_especialidade); NULL for a blank name.
-CREATE OR REPLACE FUNCTION public._import_especialidade_id(p_caller text, p_nome text)
-RETURNS bigint
-LANGUAGE plpgsql STABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _id bigint;
-BEGIN
-    IF public.normalize_text(p_nome) IS NULL THEN
-        RETURN NULL;
-    END IF;
-    _id := public.resolve_especialidade(p_nome);
-    IF _id IS NULL THEN
-        RAISE EXCEPTION '%: especialidade ''%'' not found', p_caller, p_nome;
-    END IF;
-    RETURN _id;
-END;
-$$;
-
--- The hospital named (or aliased) p_nome; NULL for a blank name.
-CREATE OR REPLACE FUNCTION public._import_hospital_id(p_caller text, p_nome text)
-RETURNS bigint
-LANGUAGE plpgsql STABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _norm text := public.normalize_text(p_nome);
-    _id bigint;
-BEGIN
-    IF _norm IS NULL THEN
-        RETURN NULL;
-    END IF;
-    SELECT h.id INTO _id FROM public.hospitais AS h WHERE public.normalize_text(h.nome) = _norm
-     ORDER BY h.id LIMIT 1;
-    IF _id IS NULL THEN
-        SELECT a.hospital_id INTO _id FROM public.hospitais_alias AS a WHERE a.alias_norm = _norm;
-    END IF;
-    IF _id IS NULL THEN
-        RAISE EXCEPTION '%: hospital ''%'' not found', p_caller, p_nome;
-    END IF;
-    RETURN _id;
-END;
-$$;
-
--- Raise unless p_table is one of the name-only lookup tables.
-CREATE OR REPLACE FUNCTION public._import_check_lookup(p_caller text, p_table text)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path = ''
-AS $$
-BEGIN
-    IF p_table IS NULL OR p_table NOT IN ('setores', 'periodos', 'tipos_vaga', 'formas_recebimento') THEN
-        RAISE EXCEPTION '%: ''%'' is not a lookup table (setores, periodos, tipos_vaga, formas_recebimento)',
-            p_caller, p_table;
-    END IF;
-END;
-$$;
-
--- The row of lookup table p_table named p_nome (accents and case ignored);
--- NULL for a blank name.
-CREATE OR REPLACE FUNCTION public._import_lookup_id(p_caller text, p_table text, p_nome text)
-RETURNS bigint
-LANGUAGE plpgsql STABLE
-SET search_path = ''
-AS $$
-DECLARE
-    _id bigint;
-BEGIN
-    PERFORM public._import_check_lookup(p_caller, p_table);
-    IF public.normalize_text(p_nome) IS NULL THEN
-        RETURN NULL;
-    END IF;
-    EXECUTE pg_catalog.format(
-        'SELECT t.id FROM public.%I AS t WHERE public.normalize_text(t.nome) = public.normalize_text($1)
-          ORDER BY t.id LIMIT 1', p_table)
-       INTO _id
-      USING p_nome;
-    IF _id IS NULL THEN
-        -- "setores" -> "setor", "tipos_vaga" -> "tipo_vaga": the column name people write.
-        RAISE EXCEPTION '%: % ''%'' not found', p_caller,
-            CASE p_table WHEN 'setores' THEN 'setor' WHEN 'periodos' THEN 'periodo'
-                         WHEN 'tipos_vaga' THEN 'tipo_vaga' ELSE 'forma_recebimento' END,
-            p_nome;
-    END IF;
-    RETURN _id;
-END;
+    SELECT CASE WHEN p_inserted THEN 'inserted'
+                WHEN p_inserted IS NOT NULL OR p_also_changed THEN 'updated'
+                ELSE 'skipped' END;
 $$;
 
 ------------------------------------------------------------
 -- Reference data
 ------------------------------------------------------------
-
--- Add aliases to an especialidade or hospital; returns how many were new.
--- An alias already used by another row is an error naming both.
-CREATE OR REPLACE FUNCTION public._import_aliases(p_caller text, p_kind text, p_id bigint, p_aliases text[])
-RETURNS integer
-LANGUAGE plpgsql
-SET search_path = ''
-AS $$
-DECLARE
-    _alias text;
-    _new bigint;
-    _owner text;
-    _added integer := 0;
-BEGIN
-    FOREACH _alias IN ARRAY p_aliases LOOP
-        IF p_kind = 'especialidade' THEN
-            INSERT INTO public.especialidades_alias (especialidade_id, alias) VALUES (p_id, _alias)
-            ON CONFLICT (alias_norm) DO NOTHING
-            RETURNING id INTO _new;
-            IF _new IS NULL THEN
-                SELECT e.nome INTO _owner
-                  FROM public.especialidades_alias AS a
-                  JOIN public.especialidades AS e ON e.id = a.especialidade_id
-                 WHERE a.alias_norm = public.normalize_text(_alias) AND a.especialidade_id <> p_id;
-            END IF;
-        ELSE
-            INSERT INTO public.hospitais_alias (hospital_id, alias) VALUES (p_id, _alias)
-            ON CONFLICT (alias_norm) DO NOTHING
-            RETURNING id INTO _new;
-            IF _new IS NULL THEN
-                SELECT h.nome INTO _owner
-                  FROM public.hospitais_alias AS a
-                  JOIN public.hospitais AS h ON h.id = a.hospital_id
-                 WHERE a.alias_norm = public.normalize_text(_alias) AND a.hospital_id <> p_id;
-            END IF;
-        END IF;
-        IF _owner IS NOT NULL THEN
-            RAISE EXCEPTION '%: alias ''%'' already belongs to % ''%''', p_caller, _alias, p_kind, _owner;
-        END IF;
-        _added := _added + (_new IS NOT NULL)::integer;
-        _new := NULL;
-    END LOOP;
-    RETURN _added;
-END;
-$$;
 
 -- Upsert one especialidade: {nome, aliases}.
 CREATE OR REPLACE FUNCTION public.import_especialidade(p jsonb)
@@ -317,21 +39,16 @@ AS $$
 DECLARE
     _nome text := public._import_required('import_especialidade', p, 'nome');
     _id bigint;
-    _action text := 'skipped';
+    _inserted boolean;
 BEGIN
     INSERT INTO public.especialidades (nome) VALUES (_nome)
     ON CONFLICT (nome) DO NOTHING
-    RETURNING id INTO _id;
-    IF _id IS NOT NULL THEN
-        _action := 'inserted';
-    ELSE
+    RETURNING id, true INTO _id, _inserted;
+    IF _id IS NULL THEN
         SELECT e.id INTO STRICT _id FROM public.especialidades AS e WHERE e.nome = _nome;
     END IF;
-    IF public._import_aliases('import_especialidade', 'especialidade', _id, public._import_list(p, 'aliases')) > 0
-       AND _action = 'skipped' THEN
-        _action := 'updated';
-    END IF;
-    RETURN _action;
+    RETURN public._import_outcome(_inserted,
+        public._import_aliases('import_especialidade', 'especialidade', _id, public._import_list(p, 'aliases')) > 0);
 END;
 $$;
 
@@ -348,7 +65,6 @@ DECLARE
     _endereco text := public._import_text(p, 'endereco');
     _id bigint;
     _inserted boolean;
-    _action text := 'skipped';
 BEGIN
     INSERT INTO public.hospitais AS h (nome, cidade, regiao, endereco)
     VALUES (_nome, _cidade, _regiao, _endereco)
@@ -358,16 +74,11 @@ BEGIN
                                                              coalesce(excluded.endereco, h.endereco))
     -- xmax = 0 only on a freshly inserted row version.
     RETURNING h.id, h.xmax = 0 INTO _id, _inserted;
-    IF _id IS NOT NULL THEN
-        _action := CASE WHEN _inserted THEN 'inserted' ELSE 'updated' END;
-    ELSE
+    IF _id IS NULL THEN
         SELECT h.id INTO STRICT _id FROM public.hospitais AS h WHERE h.nome = _nome;
     END IF;
-    IF public._import_aliases('import_hospital', 'hospital', _id, public._import_list(p, 'aliases')) > 0
-       AND _action = 'skipped' THEN
-        _action := 'updated';
-    END IF;
-    RETURN _action;
+    RETURN public._import_outcome(_inserted,
+        public._import_aliases('import_hospital', 'hospital', _id, public._import_list(p, 'aliases')) > 0);
 END;
 $$;
 
@@ -380,17 +91,17 @@ SET search_path = ''
 AS $$
 DECLARE
     _nome text := nullif(pg_catalog.btrim(p_nome), '');
-    _id bigint;
+    _inserted boolean;
 BEGIN
     PERFORM public._import_check_lookup('import_lookup', p_table);
     IF _nome IS NULL THEN
-        RAISE EXCEPTION 'import_lookup: nome is required (table %)', p_table;
+        RAISE EXCEPTION 'import_lookup: nome is required (table %)', p_table USING ERRCODE = 'JU400';
     END IF;
     EXECUTE pg_catalog.format(
-        'INSERT INTO public.%I (nome) VALUES ($1) ON CONFLICT (nome) DO NOTHING RETURNING id', p_table)
-       INTO _id
+        'INSERT INTO public.%I (nome) VALUES ($1) ON CONFLICT (nome) DO NOTHING RETURNING true', p_table)
+       INTO _inserted
       USING _nome;
-    RETURN CASE WHEN _id IS NULL THEN 'skipped' ELSE 'inserted' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
@@ -413,7 +124,7 @@ BEGIN
      WHERE (t.hora_inicio, t.hora_fim) IS DISTINCT FROM (coalesce(excluded.hora_inicio, t.hora_inicio),
                                                          coalesce(excluded.hora_fim, t.hora_fim))
     RETURNING t.xmax = 0 INTO _inserted;
-    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
@@ -430,8 +141,7 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    _raw text := public._import_required('import_medico', p, 'telefone');
-    _telefone text := pg_catalog.regexp_replace(_raw, '[^0-9]', '', 'g');
+    _telefone text := public._import_phone('import_medico', p, 'telefone');
     _nome text := public._import_text(p, 'nome');
     _crm text := public._import_text(p, 'crm');
     _especialidade_id bigint := public._import_especialidade_id('import_medico', public._import_text(p, 'especialidade'));
@@ -439,25 +149,10 @@ DECLARE
     _cidade text := public._import_text(p, 'cidade');
     _tags text[] := public._import_list(p, 'tags');
     _opt_out boolean := coalesce(public._import_boolean('import_medico', 'opt_out', p ->> 'opt_out'), false);
-    _preferencias jsonb;
-    _inserted boolean;
+    _preferencias jsonb := public._import_object('import_medico', p, 'preferencias');
+    _inserted boolean := true;
     _existing bigint;
 BEGIN
-    IF _telefone !~ '^[0-9]{8,15}$' OR _raw ~ '[A-Za-z]' THEN
-        RAISE EXCEPTION 'import_medico: telefone ''%'' must have 8 to 15 digits', _raw;
-    END IF;
-    BEGIN
-        _preferencias := CASE pg_catalog.jsonb_typeof(p -> 'preferencias')
-                             WHEN 'object' THEN p -> 'preferencias'
-                             WHEN 'string' THEN nullif(pg_catalog.btrim(p ->> 'preferencias'), '')::jsonb
-                         END;
-    EXCEPTION WHEN invalid_text_representation THEN
-        RAISE EXCEPTION 'import_medico: preferencias ''%'' is not JSON', p ->> 'preferencias';
-    END;
-    IF _preferencias IS NOT NULL AND pg_catalog.jsonb_typeof(_preferencias) <> 'object' THEN
-        RAISE EXCEPTION 'import_medico: preferencias ''%'' is not a JSON object', p ->> 'preferencias';
-    END IF;
-
     -- The same person in another form (12/13 digits) is this row (db/identity.sql).
     PERFORM public._lock_identity('phone:' || public.phone_key(_telefone));
     _existing := public.find_cliente(_telefone);
@@ -466,7 +161,7 @@ BEGIN
                                      opt_out, opt_out_em, opt_out_motivo)
         VALUES (_telefone, _nome, _crm, _especialidade_id, _regiao, _cidade, _tags, coalesce(_preferencias, '{}'),
                 _opt_out, CASE WHEN _opt_out THEN pg_catalog.now() END, CASE WHEN _opt_out THEN 'importação' END);
-        RETURN 'inserted';
+        RETURN public._import_outcome(_inserted);
     END IF;
     UPDATE public.clientes AS c
        SET nome = coalesce(_nome, c.nome),
@@ -489,13 +184,49 @@ BEGIN
             OR NOT (c.tags @> _tags)
             OR NOT (c.preferencias @> coalesce(_preferencias, '{}')))
     RETURNING false INTO _inserted;
-    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
 ------------------------------------------------------------
 -- Shifts
 ------------------------------------------------------------
+
+-- A vaga's status (default aberta) and the doctor it is reserved for
+-- (reservada_por: her telefone, in any form), which must agree: reservada
+-- needs her, and only reservada or preenchida may name her.
+CREATE OR REPLACE FUNCTION public._import_vaga_status(p jsonb, OUT status text, OUT reservada_por bigint)
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _status text := lower(coalesce(public._import_text(p, 'status'), 'aberta'));
+    _reservada text := public._import_text(p, 'reservada_por');
+    _cliente_id bigint;
+BEGIN
+    IF _status NOT IN ('aberta', 'reservada', 'preenchida', 'cancelada') THEN
+        RAISE EXCEPTION 'import_vaga: status ''%'' is not aberta, reservada, preenchida or cancelada', p ->> 'status'
+            USING ERRCODE = 'JU400';
+    END IF;
+    IF _reservada IS NOT NULL THEN
+        _cliente_id := public.find_cliente(_reservada);
+        IF _cliente_id IS NULL THEN
+            RAISE EXCEPTION 'import_vaga: reservada_por ''%'' is not a known doctor telefone', _reservada
+                USING ERRCODE = 'JU404';
+        END IF;
+    END IF;
+    IF _status = 'reservada' AND _cliente_id IS NULL THEN
+        RAISE EXCEPTION 'import_vaga: status reservada needs reservada_por (the doctor''s telefone)'
+            USING ERRCODE = 'JU400';
+    END IF;
+    IF _status NOT IN ('reservada', 'preenchida') AND _cliente_id IS NOT NULL THEN
+        RAISE EXCEPTION 'import_vaga: reservada_por ''%'' given for a vaga with status %', _reservada, _status
+            USING ERRCODE = 'JU400';
+    END IF;
+    status := _status;
+    reservada_por := _cliente_id;
+END;
+$$;
 
 -- Insert one vaga unless the same shift exists. {hospital, especialidade,
 -- setor, periodo, tipo_vaga, forma_recebimento, data | dias_a_partir_de_hoje,
@@ -522,50 +253,35 @@ DECLARE
     _dias integer := public._import_integer('import_vaga', 'dias_a_partir_de_hoje', p ->> 'dias_a_partir_de_hoje');
     _data date := public._import_date('import_vaga', 'data', p ->> 'data');
     _valor numeric := public._import_numeric('import_vaga', 'valor', public._import_required('import_vaga', p, 'valor'));
-    _status text := lower(coalesce(public._import_text(p, 'status'), 'aberta'));
-    _reservada text := public._import_text(p, 'reservada_por');
+    _status text;
     _reservada_por bigint;
+    _inserted boolean;
 BEGIN
     IF _data IS NULL AND _dias IS NULL THEN
-        RAISE EXCEPTION 'import_vaga: data or dias_a_partir_de_hoje is required';
+        RAISE EXCEPTION 'import_vaga: data or dias_a_partir_de_hoje is required' USING ERRCODE = 'JU400';
     END IF;
     -- Shift dates are Brazilian calendar days, whatever the session time zone.
     _data := coalesce(_data, (pg_catalog.now() AT TIME ZONE 'America/Sao_Paulo')::date + _dias);
     IF _valor < 0 THEN
-        RAISE EXCEPTION 'import_vaga: valor ''%'' is negative', p ->> 'valor';
+        RAISE EXCEPTION 'import_vaga: valor ''%'' is negative', p ->> 'valor' USING ERRCODE = 'JU400';
     END IF;
-    IF _status NOT IN ('aberta', 'reservada', 'preenchida', 'cancelada') THEN
-        RAISE EXCEPTION 'import_vaga: status ''%'' is not aberta, reservada, preenchida or cancelada', p ->> 'status';
-    END IF;
-    IF _reservada IS NOT NULL THEN
-        _reservada_por := public.find_cliente(_reservada);
-        IF _reservada_por IS NULL THEN
-            RAISE EXCEPTION 'import_vaga: reservada_por ''%'' is not a known doctor telefone', _reservada;
-        END IF;
-    END IF;
-    IF _status = 'reservada' AND _reservada_por IS NULL THEN
-        RAISE EXCEPTION 'import_vaga: status reservada needs reservada_por (the doctor''s telefone)';
-    END IF;
-    IF _status NOT IN ('reservada', 'preenchida') AND _reservada_por IS NOT NULL THEN
-        RAISE EXCEPTION 'import_vaga: reservada_por ''%'' given for a vaga with status %', _reservada, _status;
-    END IF;
+    SELECT * INTO _status, _reservada_por FROM public._import_vaga_status(p);
 
     -- Two imports of the same shift at once: the second waits, then skips.
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(
         pg_catalog.format('import_vaga:%s:%s:%s:%s:%s', _hospital_id, _especialidade_id, _data, _periodo_id, _setor_id),
         0));
-    IF EXISTS (SELECT 1 FROM public.vagas AS v
-                WHERE v.hospital_id = _hospital_id AND v.especialidade_id = _especialidade_id
-                  AND v.data = _data AND v.periodo_id = _periodo_id
-                  AND v.setor_id IS NOT DISTINCT FROM _setor_id) THEN
-        RETURN 'skipped';
-    END IF;
     INSERT INTO public.vagas (hospital_id, especialidade_id, setor_id, periodo_id, tipo_vaga_id, forma_recebimento_id,
                               data, valor, status, reservada_por, reservada_em, observacoes)
-    VALUES (_hospital_id, _especialidade_id, _setor_id, _periodo_id, _tipo_vaga_id, _forma_id,
-            _data, _valor, _status, _reservada_por, CASE WHEN _reservada_por IS NOT NULL THEN pg_catalog.now() END,
-            public._import_text(p, 'observacoes'));
-    RETURN 'inserted';
+    SELECT _hospital_id, _especialidade_id, _setor_id, _periodo_id, _tipo_vaga_id, _forma_id,
+           _data, _valor, _status, _reservada_por, CASE WHEN _reservada_por IS NOT NULL THEN pg_catalog.now() END,
+           public._import_text(p, 'observacoes')
+     WHERE NOT EXISTS (SELECT 1 FROM public.vagas AS v
+                        WHERE v.hospital_id = _hospital_id AND v.especialidade_id = _especialidade_id
+                          AND v.data = _data AND v.periodo_id = _periodo_id
+                          AND v.setor_id IS NOT DISTINCT FROM _setor_id)
+    RETURNING true INTO _inserted;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
@@ -592,7 +308,7 @@ BEGIN
        SET conteudo = excluded.conteudo, tags = excluded.tags, updated_at = pg_catalog.now()
      WHERE (k.conteudo, k.tags) IS DISTINCT FROM (excluded.conteudo, excluded.tags)
     RETURNING k.xmax = 0 INTO _inserted;
-    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
@@ -619,7 +335,7 @@ BEGIN
      WHERE (d.texto, d.ativa, d.prioridade)
            IS DISTINCT FROM (excluded.texto, coalesce(_ativa, d.ativa), coalesce(_prioridade, d.prioridade))
     RETURNING d.xmax = 0 INTO _inserted;
-    RETURN CASE WHEN _inserted IS NULL THEN 'skipped' WHEN _inserted THEN 'inserted' ELSE 'updated' END;
+    RETURN public._import_outcome(_inserted);
 END;
 $$;
 
@@ -641,14 +357,14 @@ DECLARE
     _old public.prompts;
 BEGIN
     IF _versao < 1 THEN
-        RAISE EXCEPTION 'import_prompt: versao ''%'' must be 1 or more', p ->> 'versao';
+        RAISE EXCEPTION 'import_prompt: versao ''%'' must be 1 or more', p ->> 'versao' USING ERRCODE = 'JU400';
     END IF;
     -- One activation per nome at a time (prompts_one_active allows one active row).
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('import_prompt:' || _nome, 0));
     SELECT * INTO _old FROM public.prompts AS r WHERE r.nome = _nome AND r.versao = _versao;
     IF FOUND AND _old.conteudo IS DISTINCT FROM _conteudo THEN
         RAISE EXCEPTION 'import_prompt: prompt ''%'' versao % already exists with other conteudo; import it as a new versao',
-            _nome, _versao;
+            _nome, _versao USING ERRCODE = 'JU409';
     END IF;
     IF FOUND AND (_old.ativo OR NOT _ativo) THEN
         RETURN 'skipped';

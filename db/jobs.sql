@@ -1,8 +1,12 @@
--- Deferring procrastinate jobs from SQL, so a data change and the job that
--- follows it commit in one transaction.
+-- Every procrastinate job Julia defers from SQL, so a data change and the
+-- job that follows it commit in one transaction. Each job's task, queue,
+-- lock and queueing lock are written here, in one place: the rescue of
+-- stalled jobs (db/upkeep.sql) relies on every queueing lock naming its
+-- job's work (reply:<conversation>, send:<outbox row>,
+-- chatwoot-sync:<conversation>, notify:<notification>).
 
 ------------------------------------------------------------
--- Job deferral
+-- Deferring a job
 ------------------------------------------------------------
 
 -- Defer one procrastinate job; returns its id, or NULL when a job with the
@@ -23,7 +27,7 @@ DECLARE
     _ids bigint[];
 BEGIN
     IF p_task_name IS NULL OR p_task_name = '' THEN
-        RAISE EXCEPTION 'defer_job: task name is required';
+        RAISE EXCEPTION 'defer_job: task name is required' USING ERRCODE = 'JU400';
     END IF;
     BEGIN
         _ids := public.procrastinate_defer_jobs_v1(ARRAY[
@@ -39,70 +43,103 @@ END;
 $$;
 
 ------------------------------------------------------------
--- Rescue (jobs of dead workers)
+-- Julia's jobs
 ------------------------------------------------------------
 
--- Running jobs whose worker is gone: its row was pruned, or its heartbeat is
--- older than p_since (procrastinate's own rule for a stalled worker).
-CREATE OR REPLACE FUNCTION public.stalled_jobs(p_since interval)
-RETURNS SETOF public.procrastinate_jobs
+-- How long a reply waits for more messages of the same burst (doctors often
+-- write in several short messages). app_settings 'reply_debounce_ms'.
+CREATE OR REPLACE FUNCTION public.reply_debounce()
+RETURNS interval
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT j.*
-      FROM public.procrastinate_jobs AS j
-      LEFT JOIN public.procrastinate_workers AS w ON w.id = j.worker_id
-     WHERE j.status = 'doing'
-       AND (w.id IS NULL OR w.last_heartbeat < clock_timestamp() - p_since);
+    SELECT make_interval(secs => public.setting_int('reply_debounce_ms', 2500) / 1000.0);
 $$;
 
--- Put the jobs of dead workers back to 'todo', at once; returns each job
--- rescued and the waiting job it replaced, if any.
--- The rule: procrastinate allows one 'todo' job per queueing lock, and every
--- queueing lock Julia uses names its job's work (reply:<conversation>,
--- send:<outbox row>, chatwoot-sync:<conversation>, notify:<notification>), so
--- a job waiting under the stalled job's queueing lock is the same work. The
--- stalled job takes its place, at the waiting job's time (a reply's debounce):
--- it may hold a claim (the outbox row it was sending) that only it can resume,
--- and neither job can then wait on the other forever.
-CREATE OR REPLACE FUNCTION public.rescue_stalled_jobs(p_since interval)
-RETURNS TABLE (job_id bigint, task_name text, replaced_job_id bigint)
-LANGUAGE plpgsql
+-- Defer the reply job of a conversation after the debounce; one waits at a
+-- time (queueing lock), and replies of one conversation run one after the
+-- other (lock).
+CREATE OR REPLACE FUNCTION public.defer_reply(p_conversation_id bigint)
+RETURNS bigint
+LANGUAGE sql
 SET search_path = ''
 AS $$
-DECLARE
-    _job record;
-    _waiting_id bigint;
-    _waiting_at timestamptz;
-BEGIN
-    IF p_since IS NULL OR p_since < interval '0' THEN
-        RAISE EXCEPTION 'rescue_stalled_jobs: the stalled-worker window must be a positive interval, got %', p_since;
-    END IF;
-    FOR _job IN
-        SELECT j.id, j.task_name, j.queueing_lock
-          FROM public.procrastinate_jobs AS j
-         WHERE j.status = 'doing'
-           AND j.id IN (SELECT s.id FROM public.stalled_jobs(p_since) AS s)
-         ORDER BY j.id
-         FOR UPDATE SKIP LOCKED
-    LOOP
-        _waiting_id := NULL;
-        _waiting_at := NULL;
-        IF _job.queueing_lock IS NOT NULL THEN
-            SELECT t.id, t.scheduled_at INTO _waiting_id, _waiting_at
-              FROM public.procrastinate_jobs AS t
-             WHERE t.queueing_lock = _job.queueing_lock AND t.status = 'todo'
-             FOR UPDATE;
-            IF _waiting_id IS NOT NULL THEN
-                PERFORM public.procrastinate_cancel_job_v1(_waiting_id, false, false);
-            END IF;
-        END IF;
-        PERFORM public.procrastinate_retry_job_v2(
-            _job.id, greatest(coalesce(_waiting_at, clock_timestamp()), clock_timestamp()), NULL, NULL, NULL);
-        job_id := _job.id;
-        task_name := _job.task_name;
-        replaced_job_id := _waiting_id;
-        RETURN NEXT;
-    END LOOP;
-END;
+    SELECT public.defer_job(
+        'reply_to_conversation',
+        jsonb_build_object('conversation_id', p_conversation_id),
+        'replies',
+        'conversation:' || p_conversation_id,
+        'reply:' || p_conversation_id,
+        clock_timestamp() + public.reply_debounce());
+$$;
+
+-- Defer the send job of one outbox row (at most one waiting per row).
+CREATE OR REPLACE FUNCTION public.defer_send(p_outbox_id bigint, p_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    SELECT public.defer_job(
+        'send_outbox',
+        jsonb_build_object('outbox_id', o.id),
+        'sends',
+        -- Parts of one reply go out in order (a lock apart from the reply
+        -- job's, so a send never waits behind the job that wrote it).
+        -- Proactive rows lock alone: one deferred for days must not hold
+        -- up the conversation's replies.
+        CASE WHEN o.kind IN ('reply', 'human') AND o.conversation_id IS NOT NULL
+             THEN 'sends:conversation:' || o.conversation_id ELSE 'outbox:' || o.id END,
+        'send:' || o.id,
+        p_at)
+      FROM public.outbox AS o
+     WHERE o.id = p_outbox_id;
+$$;
+
+-- Defer the mirror job of a conversation: one waits at a time (queueing
+-- lock); jobs of one conversation run in order, at most two run at once.
+CREATE OR REPLACE FUNCTION public.defer_chatwoot_sync(p_conversation_id bigint, p_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    SELECT public.defer_job(
+        'sync_chatwoot_conversation',
+        jsonb_build_object('conversation_id', p_conversation_id),
+        'humans',
+        'chatwoot-sync:' || (p_conversation_id % 2),
+        'chatwoot-sync:' || p_conversation_id,
+        p_at);
+$$;
+
+-- Defer the send job of one notification; they go out one at a time, in order.
+CREATE OR REPLACE FUNCTION public.defer_notification(p_notification_id bigint, p_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    SELECT public.defer_job(
+        'send_notification',
+        jsonb_build_object('notification_id', p_notification_id),
+        'humans',
+        'slack-notifications',
+        'notify:' || p_notification_id,
+        p_at);
+$$;
+
+------------------------------------------------------------
+-- Permanent failures
+------------------------------------------------------------
+
+-- Record a job failure; returns its id.
+CREATE OR REPLACE FUNCTION public.record_job_failure(
+    p_task_name text, p_job_id bigint, p_conversation_id bigint, p_outbox_id bigint,
+    p_classification text, p_error text
+)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    INSERT INTO public.job_failures (task_name, job_id, conversation_id, outbox_id, classification, error)
+    VALUES (p_task_name, p_job_id, p_conversation_id, p_outbox_id, p_classification, left(p_error, 2000))
+    RETURNING id;
 $$;

@@ -33,6 +33,23 @@ AS $$
       FROM nearest AS n;
 $$;
 
+-- The full-text queries of a question: all of its words (websearch syntax)
+-- and any of them (a WhatsApp question rarely has every word in one
+-- chunk); both NULL for a question of stop words only, which has no lexemes.
+CREATE OR REPLACE FUNCTION public._knowledge_tsqueries(
+    p_query text, OUT all_words pg_catalog.tsquery, OUT any_word pg_catalog.tsquery
+)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT pg_catalog.websearch_to_tsquery('public.portuguese_unaccent', p_query),
+           pg_catalog.replace(
+               pg_catalog.replace(pg_catalog.plainto_tsquery('public.portuguese_unaccent', p_query)::text,
+                                  ' & ', ' | '),
+               ' <-> ', ' | ')::pg_catalog.tsquery
+     WHERE pg_catalog.length(pg_catalog.to_tsvector('public.portuguese_unaccent', coalesce(p_query, ''))) > 0;
+$$;
+
 -- The best `p_limit` chunks for a question: the 40 nearest by cosine distance
 -- (rows embedded with `p_model` only; skipped when `p_embedding` is NULL) and
 -- the 40 best full-text matches of any of the question's words (rows matching
@@ -63,22 +80,14 @@ DECLARE
     _any_word pg_catalog.tsquery;
 BEGIN
     IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100 THEN
-        RAISE EXCEPTION 'buscar_conhecimento: limit must be between 1 and 100 (got %)', p_limit;
+        RAISE EXCEPTION 'buscar_conhecimento: limit must be between 1 and 100 (got %)', p_limit USING ERRCODE = 'JU400';
     END IF;
     IF p_embedding IS NOT NULL AND p_model IS NULL THEN
-        RAISE EXCEPTION 'buscar_conhecimento: an embedding needs its model name (query %)', p_query;
+        RAISE EXCEPTION 'buscar_conhecimento: an embedding needs its model name (query %)', p_query
+            USING ERRCODE = 'JU400';
     END IF;
 
-    -- A question of stop words only has no lexemes: skip full-text search quietly.
-    IF pg_catalog.length(pg_catalog.to_tsvector('public.portuguese_unaccent', coalesce(p_query, ''))) > 0 THEN
-        _all_words := pg_catalog.websearch_to_tsquery('public.portuguese_unaccent', p_query);
-        -- A WhatsApp question rarely has every word in one chunk: also match any of them.
-        _any_word := pg_catalog.replace(
-            pg_catalog.replace(pg_catalog.plainto_tsquery('public.portuguese_unaccent', p_query)::text,
-                               ' & ', ' | '),
-            ' <-> ', ' | ')::pg_catalog.tsquery;
-    END IF;
-
+    SELECT q.all_words, q.any_word INTO _all_words, _any_word FROM public._knowledge_tsqueries(p_query) AS q;
     RETURN QUERY
     WITH by_vector AS (
         SELECT v.id, v.rank FROM public._nearest_knowledge(p_embedding, p_model, 40) AS v
@@ -129,10 +138,10 @@ AS $$
 #variable_conflict use_column
 BEGIN
     IF p_model IS NULL OR p_model = '' THEN
-        RAISE EXCEPTION 'knowledge_to_embed: model name is required (limit %)', p_limit;
+        RAISE EXCEPTION 'knowledge_to_embed: model name is required (limit %)', p_limit USING ERRCODE = 'JU400';
     END IF;
     IF p_limit IS NOT NULL AND p_limit < 1 THEN
-        RAISE EXCEPTION 'knowledge_to_embed: limit must be positive (got %)', p_limit;
+        RAISE EXCEPTION 'knowledge_to_embed: limit must be positive (got %)', p_limit USING ERRCODE = 'JU400';
     END IF;
     RETURN QUERY
     SELECT k.id, k.titulo, k.conteudo, k.content_hash
@@ -160,11 +169,12 @@ SET search_path = ''
 AS $$
 BEGIN
     IF p_model IS NULL OR p_model = '' OR p_hash IS NULL OR p_embedding IS NULL THEN
-        RAISE EXCEPTION 'store_embedding: model, hash and embedding are required (chunk %)', p_id;
+        RAISE EXCEPTION 'store_embedding: model, hash and embedding are required (chunk %)', p_id
+            USING ERRCODE = 'JU400';
     END IF;
     IF extensions.vector_dims(p_embedding) <> 1024 THEN
         RAISE EXCEPTION 'store_embedding: chunk % got a % dimension embedding from %, expected 1024',
-            p_id, extensions.vector_dims(p_embedding), p_model;
+            p_id, extensions.vector_dims(p_embedding), p_model USING ERRCODE = 'JU400';
     END IF;
 
     UPDATE public.conhecimento_julia AS k
@@ -177,7 +187,7 @@ BEGIN
         RETURN true;
     END IF;
     IF NOT EXISTS (SELECT 1 FROM public.conhecimento_julia AS k WHERE k.id = p_id) THEN
-        RAISE EXCEPTION 'store_embedding: knowledge chunk % not found', p_id;
+        RAISE EXCEPTION 'store_embedding: knowledge chunk % not found', p_id USING ERRCODE = 'JU404';
     END IF;
     RETURN false;
 END;

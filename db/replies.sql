@@ -1,6 +1,8 @@
 -- What a reply job needs to know, decided in SQL: is there a doctor message
 -- to answer, may Julia speak in this conversation now, and the context
--- (doctor profile, rules, active prompt, recent history) in one call.
+-- (doctor profile, rules, active prompt, recent history) in one call; then
+-- the reply's parts go to the outbox, each sent through the gate
+-- (db/sendgate.sql).
 
 ------------------------------------------------------------
 -- Is something owed?
@@ -59,7 +61,7 @@ DECLARE
 BEGIN
     SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'reply_context: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'reply_context: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
     RETURN jsonb_build_object(
@@ -105,48 +107,46 @@ END;
 $$;
 
 ------------------------------------------------------------
--- Safety net
+-- Writing the reply
 ------------------------------------------------------------
 
--- Re-defer the reply of conversations whose doctor is still owed an answer
--- after p_older_than with no reply job waiting or running (jobs of workers
--- silent for p_older_than are rescued first) (its job failed
--- for a reason nobody recorded, or ran out of retries while Evolution or
--- Claude were down). A permanent failure recorded for the conversation since
--- that message stops it: nobody loops on a request the model rejects.
--- Returns how many were re-deferred. Run by a periodic job.
-CREATE OR REPLACE FUNCTION public.sweep_owed_replies(p_older_than interval DEFAULT '3 minutes')
-RETURNS integer
+-- Write the parts of a reply to the outbox and defer their send jobs, once:
+-- a retried reply job finds its rows by idempotency key and adds nothing.
+CREATE OR REPLACE FUNCTION public.enqueue_reply(p_conversation_id bigint, p_reply_to_id bigint, p_parts text[])
+RETURNS SETOF bigint
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    _conv record;
-    _n integer := 0;
+    _conv public.conversations;
+    _i integer;
+    _id bigint;
 BEGIN
-    IF public.julia_is_paused() THEN
-        RETURN 0;
+    SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'enqueue_reply: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
-    -- A reply job left running by a dead worker is not "a job waiting": put
-    -- it back to work first (the worker's own rescue normally did already).
-    PERFORM public.rescue_stalled_jobs(p_older_than);
-    FOR _conv IN
-        SELECT c.id, owed.id AS message_id, i.message_at
-          FROM public.conversations AS c
-          CROSS JOIN LATERAL (SELECT public.pending_inbound(c.id) AS id) AS owed
-          JOIN public.interacoes AS i ON i.id = owed.id
-         WHERE c.status = 'aberta' AND owed.id IS NOT NULL
-           AND c.last_inbound_at > clock_timestamp() - interval '2 days'
-           AND i.created_at < clock_timestamp() - p_older_than
-           AND public.silence_reason(c.id) IS NULL
-           AND NOT EXISTS (SELECT 1 FROM public.procrastinate_jobs AS j
-                            WHERE j.queue_name = 'replies' AND j.status IN ('todo', 'doing')
-                              AND j.lock = 'conversation:' || c.id)
-           AND NOT EXISTS (SELECT 1 FROM public.job_failures AS f
-                            WHERE f.conversation_id = c.id AND f.created_at > i.created_at)
-    LOOP
-        IF public.defer_reply(_conv.id) IS NOT NULL THEN _n := _n + 1; END IF;
+    IF coalesce(array_length(p_parts, 1), 0) = 0 THEN
+        RAISE EXCEPTION 'enqueue_reply: no text to send in conversation %', p_conversation_id USING ERRCODE = 'JU400';
+    END IF;
+    -- A human answered (or took over the phone) while the reply was being
+    -- written: the reply is dropped. Julia's own handoff still lets her
+    -- goodbye through (that sets handoff_ativo, not a takeover).
+    IF _conv.julia_pausada_ate > clock_timestamp()
+       OR EXISTS (SELECT 1 FROM public.interacoes AS i
+                   WHERE i.conversation_id = p_conversation_id AND i.autor = 'humano' AND i.id > p_reply_to_id) THEN
+        RETURN;
+    END IF;
+    FOR _i IN 1 .. array_length(p_parts, 1) LOOP
+        INSERT INTO public.outbox (idempotency_key, kind, conversation_id, cliente_id, number, texto, reply_to_id)
+        VALUES (format('reply:%s:%s', p_reply_to_id, _i), 'reply', _conv.id, _conv.cliente_id,
+                _conv.reply_jid, p_parts[_i], p_reply_to_id)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id INTO _id;
+        IF _id IS NOT NULL THEN
+            PERFORM public.defer_send(_id);
+            RETURN NEXT _id;
+        END IF;
     END LOOP;
-    RETURN _n;
 END;
 $$;

@@ -11,27 +11,16 @@
 -- Securing
 ------------------------------------------------------------
 
--- Enable RLS on every table in `public`, revoke the API roles' privileges on
--- `public` and `pgmq` (now and by default for new objects), take EXECUTE on
--- every function there from PUBLIC, anon and authenticated (on Supabase each
--- function in `public` is otherwise callable as /rest/v1/rpc/<name>), keep
--- service_role's, and fix the search_path of functions in `public` and `pgmq`
--- that lack one. Must run as the owner of those objects.
-CREATE OR REPLACE FUNCTION public.secure_public_schema()
+-- RLS on every table in `public` (without policies: only the owner and
+-- BYPASSRLS roles such as service_role see rows).
+CREATE OR REPLACE FUNCTION public._enable_public_rls()
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
     _table regclass;
-    _function regprocedure;
-    _fixed_path text;
-    _role text;
-    _has_pgmq boolean := pg_catalog.to_regnamespace('pgmq') IS NOT NULL;
 BEGIN
-    -- Two migrations running at once must not interleave their ALTERs.
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia.secure_public_schema'));
-
     FOR _table IN
         SELECT c.oid::regclass
           FROM pg_catalog.pg_class AS c
@@ -41,7 +30,19 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', _table);
     END LOOP;
+END;
+$$;
 
+-- A fixed search_path on every function in `public` and `pgmq` that lacks one.
+CREATE OR REPLACE FUNCTION public._fix_search_paths()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _function regprocedure;
+    _fixed_path text;
+BEGIN
     -- Functions added without a search_path, and pgmq/procrastinate functions a
     -- package upgrade re-created (CREATE OR REPLACE drops SET clauses).
     -- Extension members are the extension's to fix.
@@ -60,7 +61,21 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('ALTER ROUTINE %s SET search_path = %s', _function, _fixed_path);
     END LOOP;
+END;
+$$;
 
+-- EXECUTE on routines in `public` and `pgmq` only for their owner and
+-- service_role: not PUBLIC's, anon's or authenticated's, now and for
+-- routines created later.
+CREATE OR REPLACE FUNCTION public._revoke_routine_execute()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _function regprocedure;
+    _role text;
+BEGIN
     -- SECURITY DEFINER functions run as their owner: only the owner (and
     -- whoever it grants explicitly) may call them.
     FOR _function IN
@@ -104,7 +119,21 @@ BEGIN
         GRANT EXECUTE ON ALL ROUTINES IN SCHEMA public TO service_role;
         ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON ROUTINES TO service_role;
     END IF;
+END;
+$$;
 
+-- Nothing for the API roles (anon, authenticated) on the tables,
+-- sequences and routines of `public` and `pgmq`, now and by default.
+CREATE OR REPLACE FUNCTION public._revoke_api_roles()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _function regprocedure;
+    _role text;
+    _has_pgmq boolean := pg_catalog.to_regnamespace('pgmq') IS NOT NULL;
+BEGIN
     -- The API roles exist on Supabase, not necessarily elsewhere.
     FOR _role IN
         SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
@@ -133,6 +162,27 @@ BEGIN
             EXECUTE pg_catalog.format('ALTER DEFAULT PRIVILEGES IN SCHEMA pgmq REVOKE ALL ON ROUTINES FROM %I', _role);
         END IF;
     END LOOP;
+END;
+$$;
+
+-- Enable RLS on every table in `public`, revoke the API roles' privileges on
+-- `public` and `pgmq` (now and by default for new objects), take EXECUTE on
+-- every function there from PUBLIC, anon and authenticated (on Supabase each
+-- function in `public` is otherwise callable as /rest/v1/rpc/<name>), keep
+-- service_role's, and fix the search_path of functions in `public` and `pgmq`
+-- that lack one. Must run as the owner of those objects.
+CREATE OR REPLACE FUNCTION public.secure_public_schema()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    -- Two migrations running at once must not interleave their ALTERs.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia.secure_public_schema'));
+    PERFORM public._enable_public_rls();
+    PERFORM public._fix_search_paths();
+    PERFORM public._revoke_routine_execute();
+    PERFORM public._revoke_api_roles();
 END;
 $$;
 

@@ -45,7 +45,7 @@ DECLARE
     _id bigint;
 BEGIN
     IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'a motivo (reason) is required to set Julia %', p_status;
+        RAISE EXCEPTION 'a motivo (reason) is required to set Julia %', p_status USING ERRCODE = 'JU400';
     END IF;
     INSERT INTO public.julia_status (status, motivo, alterado_via)
     VALUES (p_status, p_motivo, p_via)

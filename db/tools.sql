@@ -6,6 +6,17 @@
 -- Lookups
 ------------------------------------------------------------
 
+-- Lower-case, unaccented, single-spaced text for alias matching.
+-- unaccent's two-argument form names its dictionary, so this is immutable.
+CREATE OR REPLACE FUNCTION public.normalize_text(p_text text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = ''
+AS $$
+    SELECT nullif(regexp_replace(lower(extensions.unaccent('extensions.unaccent'::regdictionary, coalesce(p_text, ''))),
+                                 '\s+', ' ', 'g'), '');
+$$;
+
 -- The especialidade named by a name or an alias ("GO", "gineco"), or NULL.
 CREATE OR REPLACE FUNCTION public.resolve_especialidade(p_text text)
 RETURNS bigint
@@ -27,6 +38,50 @@ $$;
 -- buscar_vagas
 ------------------------------------------------------------
 
+-- Open future shifts matching the filters (a NULL filter matches all), as
+-- a jsonb array, most relevant for this doctor first: her region or city,
+-- her preferred periods and hospitals, then soonest, then best paid.
+CREATE OR REPLACE FUNCTION public._open_vagas(
+    p_cliente public.clientes, p_especialidade_id bigint, p_regiao text, p_periodo text,
+    p_data_inicio date, p_data_fim date, p_limite integer
+)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT coalesce(jsonb_agg(to_jsonb(v) - 'relevancia' ORDER BY v.relevancia DESC, v.data, v.valor DESC), '[]'::jsonb)
+      FROM (
+        SELECT va.id AS vaga_id, h.nome AS hospital, h.cidade, h.regiao, e.nome AS especialidade,
+               s.nome AS setor, va.data, p.nome AS periodo, va.valor, f.nome AS forma_recebimento,
+               t.nome AS tipo, va.observacoes,
+               (CASE WHEN public.normalize_text(h.regiao) = public.normalize_text(p_cliente.regiao)
+                       OR public.normalize_text(h.cidade) = public.normalize_text(p_cliente.cidade) THEN 2 ELSE 0 END
+                + CASE WHEN p_cliente.preferencias -> 'periodos' ? p.nome THEN 1 ELSE 0 END
+                + CASE WHEN p_cliente.preferencias -> 'hospitais' ? h.nome THEN 1 ELSE 0 END) AS relevancia
+          FROM public.vagas AS va
+          JOIN public.hospitais AS h ON h.id = va.hospital_id
+          JOIN public.especialidades AS e ON e.id = va.especialidade_id
+          JOIN public.periodos AS p ON p.id = va.periodo_id
+          LEFT JOIN public.setores AS s ON s.id = va.setor_id
+          LEFT JOIN public.formas_recebimento AS f ON f.id = va.forma_recebimento_id
+          LEFT JOIN public.tipos_vaga AS t ON t.id = va.tipo_vaga_id
+         WHERE va.status = 'aberta'
+           AND va.data >= coalesce(p_data_inicio, current_date)
+           AND va.data >= current_date
+           AND (p_data_fim IS NULL OR va.data <= p_data_fim)
+           AND (p_especialidade_id IS NULL OR va.especialidade_id = p_especialidade_id)
+           AND (nullif(trim(p_regiao), '') IS NULL
+                OR public.normalize_text(h.regiao) LIKE '%' || public.normalize_text(p_regiao) || '%'
+                OR public.normalize_text(h.cidade) LIKE '%' || public.normalize_text(p_regiao) || '%'
+                OR EXISTS (SELECT 1 FROM public.hospitais_alias AS ha
+                            WHERE ha.hospital_id = h.id AND ha.alias_norm = public.normalize_text(p_regiao)))
+           AND (nullif(trim(p_periodo), '') IS NULL
+                OR public.normalize_text(p.nome) LIKE '%' || public.normalize_text(p_periodo) || '%')
+         ORDER BY relevancia DESC, va.data, va.valor DESC
+         LIMIT greatest(1, least(coalesce(p_limite, 5), 20))
+      ) AS v;
+$$;
+
 -- Open future shifts for a doctor, filtered by specialty (name or alias;
 -- default: the doctor's), region/city, period and date range, most relevant
 -- first: the doctor's region, preferred periods, soonest, best paid.
@@ -46,11 +101,10 @@ AS $$
 DECLARE
     _cliente public.clientes;
     _especialidade_id bigint;
-    _vagas jsonb;
 BEGIN
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = p_cliente_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'buscar_vagas: cliente % not found', p_cliente_id;
+        RAISE EXCEPTION 'buscar_vagas: cliente % not found', p_cliente_id USING ERRCODE = 'JU404';
     END IF;
     IF nullif(trim(p_especialidade), '') IS NOT NULL THEN
         _especialidade_id := public.resolve_especialidade(p_especialidade);
@@ -63,42 +117,9 @@ BEGIN
     ELSE
         _especialidade_id := _cliente.especialidade_id;
     END IF;
-
-    SELECT coalesce(jsonb_agg(to_jsonb(v) - 'relevancia' ORDER BY v.relevancia DESC, v.data, v.valor DESC), '[]'::jsonb)
-      INTO _vagas
-      FROM (
-        SELECT va.id AS vaga_id, h.nome AS hospital, h.cidade, h.regiao, e.nome AS especialidade,
-               s.nome AS setor, va.data, p.nome AS periodo, va.valor, f.nome AS forma_recebimento,
-               t.nome AS tipo, va.observacoes,
-               (CASE WHEN public.normalize_text(h.regiao) = public.normalize_text(_cliente.regiao)
-                       OR public.normalize_text(h.cidade) = public.normalize_text(_cliente.cidade) THEN 2 ELSE 0 END
-                + CASE WHEN _cliente.preferencias -> 'periodos' ? p.nome THEN 1 ELSE 0 END
-                + CASE WHEN _cliente.preferencias -> 'hospitais' ? h.nome THEN 1 ELSE 0 END) AS relevancia
-          FROM public.vagas AS va
-          JOIN public.hospitais AS h ON h.id = va.hospital_id
-          JOIN public.especialidades AS e ON e.id = va.especialidade_id
-          JOIN public.periodos AS p ON p.id = va.periodo_id
-          LEFT JOIN public.setores AS s ON s.id = va.setor_id
-          LEFT JOIN public.formas_recebimento AS f ON f.id = va.forma_recebimento_id
-          LEFT JOIN public.tipos_vaga AS t ON t.id = va.tipo_vaga_id
-         WHERE va.status = 'aberta'
-           AND va.data >= coalesce(p_data_inicio, current_date)
-           AND va.data >= current_date
-           AND (p_data_fim IS NULL OR va.data <= p_data_fim)
-           AND (_especialidade_id IS NULL OR va.especialidade_id = _especialidade_id)
-           AND (nullif(trim(p_regiao), '') IS NULL
-                OR public.normalize_text(h.regiao) LIKE '%' || public.normalize_text(p_regiao) || '%'
-                OR public.normalize_text(h.cidade) LIKE '%' || public.normalize_text(p_regiao) || '%'
-                OR EXISTS (SELECT 1 FROM public.hospitais_alias AS ha
-                            WHERE ha.hospital_id = h.id AND ha.alias_norm = public.normalize_text(p_regiao)))
-           AND (nullif(trim(p_periodo), '') IS NULL
-                OR public.normalize_text(p.nome) LIKE '%' || public.normalize_text(p_periodo) || '%')
-         ORDER BY relevancia DESC, va.data, va.valor DESC
-         LIMIT greatest(1, least(coalesce(p_limite, 5), 20))
-      ) AS v;
-
     RETURN jsonb_build_object(
-        'vagas', _vagas,
+        'vagas', public._open_vagas(_cliente, _especialidade_id, p_regiao, p_periodo, p_data_inicio, p_data_fim,
+                                    p_limite),
         'especialidade', (SELECT e.nome FROM public.especialidades AS e WHERE e.id = _especialidade_id));
 END;
 $$;
@@ -120,7 +141,7 @@ DECLARE
 BEGIN
     SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'reservar_vaga: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'reservar_vaga: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     UPDATE public.vagas AS v
        SET status = 'reservada', reservada_por = _cliente_id, reservada_em = clock_timestamp(), updated_at = now()
@@ -161,16 +182,16 @@ DECLARE
     _prefs jsonb := coalesce(p_dados, '{}'::jsonb) - 'nome' - 'crm' - 'especialidade' - 'regiao' - 'cidade';
 BEGIN
     IF jsonb_typeof(p_dados) IS DISTINCT FROM 'object' THEN
-        RAISE EXCEPTION 'salvar_preferencias: dados must be an object';
+        RAISE EXCEPTION 'salvar_preferencias: dados must be an object' USING ERRCODE = 'JU400';
     END IF;
     SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'salvar_preferencias: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'salvar_preferencias: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     IF p_dados ? 'especialidade' THEN
         _especialidade_id := public.resolve_especialidade(p_dados ->> 'especialidade');
         IF _especialidade_id IS NULL THEN
-            RAISE EXCEPTION 'especialidade "%" não encontrada', p_dados ->> 'especialidade';
+            RAISE EXCEPTION 'especialidade "%" não encontrada', p_dados ->> 'especialidade' USING ERRCODE = 'JU404';
         END IF;
     END IF;
     UPDATE public.clientes AS c
@@ -199,13 +220,13 @@ SET search_path = ''
 AS $$
 BEGIN
     IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'transferir_para_humano: motivo is required';
+        RAISE EXCEPTION 'transferir_para_humano: motivo is required' USING ERRCODE = 'JU400';
     END IF;
     UPDATE public.conversations AS c
        SET handoff_ativo = true, handoff_motivo = p_motivo, handoff_em = clock_timestamp(), updated_at = now()
      WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'transferir_para_humano: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'transferir_para_humano: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     INSERT INTO public.metricas_conversa AS m (conversation_id, cliente_id, houve_handoff, motivo_handoff)
     SELECT c.id, c.cliente_id, true, p_motivo FROM public.conversations AS c WHERE c.id = p_conversation_id
@@ -239,7 +260,7 @@ DECLARE
 BEGIN
     SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'registrar_opt_out: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'registrar_opt_out: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     _already := public.person_opted_out(_cliente_id);
     UPDATE public.clientes AS cl
@@ -278,7 +299,7 @@ DECLARE
 BEGIN
     SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'execute_tool: conversation % not found', p_conversation_id;
+        RAISE EXCEPTION 'execute_tool: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
     END IF;
     CASE p_name
         WHEN 'buscar_vagas' THEN
@@ -293,7 +314,7 @@ BEGIN
             RETURN _result;
         WHEN 'reservar_vaga' THEN
             IF NOT (_in ? 'vaga_id') THEN
-                RAISE EXCEPTION 'reservar_vaga: vaga_id is required';
+                RAISE EXCEPTION 'reservar_vaga: vaga_id is required' USING ERRCODE = 'JU400';
             END IF;
             RETURN public.reservar_vaga(p_conversation_id, (_in ->> 'vaga_id')::bigint);
         WHEN 'salvar_preferencias' THEN
@@ -303,7 +324,7 @@ BEGIN
         WHEN 'registrar_opt_out' THEN
             RETURN public.registrar_opt_out(p_conversation_id, _in ->> 'motivo');
         ELSE
-            RAISE EXCEPTION 'unknown tool %', p_name;
+            RAISE EXCEPTION 'unknown tool %', p_name USING ERRCODE = 'JU404';
     END CASE;
 END;
 $$;

@@ -4,7 +4,7 @@ metric_counters (monotonic counters kept by SQL triggers, so /metrics is
 one cheap query whatever the number of workers).
 
 Revision ID: 0017
-Revises: 0014
+Revises: 0015
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from alembic import op
 
 revision = "0017"
 # Lands after 0015 and 0016 (other branches): point this at "0016" when they are on main.
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from app.core.config import Settings
-from app.core.errors import InvalidInput, NotFound
+from app.core.errors import NotFound
 from app.core.tokens import InvalidHandoffToken, verify_handoff_token
 from app.http.auth import Refusal, require_operator
 from app.store.pool import fetch_one
@@ -112,7 +112,7 @@ async def handoff_context(request: Request) -> JSONResponse:
         context = (await fetch_one(request.state.pool, "handoff_context", wait=10, conversation_id=conversation_id))[
             "context"
         ]
-    except (NotFound, InvalidInput):  # TODO(errcodes): NotFound only once handoff_context raises JU404
+    except NotFound:
         raise Refusal(404, f"conversation {conversation_id} not found") from None
     logger.info("handoff link used", extra={"action": "handoff_link_used", "conversation_id": conversation_id})
     return JSONResponse(context)

@@ -1,6 +1,6 @@
 """`julia campaign ...`: create, preview, start, pause and follow campaigns.
 
-Every decision is an SQL function (db/outreach.sql); this module parses
+Every decision is an SQL function (db/campaigns.sql); this module parses
 arguments and prints results.
 """
 

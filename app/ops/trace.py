@@ -2,7 +2,7 @@
 webhook queued (pgmq), stored (interacao), reply job, model calls, outbox
 rows claimed and sent (number, instance), delivery statuses.
 
-One SQL function decides the steps (`message_trace`, db/observability.sql);
+One SQL function decides the steps (`message_trace`, db/trace.sql);
 this module prints them as a table in America/Sao_Paulo time, or as JSON.
 """
 

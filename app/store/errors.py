@@ -39,12 +39,13 @@ class PermanentDatabaseError(JuliaError):
     """The database refuses this process for good; restarting will not help."""
 
 
-# SQLSTATE -> domain error. P0001 is a RAISE without an ERRCODE: the caller's input.
+# SQLSTATE -> domain error. Every RAISE in db/ names one of these
+# (tests/unit/store/test_db_errors.py checks it); any other error, a bare
+# RAISE's P0001 from someone else's SQL included, passes through.
 DOMAIN_ERRORS: dict[str, type[JuliaError]] = {
     "JU400": InvalidInput,
     "JU404": NotFound,
     "JU409": Conflict,
-    "P0001": InvalidInput,
 }
 
 

@@ -63,10 +63,6 @@ SELECT public.resume_julia(%(motivo)s, %(via)s) AS id;
 SELECT item, action
   FROM public.bootstrap_database(%(app_env)s, %(project_ref)s, %(force)s, %(policy)s::jsonb, %(instance)s);
 
--- check_environment --
--- Compare the database markers with what this process declares
-SELECT marker, expected, actual, ok FROM public.check_environment(%(app_env)s, %(project_ref)s);
-
 -- ping --
 -- Is the database reachable
 SELECT 1 AS ok;
@@ -156,10 +152,6 @@ SELECT public.import_prompt(%(row)s::jsonb) AS action;
 -- record_delivery_status --
 -- Apply a messages.update (delivery ack or error) to its outbox row
 SELECT public.record_delivery_status(%(message_id)s, %(status)s, %(error_code)s, %(remote_jid)s, %(instance)s) AS outbox_id;
-
--- mark_contact_blocked --
--- WhatsApp refuses this doctor: no more proactive outreach
-SELECT public.mark_contact_blocked(%(cliente_id)s, %(motivo)s);
 
 -- record_whatsapp_check --
 -- Record Evolution's onWhatsApp answer for a doctor; the address to send to (NULL: not on WhatsApp)
@@ -435,7 +427,7 @@ SELECT 'trigger', pg_catalog.quote_ident(t.tgname) || ' ON ' || t.tgrelid::regcl
 SELECT public.secure_public_schema();
 
 ------------------------------------------------------------
--- Numbers and the send policy (db/numbers.sql; tables from revision 0013)
+-- Numbers and the send policy (db/numbers.sql, db/sendpolicy.sql; tables from revision 0013)
 ------------------------------------------------------------
 
 -- bootstrap_sending --

@@ -1,4 +1,4 @@
-"""Operator notifications recorded in SQL (`notificacoes`): their Slack text,
+"""Operator notifications recorded in SQL (`notifications`): their Slack text,
 the manager's WhatsApp alert for critical ones, and delivering one.
 Run by the `send_notification` job; SQL decides what is critical and how
 many manager alerts an hour may go out.

@@ -379,7 +379,7 @@ def run_sync(db, chatwoot: ChatwootStandin, conversation_ids: list[int], *, bot_
             async with ChatwootClient(
                 base_url=chatwoot.url, api_key=CHATWOOT_KEY, account_id="1", inbox_id="1", bot_token=bot_token
             ) as client:
-                slots = asyncio.Semaphore(2)  # at most two mirror jobs run at once (db/humans.sql)
+                slots = asyncio.Semaphore(2)  # at most two mirror jobs run at once (db/jobs.sql)
 
                 async def one(conversation_id: int) -> Any:
                     async with slots:
@@ -415,8 +415,8 @@ def test_forty_doctors_sharing_a_prefix_each_find_their_own_contact(db, chatwoot
     assert set(by_contact) == set(existing.values())  # each reused its own contact, none created
     for cliente_id in doctors.values():
         recorded = db.execute(
-            "SELECT ct.contact_id, cc.chatwoot_conversation_id FROM chatwoot_contatos AS ct "
-            "JOIN chatwoot_conversas AS cc ON cc.contact_id = ct.contact_id WHERE ct.cliente_id = %s",
+            "SELECT ct.contact_id, cc.chatwoot_conversation_id FROM chatwoot_contacts AS ct "
+            "JOIN chatwoot_conversations AS cc ON cc.contact_id = ct.contact_id WHERE ct.cliente_id = %s",
             (cliente_id,),
         ).fetchone()
         assert recorded["contact_id"] == existing[cliente_id]

@@ -12,9 +12,11 @@ from psycopg.types.json import Jsonb
 from starlette.testclient import TestClient
 
 from app.core.config import load_settings
+from app.core.errors import Conflict
 from app.core.tokens import mint_ops_token
 from app.http.app import create_app
 from app.store import schema
+from app.store.errors import wrap_db_errors
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET, WorkerThread, settled, wait_for
 
@@ -155,7 +157,7 @@ def test_bootstrap_is_idempotent_and_never_overwrites_a_marker_silently(db):
     assert all(f["value"] == {"enabled": False} for f in flags)
     assert db.execute("SELECT count(*) AS n FROM julia_status").fetchone()["n"] == 1
 
-    with pytest.raises(psycopg.errors.RaiseException, match="use --force"):
+    with pytest.raises(Conflict, match="use --force"), wrap_db_errors():
         db.execute("SELECT * FROM bootstrap_database('production', '', false)")
     forced = db.execute("SELECT * FROM bootstrap_database('production', '', true)").fetchall()
     assert forced[0] == {"item": "environment", "action": "changed from 'test' (forced)"}

@@ -164,7 +164,7 @@ def test_handoff_mirrors_to_chatwoot_with_a_note_notifies_slack_and_silences_jul
     assert len(claude.calls()) == 2
     metrics = db.execute("SELECT houve_handoff, motivo_handoff FROM metricas_conversa").fetchone()
     assert metrics == {"houve_handoff": True, "motivo_handoff": "pediu para falar com uma pessoa"}
-    states = db.execute("SELECT state, count(*) AS n FROM chatwoot_mensagens GROUP BY state").fetchall()
+    states = db.execute("SELECT state, count(*) AS n FROM chatwoot_messages GROUP BY state").fetchall()
     assert states == [{"state": "synced", "n": 3}]
 
 
@@ -185,7 +185,7 @@ def test_agent_message_in_chatwoot_reaches_the_doctor_exactly_once(
     last = db.execute("SELECT autor, texto FROM interacoes ORDER BY id DESC LIMIT 1").fetchone()
     assert last == {"autor": "humano", "texto": "Oi doutor, aqui é a Ana da equipe"}
     assert ("outgoing", "Oi doutor, aqui é a Ana da equipe") not in public_texts(chatwoot)
-    synced = db.execute("SELECT chatwoot_message_id FROM chatwoot_mensagens ORDER BY interacao_id DESC LIMIT 1")
+    synced = db.execute("SELECT chatwoot_message_id FROM chatwoot_messages ORDER BY interacao_id DESC LIMIT 1")
     assert synced.fetchone()["chatwoot_message_id"] == 9001
 
 
@@ -298,7 +298,7 @@ def test_chatwoot_failing_never_delays_or_drops_julias_reply(api_client, db, evo
         ).fetchone(),
         timeout=20,
     )
-    assert db.execute("SELECT count(*) AS n FROM chatwoot_mensagens WHERE last_error LIKE '%500%'").fetchone()["n"] >= 1
+    assert db.execute("SELECT count(*) AS n FROM chatwoot_messages WHERE last_error LIKE '%500%'").fetchone()["n"] >= 1
     # Chatwoot is back: everything is mirrored once, in order.
     chatwoot.fail_all(None)
     wait_for(lambda: chatwoot.conversations() and len(public_texts(chatwoot)) == 2, timeout=40)
@@ -499,8 +499,8 @@ def test_slack_outage_keeps_the_notification_and_retries(db, slack, start_worker
     wait_for(lambda: slack.texts(), timeout=20)
     assert "pausada" in slack.texts()[0]
     # Slack has the text a moment before the worker records it as sent.
-    wait_for(lambda: db.execute("SELECT state FROM notificacoes").fetchone()["state"] != "pending", timeout=10)
-    row = db.execute("SELECT state, attempts FROM notificacoes").fetchone()
+    wait_for(lambda: db.execute("SELECT state FROM notifications").fetchone()["state"] != "pending", timeout=10)
+    row = db.execute("SELECT state, attempts FROM notifications").fetchone()
     assert row == {"state": "sent", "attempts": 2}
 
 

@@ -12,7 +12,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from app.core.errors import InvalidInput
 from app.ops.importer import DEMO_DIR, ImportFailed, import_directory, load_directory
+from app.store.errors import wrap_db_errors
 from app.store.schema import ROOT
 
 TABLES = (
@@ -264,7 +266,7 @@ def test_dry_run_checks_everything_and_writes_nothing(db):
 
 
 def test_lookup_only_accepts_lookup_tables(db):
-    with pytest.raises(psycopg.errors.RaiseException, match="'clientes' is not a lookup table"):
+    with pytest.raises(InvalidInput, match="'clientes' is not a lookup table"), wrap_db_errors():
         db.execute("SELECT import_lookup('clientes', 'x')")
     assert db.execute("SELECT import_lookup('setores', 'Hemodinâmica') AS a").fetchone() == {"a": "inserted"}
     assert db.execute("SELECT import_lookup('setores', 'Hemodinâmica') AS a").fetchone() == {"a": "skipped"}

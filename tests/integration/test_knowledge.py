@@ -16,7 +16,9 @@ import pytest
 from app.conversation.embeddings import LOCAL_MODEL, LocalEmbedder, VoyageEmbedder, build_embedder, hash_embedding
 from app.conversation.knowledge import KnowledgeHit, document_text, reindex, search_knowledge, vector_literal
 from app.core.config import load_settings
+from app.core.errors import InvalidInput, NotFound
 from app.devkit.standins.voyage import VoyageStandin
+from app.store.errors import wrap_db_errors
 from app.store.queries import queries
 
 VOYAGE_KEY = "test-voyage-key"
@@ -194,9 +196,9 @@ def test_full_text_matches_any_word_and_prefers_all_words(db, chunks):
 
 
 def test_search_rejects_bad_arguments(db):
-    with pytest.raises(psycopg.errors.RaiseException, match="limit must be between 1 and 100"):
+    with pytest.raises(InvalidInput, match="limit must be between 1 and 100"), wrap_db_errors():
         search_sql(db, "plantão", None, LOCAL_MODEL, limit=0)
-    with pytest.raises(psycopg.errors.RaiseException, match="needs its model name"):
+    with pytest.raises(InvalidInput, match="needs its model name"), wrap_db_errors():
         db.execute(queries["search_knowledge"], {"query": "x", "embedding": "[1,0]", "model": None, "limit": 5})
 
 
@@ -269,11 +271,11 @@ def test_store_embedding_checks_its_arguments(db, chunks):
     chunk_id = chunks["Uniforme"]
     h = db.execute("SELECT content_hash FROM public.conhecimento_julia WHERE id = %s", (chunk_id,)).fetchone()
     params = {"model": LOCAL_MODEL, "hash": h["content_hash"]}
-    with pytest.raises(psycopg.errors.RaiseException, match="knowledge chunk 999999 not found"):
+    with pytest.raises(NotFound, match="knowledge chunk 999999 not found"), wrap_db_errors():
         db.execute(queries["store_embedding"], {**params, "id": 999999, "embedding": vector_literal([1.0] * 1024)})
-    with pytest.raises(psycopg.errors.RaiseException, match=f"chunk {chunk_id} got a 3 dimension embedding"):
+    with pytest.raises(InvalidInput, match=f"chunk {chunk_id} got a 3 dimension embedding"), wrap_db_errors():
         db.execute(queries["store_embedding"], {**params, "id": chunk_id, "embedding": "[1,0,0]"})
-    with pytest.raises(psycopg.errors.RaiseException, match="model name is required"):
+    with pytest.raises(InvalidInput, match="model name is required"), wrap_db_errors():
         due(db, "")
 
 

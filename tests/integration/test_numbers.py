@@ -275,7 +275,7 @@ def test_unknown_instance_is_stored_and_surfaced_never_answered(db, api_client):
     }
     assert api_client.post("/webhooks/evolution", json=status, headers=AUTH).json()["matched"] == 0
     assert db.execute("SELECT events FROM unknown_instances").fetchone()["events"] == 3
-    notes = db.execute("SELECT kind, payload FROM notificacoes WHERE kind = 'unknown_instance'").fetchall()
+    notes = db.execute("SELECT kind, payload FROM notifications WHERE kind = 'unknown_instance'").fetchall()
     assert len(notes) == 1 and notes[0]["payload"]["instance"] == "estranho"  # told once
 
 
@@ -303,7 +303,7 @@ def test_a_burst_of_delivery_errors_on_one_number_pauses_it_and_alerts_operators
     numbers = {n["instance"]: n for n in db.execute("SELECT numbers_report(NULL) AS r").fetchone()["r"]}
     assert numbers["num-a"]["paused"] is True and "pausa automática" in numbers["num-a"]["pause_reason"]
     assert numbers["num-b"]["paused"] is False
-    note = db.execute("SELECT id, critical, payload FROM notificacoes WHERE kind = 'number_paused'").fetchone()
+    note = db.execute("SELECT id, critical, payload FROM notifications WHERE kind = 'number_paused'").fetchone()
     assert note["critical"] is True and note["payload"]["instance"] == "num-a"
     # The manager's WhatsApp alert goes from another number (the paused one sends nothing).
     alert = db.execute("SELECT claim_manager_alert(%s, '5511911112222', 'alerta') AS id", (note["id"],)).fetchone()

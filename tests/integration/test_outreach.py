@@ -14,6 +14,8 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from app.core.errors import InvalidInput
+from app.store.errors import wrap_db_errors
 from tests.conftest import WEBHOOK_SECRET, wait_for
 
 SP = ZoneInfo("America/Sao_Paulo")
@@ -242,7 +244,7 @@ def test_campaign_audience_filters_and_preview(db):
     assert preview["hoje_possiveis"] == 4
     assert preview["limite_hora_restante"] == 3
     assert preview["exemplo"].startswith("Oi Médico!")
-    with pytest.raises(psycopg.errors.RaiseException, match="template variable"):
+    with pytest.raises(InvalidInput, match="template variable"), wrap_db_errors():
         db.execute("SELECT create_campaign('x', 'Oi {apelido}', '{}', NULL, NULL)")
 
 

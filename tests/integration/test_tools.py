@@ -11,6 +11,8 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from app.core.errors import InvalidInput, NotFound
+from app.store.errors import wrap_db_errors
 from tests.factories import Domain
 
 
@@ -121,11 +123,11 @@ def test_preferences_fill_profile_columns_and_merge_the_rest(db, go_setup):
 
 def test_bad_tool_input_raises_a_message_for_the_model(db, go_setup):
     conv = go_setup["conversation"]
-    with pytest.raises(psycopg.errors.RaiseException, match="vaga_id is required"):
+    with pytest.raises(InvalidInput, match="vaga_id is required"), wrap_db_errors():
         tool(db, conv, "reservar_vaga")
-    with pytest.raises(psycopg.errors.RaiseException, match="unknown tool"):
+    with pytest.raises(NotFound, match="unknown tool"), wrap_db_errors():
         tool(db, conv, "apagar_tudo")
-    with pytest.raises(psycopg.errors.RaiseException, match="não encontrada"):
+    with pytest.raises(NotFound, match="não encontrada"), wrap_db_errors():
         tool(db, conv, "salvar_preferencias", especialidade="Astrologia")
 
 

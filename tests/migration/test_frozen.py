@@ -36,7 +36,9 @@ LANDED = {
     "0013_numbers.sql": "7dfe38dd3f60001f1ca3a9f08fbb14d36a7154145fd82fbb0eb50337eb225dbf",
     "0014_chatwoot.py": "0d77582e44ecdfd1e6e2d8cacbdd0a362956807ee151f29a0e909e23b317b17c",
     "0014_chatwoot.sql": "86d0b9867b64ecf898c4611ebf317f5dc00d0771bec8f6d4f13e8530294374ac",
-    "0017_observability.py": "869dd1ee0ccf82258e60882157ee0745778cdfd3e00ecf9de7e05aa469eb7cb4",
+    "0015_english_names.py": "6bfe95dfa50fd9b9ac0d12f2f3eccd265ca2228b8a1d33352024237a26639ddc",
+    "0015_english_names.sql": "e1d95473640ace1e3f8a6aa0f3d18ee8ef405d0a652348a789e3c51b05e2a6f5",
+    "0017_observability.py": "75b9304361b3ac2aa63a5df49f489103236fb10ffedbef764547a5afdfe3731b",
     "0017_observability.sql": "f692cdccf56993140f2fb00619cfe910d41f453755587f70075df1ffd55e3d9d",
 }
 

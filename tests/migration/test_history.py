@@ -19,6 +19,9 @@ HISTORY = {
     "head-first-0010": "2283c699a15e2b40a214bfa88b13c97fc33d16f6",
     # (c) the last landing before the schema ledger
     "previous-landing": "74ac206949404dfab6d4bbc61f2af2c8f76c6ff3",
+    # (d) the last landing before db/ was re-cut into one area a file (functions
+    # moved between files, long ones split into helpers)
+    "before-db-recut": "0dd691ef356ca4f8237d75c811a5611a32d1946f",
 }
 
 

@@ -129,3 +129,40 @@ def test_0012_on_a_database_with_duplicate_doctors_keeps_them_for_the_merge_and_
         merged = conn.execute("SELECT count(*) AS n FROM merge_duplicate_clientes(true)").fetchone()["n"]
         assert merged == 1
         assert conn.execute("SELECT count(*) AS n FROM clientes").fetchone()["n"] == 1
+
+
+RENAMED = {
+    "chatwoot_contatos": "chatwoot_contacts",
+    "chatwoot_conversas": "chatwoot_conversations",
+    "chatwoot_mensagens": "chatwoot_messages",
+    "chatwoot_eventos": "chatwoot_events",
+    "notificacoes": "notifications",
+}
+
+
+def test_0015_renames_julias_own_tables_with_their_rows_constraints_and_indexes(empty_url):
+    schema.upgrade(empty_url, "0014")
+    with connect(empty_url) as conn:
+        conn.execute("INSERT INTO notificacoes (kind, payload, dedupe_key) VALUES ('handoff', '{}', 'k')")
+    schema.upgrade(empty_url)
+    with connect(empty_url) as conn:
+        assert_works_and_is_clean(conn)
+        assert conn.execute("SELECT kind, dedupe_key FROM notifications").fetchall() == [
+            {"kind": "handoff", "dedupe_key": "k"}
+        ]
+        names = {
+            r["name"]
+            for r in conn.execute(
+                "SELECT relname AS name FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+                " UNION SELECT conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
+            ).fetchall()
+        }
+    assert set(RENAMED.values()) <= names
+    assert sorted(n for n in names if n.startswith(tuple(RENAMED))) == []
+    assert {
+        "chatwoot_messages_pkey",
+        "chatwoot_messages_pending_idx",
+        "notifications_dedupe_key_key",
+        "chatwoot_events_id_seq",
+        "notifications_id_seq",
+    } <= names

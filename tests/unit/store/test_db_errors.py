@@ -54,3 +54,31 @@ def test_a_refusal_or_a_bug_is_permanent(exc):
 
 def test_describe_is_one_line():
     assert describe(psycopg.OperationalError("line one\nline two")) == "OperationalError: line one"
+
+
+def raise_statements(text: str) -> list[str]:
+    """Each `RAISE EXCEPTION ...;` statement of a SQL file (quotes respected)."""
+    statements = []
+    start = text.find("RAISE EXCEPTION")
+    while start != -1:
+        i, quoted = start, False
+        while text[i] != ";" or quoted:
+            if text[i] == "'":
+                quoted = not quoted
+            i += 1
+        statements.append(text[start:i])
+        start = text.find("RAISE EXCEPTION", i)
+    return statements
+
+
+def test_every_raise_in_db_names_its_sqlstate():
+    from app.store.schema import DB_DIR
+
+    codes = {}
+    for path in sorted(DB_DIR.glob("*.sql")):
+        for statement in raise_statements(path.read_text(encoding="utf-8")):
+            code = statement.partition("ERRCODE = '")[2][:5]
+            codes.setdefault(code, []).append(f"{path.name}: {statement.splitlines()[0].strip()}")
+    # JU001 is the send gate's own signal, caught where it is raised (db/sendslots.sql).
+    assert set(codes) <= {"JU400", "JU404", "JU409", "JU001"}, codes.get("", codes)
+    assert len(codes["JU404"]) > 10 and len(codes["JU409"]) > 5
