@@ -201,6 +201,28 @@ $$;
 -- The scrape
 ------------------------------------------------------------
 
+-- Jobs waiting and running per queue (every known queue, zero when empty),
+-- read through the partial index on waiting and running jobs.
+CREATE OR REPLACE FUNCTION public._job_gauges()
+RETURNS TABLE (metric text, labels jsonb, value double precision)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    WITH pending AS (
+        SELECT j.queue_name::text AS queue, j.status::text AS status, count(*) AS n
+          FROM public.procrastinate_jobs AS j
+         WHERE j.status IN ('todo', 'doing')
+         GROUP BY j.queue_name, j.status
+    )
+    SELECT 'julia_jobs', jsonb_build_object('queue', k.queue, 'status', k.status), coalesce(p.n, 0)::double precision
+      FROM (SELECT q.queue, s.status
+              FROM (VALUES ('replies'), ('sends'), ('humans'), ('periodic')
+                    UNION SELECT p2.queue FROM pending AS p2) AS q (queue)
+             CROSS JOIN (VALUES ('todo'), ('doing')) AS s (status)) AS k
+      LEFT JOIN pending AS p ON p.queue = k.queue AND p.status = k.status
+     ORDER BY k.queue, k.status;
+$$;
+
 -- Everything /metrics reads from the database, in one call: the counters
 -- (histogram buckets made cumulative) and gauges of the moment — inbound
 -- queue, jobs waiting and running, outbox rows pending and held, pause,
@@ -234,22 +256,7 @@ BEGIN
         ('julia_inbound_oldest_age_seconds', '{}'::jsonb, coalesce(_q.oldest_msg_age_sec, 0)::double precision),
         ('julia_inbound_queued_total', '{}'::jsonb, _q.total_messages::double precision);
 
-    RETURN QUERY
-        WITH pending AS (
-            -- Only waiting and running jobs: a partial index, never the finished history.
-            SELECT j.queue_name::text AS queue, j.status::text AS status, count(*) AS n
-              FROM public.procrastinate_jobs AS j
-             WHERE j.status IN ('todo', 'doing')
-             GROUP BY j.queue_name, j.status
-        )
-        SELECT 'julia_jobs', jsonb_build_object('queue', k.queue, 'status', k.status),
-               coalesce(p.n, 0)::double precision
-          FROM (SELECT q.queue, s.status
-                  FROM (VALUES ('replies'), ('sends'), ('humans'), ('periodic')
-                        UNION SELECT p2.queue FROM pending AS p2) AS q (queue)
-                 CROSS JOIN (VALUES ('todo'), ('doing')) AS s (status)) AS k
-          LEFT JOIN pending AS p ON p.queue = k.queue AND p.status = k.status
-         ORDER BY k.queue, k.status;
+    RETURN QUERY SELECT * FROM public._job_gauges();
 
     RETURN QUERY
         SELECT 'julia_outbox_pending', jsonb_build_object('kind', o.kind, 'state', o.state), count(*)::double precision
