@@ -14,6 +14,13 @@ exits 1 if any of them is not zero.
 
     uv run python bench/chaos.py [--messages 1000] [--doctors 200] [--kills 10]
                                  [--outages 3] [--outage-seconds 3] [--fuzz 5000] [--seed 12]
+                                 [--send-delay 0] [--kill-started]
+
+--send-delay makes the Evolution stand-in take that long to answer each
+sendText (real Evolution asks WhatsApp first), so kills and outages also land
+while a send is in flight. --kill-started times each kill from the moment the
+new worker has started (by default a kill may land on a worker still booting,
+which on a loaded machine is most of them).
 """
 
 from __future__ import annotations
@@ -82,7 +89,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def reset(url: str, evolution: EvolutionStandin) -> None:
+def reset(url: str, evolution: EvolutionStandin, send_delay: float) -> None:
     """Forget the previous run's conversations, so each run counts only its own."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
@@ -92,6 +99,7 @@ def reset(url: str, evolution: EvolutionStandin) -> None:
         conn.execute("SELECT pgmq.purge_queue('inbound')")
         conn.execute("DELETE FROM pgmq.a_inbound")
     evolution.reset()
+    evolution.set_delay(send_delay)  # reset() forgets it
 
 
 def start_api(env: dict[str, str]) -> tuple[JuliaProcess, str]:
@@ -137,6 +145,8 @@ def main() -> int:
     parser.add_argument("--outage-seconds", type=float, default=3.0)
     parser.add_argument("--fuzz", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--send-delay", type=float, default=0.0, help="seconds each sendText takes (default 0)")
+    parser.add_argument("--kill-started", action="store_true", help="time each kill from the worker's start")
     args = parser.parse_args()
     signal.signal(signal.SIGINT, benchkit.interrupt_once)
 
@@ -147,6 +157,7 @@ def main() -> int:
         EvolutionStandin(api_key=EVOLUTION_KEY) as evolution,
         AnthropicStandin(brain=token_brain) as claude,
     ):
+        evolution.set_delay(args.send_delay)
         env = {
             "APP_ENV": "bench",
             "DATABASE_URL": url,
@@ -178,10 +189,11 @@ def main() -> int:
                 seed=args.seed,
                 kill_every=(1.0, 4.0),
                 settle_seconds=180,
+                kill_started=args.kill_started,
             )
             rows.append(("kill -9 of the worker", kill_report))
 
-            reset(url, evolution)
+            reset(url, evolution, args.send_delay)
 
             def outage() -> None:
                 control.stop()
@@ -208,7 +220,7 @@ def main() -> int:
             )
             rows.append(("postgres stopped and started", pg_report))
 
-            reset(url, evolution)
+            reset(url, evolution, args.send_delay)
             print(f"fuzz: {args.fuzz} bodies, one postgres outage ...", flush=True)
             worker = JuliaProcess(["worker"], env)
             try:

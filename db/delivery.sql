@@ -237,3 +237,55 @@ AS $$
     SELECT coalesce((SELECT public.record_number_problem(o.number_id, p_kind, o.id)
                        FROM public.outbox AS o WHERE o.id = p_outbox_id AND o.number_id IS NOT NULL), false);
 $$;
+
+-- A re-attempted send whose earlier attempt may have reached Evolution (its
+-- worker died after the send, before mark_outbox_sent): p_found lists the
+-- messages Evolution holds for the row's chat ([{message_id, remote_jid,
+-- from_me, text, timestamp}], findMessages). One sent from the instance to this
+-- address, with this row's text (a media row: its caption), since the row
+-- was written and known as no other message, is this row's send: the row is
+-- marked sent with its id and must not go again. Returns that id, or NULL
+-- (nothing found: send it). The row must be claimed by p_job_id.
+CREATE OR REPLACE FUNCTION public.reconcile_send(p_outbox_id bigint, p_job_id bigint, p_found jsonb)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _row public.outbox;
+    _found record;
+BEGIN
+    SELECT * INTO _row FROM public.outbox AS o WHERE o.id = p_outbox_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'reconcile_send: outbox row % does not exist', p_outbox_id USING ERRCODE = 'JU404';
+    ELSIF _row.state = 'sent' THEN
+        RETURN _row.evolution_message_id;  -- its echo recorded it meanwhile
+    ELSIF _row.state <> 'claimed' OR _row.claimed_by_job IS DISTINCT FROM p_job_id THEN
+        RAISE EXCEPTION 'reconcile_send: outbox row % is not claimed by job %', p_outbox_id, p_job_id
+            USING ERRCODE = 'JU409';
+    END IF;
+    SELECT f.message_id, f.timestamp INTO _found
+      FROM pg_catalog.jsonb_to_recordset(coalesce(p_found, '[]'))
+           AS f(message_id text, remote_jid text, from_me boolean, text text, timestamp bigint)
+     WHERE f.from_me AND f.message_id IS NOT NULL
+       AND (f.remote_jid = _row.number OR public.phone_key(f.remote_jid) = public.phone_key(_row.number))
+       AND CASE WHEN _row.media IS NULL THEN f.text = _row.texto
+                ELSE f.text IS NOT DISTINCT FROM (_row.media ->> 'caption') END
+       -- messageTimestamp is whole seconds of Evolution's clock: a minute of slack.
+       AND pg_catalog.to_timestamp(f.timestamp) >= _row.created_at - interval '1 minute'
+       AND NOT EXISTS (SELECT 1 FROM public.outbox AS o WHERE o.evolution_message_id = f.message_id)
+       AND NOT EXISTS (SELECT 1 FROM public.interacoes AS i WHERE i.message_id = f.message_id)
+     ORDER BY f.timestamp, f.message_id
+     LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    UPDATE public.outbox AS o
+       SET state = 'sent', sent_at = least(pg_catalog.to_timestamp(_found.timestamp), pg_catalog.clock_timestamp()),
+           evolution_message_id = _found.message_id, last_error = NULL, updated_at = now()
+     WHERE o.id = p_outbox_id
+    RETURNING * INTO _row;
+    PERFORM public._record_sent(_row);
+    RETURN _found.message_id;
+END;
+$$;

@@ -1,5 +1,5 @@
 """Evolution API v2 client: send a text or a media file, show a typing presence,
-ask which numbers are on WhatsApp.
+ask which numbers are on WhatsApp, list the messages Evolution stored for a chat.
 
 Errors are split into transient (retry later: timeouts, 5xx, 429) and
 permanent (4xx: the request itself is wrong or the contact is unreachable).
@@ -63,6 +63,17 @@ class NumberCheck:
     number: str
     jid: str
     exists: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoundMessage:
+    """One message findMessages listed: its WhatsApp key, its text (or caption) and when it went."""
+
+    message_id: str
+    remote_jid: str
+    from_me: bool
+    text: str | None
+    timestamp: int  # epoch seconds (messageTimestamp)
 
 
 class EvolutionClient(ServiceClient):
@@ -142,6 +153,37 @@ class EvolutionClient(ServiceClient):
                 checks.append(NumberCheck(number=item["number"], jid=item["jid"], exists=item.get("exists") is True))
         return checks
 
+    async def find_messages(
+        self, remote_jid: str, *, from_me: bool = True, instance: str | None = None
+    ) -> list[FoundMessage]:
+        """POST /chat/findMessages/{instance}: the newest page (50) of the messages
+        Evolution stored for one chat, newest first; with `from_me` only those sent
+        from the instance.
+
+        Evolution (2.2+) answers ``{"messages": {"total", "pages", "currentPage",
+        "records": [...]}}``; it lists only what it saved (DATABASE_SAVE_DATA_NEW_MESSAGE).
+        Raises EvolutionError, also when the answer has no such records.
+        """
+        path = f"/chat/findMessages/{quote(instance or self._instance, safe='')}"
+        key: dict[str, object] = {"remoteJid": remote_jid}
+        if from_me:
+            key["fromMe"] = True
+        data = await self._post(path, {"where": {"key": key}, "page": 1, "offset": 50})
+        page = data.get("messages") if isinstance(data, dict) else None
+        records = page.get("records") if isinstance(page, dict) else None
+        if not isinstance(records, list):
+            raise EvolutionError(f"Evolution answered {path} without messages.records", status=None, transient=True)
+        return [found for found in map(_found_message, records) if found is not None]
+
+    async def find_sent_messages(self, number: str, *, instance: str | None = None) -> list[FoundMessage]:
+        """The messages sent from the instance to `number`, under each JID Evolution may
+        have stored its chat as (a Brazilian mobile: with and without the ninth digit)."""
+        found: dict[str, FoundMessage] = {}
+        for jid in chat_jids(number):
+            for message in await self.find_messages(jid, instance=instance):
+                found.setdefault(message.message_id, message)
+        return list(found.values())
+
     async def _post(self, path: str, body: dict[str, object]) -> Any:
         if self._missing:
             raise EvolutionError(
@@ -152,6 +194,44 @@ class EvolutionClient(ServiceClient):
             return response.json()
         except ValueError:
             return {}
+
+
+def chat_jids(number: str) -> list[str]:
+    """The JIDs a chat with `number` may be stored under: a JID or LID as it is; a phone as
+    "<digits>@s.whatsapp.net", and a Brazilian mobile also in its other form (WhatsApp
+    knows old accounts by the 12-digit form, Evolution sends to the form that exists)."""
+    if "@" in number:
+        return [number]
+    digits = "".join(ch for ch in number if ch.isdigit())
+    forms = [digits]
+    if digits.startswith("55") and len(digits) == 13 and digits[4] == "9":
+        forms.append(digits[:4] + digits[5:])
+    elif digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
+        forms.append(f"{digits[:4]}9{digits[4:]}")
+    return [f"{form}@s.whatsapp.net" for form in forms]
+
+
+def _found_message(record: Any) -> FoundMessage | None:
+    """A findMessages record, or None when it has no usable key."""
+    key = record.get("key") if isinstance(record, dict) else None
+    if not isinstance(key, dict) or not isinstance(key.get("id"), str) or not isinstance(key.get("remoteJid"), str):
+        return None
+    message = record.get("message") if isinstance(record.get("message"), dict) else {}
+    text = message.get("conversation")
+    if not isinstance(text, str):
+        # extendedTextMessage.text, or a media message's caption
+        inner = next((v for v in message.values() if isinstance(v, dict) and ("text" in v or "caption" in v)), {})
+        text = inner.get("text") or inner.get("caption")
+    timestamp = record.get("messageTimestamp")
+    if isinstance(timestamp, str) and timestamp.isdigit():
+        timestamp = int(timestamp)
+    return FoundMessage(
+        message_id=key["id"],
+        remote_jid=key["remoteJid"],
+        from_me=key.get("fromMe") is True,
+        text=text if isinstance(text, str) else None,
+        timestamp=int(timestamp) if isinstance(timestamp, int | float) and not isinstance(timestamp, bool) else 0,
+    )
 
 
 def _not_on_whatsapp(response: httpx.Response) -> bool:

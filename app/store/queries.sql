@@ -38,6 +38,10 @@ SELECT claimed, reason, next_at, number, texto, attempts, conversation_id, clien
 -- Record a successful send
 SELECT public.mark_outbox_sent(%(outbox_id)s, %(job_id)s, %(evolution_id)s);
 
+-- reconcile_send --
+-- A re-attempted send: mark the row sent when Evolution lists its earlier send
+SELECT public.reconcile_send(%(outbox_id)s, %(job_id)s, %(found)s::jsonb) AS evolution_id;
+
 -- mark_outbox_failed --
 -- Record a failed send attempt (final or to be retried)
 SELECT public.mark_outbox_failed(%(outbox_id)s, %(job_id)s, %(error)s, %(final)s);

@@ -11,10 +11,11 @@ from typing import Any
 from procrastinate import JobContext
 
 from app.core.errors import TransientError
-from app.integrations.evolution import EvolutionError
+from app.integrations.evolution import EvolutionError, SentMessage
 from app.store.errors import classify
 from app.store.pool import fetch_one
 from app.worker.jobs import RETRY, SEND_MAX_ATTEMPTS, app, flag, handle_failure, runtime_of
+from app.worker.reconcile import reconcile_earlier_send
 from app.worker.runtime import Runtime, fault_point
 
 logger = logging.getLogger(__name__)
@@ -24,23 +25,44 @@ logger = logging.getLogger(__name__)
 async def send_outbox(context: JobContext, outbox_id: int) -> str:
     """Send one outbox row through Evolution, after claiming it in SQL."""
     rt = runtime_of(context)
-    s = rt.settings
     job_id = context.job.id
-    log = {"outbox_id": outbox_id, "job_id": job_id}
-    claim_params = {
+    log: dict[str, Any] = {"outbox_id": outbox_id, "job_id": job_id}
+    claim = await _claim(rt, context, outbox_id, log)
+    if not claim["claimed"]:
+        return claim["reason"]
+    fault_point(rt.settings, "after_claim")
+    # The number the gate chose (NULL before the deployment has number rows: EVOLUTION_INSTANCE).
+    log["instance"] = claim["instance"]
+    try:
+        # A re-attempt: an earlier one may have gone out before its worker died.
+        if await reconcile_earlier_send(rt, claim, outbox_id=outbox_id, job_id=job_id, log=log):
+            return "sent"
+        sent = await _send(rt, claim)
+    except EvolutionError as exc:
+        return await _send_failed(rt, context, claim, exc, outbox_id=outbox_id, log=log)
+    fault_point(rt.settings, "after_send")
+    await fetch_one(rt.pool, "mark_outbox_sent", outbox_id=outbox_id, job_id=job_id, evolution_id=sent.message_id)
+    logger.info("message sent", extra={"action": "send_done", "evolution_id": sent.message_id, **log})
+    return "sent"
+
+
+async def _claim(rt: Runtime, context: JobContext, outbox_id: int, log: dict[str, Any]) -> dict[str, Any]:
+    """The send gate's answer for this row (`claimed`, else `reason`); verifies a new number first."""
+    s = rt.settings
+    params = {
         "outbox_id": outbox_id,
-        "job_id": job_id,
+        "job_id": context.job.id,
         "app_env": s.app_env,
         "project_ref": s.supabase_project_ref,
         "now": None,
     }
-    claim = await fetch_one(rt.pool, "claim_send_slot", **claim_params)
+    claim = await fetch_one(rt.pool, "claim_send_slot", **params)
     if claim["reason"] == "verify_number":
         # First proactive message to this doctor: ask WhatsApp which form of her number exists.
         verified = await _verify_number(rt, context, claim, log)
         if verified != "verified":
-            return verified
-        claim = await fetch_one(rt.pool, "claim_send_slot", **claim_params)
+            return {"claimed": False, "reason": verified}
+        claim = await fetch_one(rt.pool, "claim_send_slot", **params)
     if not claim["claimed"]:
         level = logging.WARNING if claim["reason"] in ("guard", "reply_loop_cap") else logging.INFO
         logger.log(
@@ -48,59 +70,54 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
             "send not claimed",
             extra={"action": "send_refused", "reason": claim["reason"], "next_at": str(claim["next_at"]), **log},
         )
-        return claim["reason"]
-    fault_point(s, "after_claim")
-    # The number the gate chose (NULL before the deployment has number rows: EVOLUTION_INSTANCE).
-    instance = claim["instance"]
-    log["instance"] = instance
-    media = claim["media"]  # an agent's attachment, read by the claim with the row
-    await rt.evolution.send_presence(claim["number"], delay_ms=_typing_ms(claim["texto"]), instance=instance)
-    try:
-        if media:
-            sent = await rt.evolution.send_media(
-                claim["number"],
-                mediatype=media["mediatype"],
-                media=media["media"],
-                mimetype=media.get("mimetype"),
-                caption=media.get("caption"),
-                file_name=media.get("file_name"),
-                instance=instance,
-            )
-        else:
-            sent = await rt.evolution.send_text(claim["number"], claim["texto"], instance=instance)
-    except EvolutionError as exc:
-        if exc.not_on_whatsapp and not claim["number"].endswith("@lid"):
-            # A burst of these on one number pauses it (SQL decides).
-            paused = (await fetch_one(rt.pool, "record_send_problem", outbox_id=outbox_id, kind="not_on_whatsapp"))[
-                "paused"
-            ]
-            if paused:
-                logger.error("number paused", extra={"action": "number_auto_paused", **log})
-        lid_refused = claim["number"].endswith("@lid") and exc.status == 400
-        final = (
-            lid_refused
-            or claim["attempts"] >= SEND_MAX_ATTEMPTS
-            or (classify(exc) == "permanent" and await flag(rt, "error_classifier"))
-        )
-        await fetch_one(rt.pool, "mark_outbox_failed", outbox_id=outbox_id, job_id=job_id, error=str(exc), final=final)
-        logger.warning(
-            "send failed",
-            extra={"action": "send_failed", "status": exc.status, "final": final, "error": str(exc), **log},
-        )
-        if lid_refused and claim["conversation_id"] is not None:
-            # Only a LID is known and Evolution cannot reach it: a human takes over.
-            await fetch_one(
-                rt.pool,
-                "transferir_para_humano",
-                conversation_id=claim["conversation_id"],
-                motivo="WhatsApp recusou o envio para o LID (telefone desconhecido)",
-            )
-        if final:
-            return await handle_failure(rt, context, exc, outbox_id=outbox_id, final_attempt=True)
-        raise TransientError(str(exc)) from exc
-    await fetch_one(rt.pool, "mark_outbox_sent", outbox_id=outbox_id, job_id=job_id, evolution_id=sent.message_id)
-    logger.info("message sent", extra={"action": "send_done", "evolution_id": sent.message_id, **log})
-    return "sent"
+    return claim
+
+
+async def _send(rt: Runtime, claim: dict[str, Any]) -> SentMessage:
+    """Typing, then the text or the agent's attachment (read by the claim with the row)."""
+    number, instance, media = claim["number"], claim["instance"], claim["media"]
+    await rt.evolution.send_presence(number, delay_ms=_typing_ms(claim["texto"]), instance=instance)
+    if not media:
+        return await rt.evolution.send_text(number, claim["texto"], instance=instance)
+    return await rt.evolution.send_media(
+        number,
+        mediatype=media["mediatype"],
+        media=media["media"],
+        mimetype=media.get("mimetype"),
+        caption=media.get("caption"),
+        file_name=media.get("file_name"),
+        instance=instance,
+    )
+
+
+async def _send_failed(
+    rt: Runtime, context: JobContext, claim: dict[str, Any], exc: EvolutionError, *, outbox_id: int, log: dict
+) -> str:
+    """Record a failed send: retried (raises), failed for good, or handed to a human (a LID nobody can reach)."""
+    number = claim["number"]
+    if exc.not_on_whatsapp and not number.endswith("@lid"):
+        # A burst of these on one number pauses it (SQL decides).
+        problem = await fetch_one(rt.pool, "record_send_problem", outbox_id=outbox_id, kind="not_on_whatsapp")
+        if problem["paused"]:
+            logger.error("number paused", extra={"action": "number_auto_paused", **log})
+    lid_refused = number.endswith("@lid") and exc.status == 400
+    final = (
+        lid_refused
+        or claim["attempts"] >= SEND_MAX_ATTEMPTS
+        or (classify(exc) == "permanent" and await flag(rt, "error_classifier"))
+    )
+    job_id = context.job.id
+    await fetch_one(rt.pool, "mark_outbox_failed", outbox_id=outbox_id, job_id=job_id, error=str(exc), final=final)
+    logger.warning(
+        "send failed", extra={"action": "send_failed", "status": exc.status, "final": final, "error": str(exc), **log}
+    )
+    if lid_refused and claim["conversation_id"] is not None:
+        # Only a LID is known and Evolution cannot reach it: a human takes over.
+        motivo = "WhatsApp recusou o envio para o LID (telefone desconhecido)"
+        await fetch_one(rt.pool, "transferir_para_humano", conversation_id=claim["conversation_id"], motivo=motivo)
+    if final:
+        return await handle_failure(rt, context, exc, outbox_id=outbox_id, final_attempt=True)
+    raise TransientError(str(exc)) from exc
 
 
 async def _verify_number(rt: Runtime, context: JobContext, claim: dict[str, Any], log: dict[str, Any]) -> str:

@@ -246,10 +246,13 @@ def run_chaos(
     kill_every: tuple[float, float] = (0.7, 2.0),
     flow_seconds: float | None = None,
     settle_seconds: float = 60.0,
+    kill_started: bool = False,
 ) -> Report:
     """Send `messages` while killing the worker `kills` times (and calling
     `outage()` `outages` times between kills); then let one worker finish and
-    report. Bounded: about (kills + outages) * kill_every + settle_seconds."""
+    report. Bounded: about (kills + outages) * kill_every + settle_seconds.
+    With `kill_started` each wait starts once the worker has started, so no
+    kill lands on a worker still booting (on a loaded machine most would)."""
     rng = random.Random(seed)
     started = time.monotonic()
     plan = make_messages(doctors, messages, seed)
@@ -263,6 +266,8 @@ def run_chaos(
     done_kills = done_outages = 0
     try:
         for event in events:
+            if kill_started:
+                _wait_started(worker)
             time.sleep(rng.uniform(*kill_every))
             if event == "kill":
                 worker.kill()
@@ -272,9 +277,7 @@ def run_chaos(
             else:
                 assert outage is not None
                 # The outage hits a running worker (a kill may hit one starting).
-                deadline = time.monotonic() + 30
-                while '"worker_start"' not in worker.output() and time.monotonic() < deadline:
-                    time.sleep(0.1)
+                _wait_started(worker)
                 outage()
                 done_outages += 1
                 if worker.proc.poll() is not None:
@@ -299,6 +302,12 @@ def run_chaos(
         statuses=sender.statuses,
         seconds=time.monotonic() - started,
     )
+
+
+def _wait_started(worker: JuliaProcess, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while '"worker_start"' not in worker.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Stand-in for the Evolution API v2 endpoints Julia calls (send text, presence,
-read, onWhatsApp number check)."""
+read, onWhatsApp number check, findMessages over what it accepted)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
@@ -73,6 +74,7 @@ class EvolutionStandin(StandinServer):
         self._ids: set[str] = set()
         self._accounts: set[str] | None = None
         self._checks: list[list[str]] = []
+        self._searches: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ public API
 
@@ -108,6 +110,11 @@ class EvolutionStandin(StandinServer):
         with self._lock:
             return [list(numbers) for numbers in self._checks]
 
+    def message_searches(self) -> list[dict[str, Any]]:
+        """The bodies of every findMessages call, oldest first."""
+        with self._lock:
+            return [dict(body) for body in self._searches]
+
     def set_delay(self, seconds: float) -> None:
         """Make every sendText wait `seconds` before answering."""
         with self._lock:
@@ -123,6 +130,7 @@ class EvolutionStandin(StandinServer):
             self._delay = 0.0
             self._accounts = None
             self._checks.clear()
+            self._searches.clear()
 
     # ------------------------------------------------------------------ routes
 
@@ -137,6 +145,7 @@ class EvolutionStandin(StandinServer):
             ("chat", "sendPresence"): self._send_presence,
             ("chat", "markMessageAsRead"): self._mark_read,
             ("chat", "whatsappNumbers"): self._whatsapp_numbers,
+            ("chat", "findMessages"): self._find_messages,
         }
         route = routes.get((parts[0], parts[1])) if len(parts) == 3 else None
         if route is None or request.method != "POST":
@@ -199,6 +208,41 @@ class EvolutionStandin(StandinServer):
             answers.append({"jid": found or asked, "exists": found is not None, "number": number})
         return json_reply(200, answers)
 
+    def _find_messages(self, instance: str, body: dict[str, Any]) -> Reply:
+        # Evolution's fetchMessages(): the instance's stored messages filtered by
+        # where.key.{id, fromMe, remoteJid} and, when both bounds are given,
+        # where.messageTimestamp.{gte, lte} (dates); newest first, `offset` per page.
+        with self._lock:
+            self._searches.append(body)
+            items = [dict(item) for item in [*self._sent, *self._media] if item["instance"] == instance]
+        items.sort(key=lambda item: item["at"], reverse=True)  # newest first
+        where = body.get("where") if isinstance(body.get("where"), dict) else {}
+        key = where.get("key") if isinstance(where.get("key"), dict) else {}
+        records = [
+            record
+            for record in (_stored_message(item, self.instance_id) for item in items)
+            if all(record["key"][name] == key[name] for name in ("id", "remoteJid", "fromMe") if key.get(name))
+        ]
+        bounds = where.get("messageTimestamp") if isinstance(where.get("messageTimestamp"), dict) else {}
+        if bounds.get("gte") and bounds.get("lte"):
+            low, high = _epoch_seconds(bounds["gte"]), _epoch_seconds(bounds["lte"])
+            if low is None or high is None:
+                return evolution_error(400, ["messageTimestamp bounds must be dates"])
+            records = [r for r in records if low <= r["messageTimestamp"] <= high]
+        offset = body.get("offset") if isinstance(body.get("offset"), int) and body["offset"] > 0 else 50
+        page = body.get("page") if isinstance(body.get("page"), int) and body["page"] > 0 else 1
+        return json_reply(
+            200,
+            {
+                "messages": {
+                    "total": len(records),
+                    "pages": -(-len(records) // offset),
+                    "currentPage": page,
+                    "records": records[offset * (page - 1) : offset * page],
+                }
+            },
+        )
+
     def _send_media(self, instance: str, body: dict[str, Any]) -> Reply:
         # SendMediaDto: number, mediatype (image|document|video|audio|ptv), media (URL or base64),
         # mimetype?, caption?, fileName?
@@ -257,6 +301,41 @@ class EvolutionStandin(StandinServer):
                 if candidate not in self._ids:
                     self._ids.add(candidate)
                     return candidate
+
+
+def _stored_message(item: dict[str, Any], instance_id: str) -> dict[str, Any]:
+    """An accepted send as findMessages lists it (Evolution's Message row)."""
+    if "text" in item:
+        message_type, message = "conversation", {"conversation": item["text"]}
+    else:
+        message_type = {"image": "imageMessage", "video": "videoMessage", "audio": "audioMessage"}.get(
+            item["mediatype"], "documentMessage"
+        )
+        message = {message_type: {"caption": item.get("caption"), "mimetype": item.get("mimetype")}}
+    return {
+        "id": "row-" + item["id"].lower(),
+        "key": {"remoteJid": to_jid(str(item["number"])), "fromMe": True, "id": item["id"]},
+        "pushName": "Você",
+        "messageType": message_type,
+        "message": message,
+        "messageTimestamp": int(item["at"]),
+        "instanceId": instance_id,
+        "source": "unknown",
+        "contextInfo": None,
+        "MessageUpdate": [],
+    }
+
+
+def _epoch_seconds(value: Any) -> int | None:
+    """`new Date(value).getTime() / 1000` for an ISO date or epoch milliseconds; None otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return int(value // 1000)
+    if isinstance(value, str):
+        try:
+            return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            return None
+    return None
 
 
 def _brazilian_forms(jid: str) -> list[str]:
