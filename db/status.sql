@@ -47,6 +47,11 @@ BEGIN
     IF coalesce(trim(p_motivo), '') = '' THEN
         RAISE EXCEPTION 'a motivo (reason) is required to set Julia %', p_status USING ERRCODE = 'JU400';
     END IF;
+    -- Already so: the first reason and "since" stand; NULL says nothing changed.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia_status'));
+    IF (public.julia_state()).status = p_status THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO public.julia_status (status, motivo, alterado_via)
     VALUES (p_status, p_motivo, p_via)
     RETURNING id INTO _id;
@@ -54,7 +59,7 @@ BEGIN
 END;
 $$;
 
--- Pause Julia; returns the new history row id.
+-- Pause Julia; returns the new history row id, or NULL when she was already paused.
 CREATE OR REPLACE FUNCTION public.pause_julia(p_motivo text, p_via text)
 RETURNS bigint
 LANGUAGE sql
@@ -64,7 +69,8 @@ AS $$
 $$;
 
 -- Resume Julia and re-defer the work held back while paused: replies owed
--- to doctors who wrote meanwhile and outbox rows that were deferred.
+-- to doctors who wrote meanwhile and outbox rows that were deferred. Returns
+-- the new history row id, or NULL when she was already active.
 CREATE OR REPLACE FUNCTION public.resume_julia(p_motivo text, p_via text)
 RETURNS bigint
 LANGUAGE plpgsql

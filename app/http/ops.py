@@ -42,13 +42,20 @@ async def ops_pause(request: Request) -> JSONResponse:
         raise Refusal(400, "'motivo' (the reason) is required")
     resume = request.url.path.endswith("/resume")
     pool = request.state.pool
-    await fetch_one(pool, "resume_julia" if resume else "pause_julia", motivo=motivo, via="api")
+    row = await fetch_one(pool, "resume_julia" if resume else "pause_julia", motivo=motivo, via="api")
+    changed = row["id"] is not None
     state = await fetch_one(pool, "julia_state")
-    logger.warning(
-        "julia resumed" if resume else "julia paused",
-        extra={"action": "julia_resumed" if resume else "julia_paused", "via": "api", "operator": claims.get("sub")},
-    )
-    return JSONResponse({**state, "since": state["since"].isoformat() if state["since"] else None})
+    if changed:
+        logger.warning(
+            "julia resumed" if resume else "julia paused",
+            extra={
+                "action": "julia_resumed" if resume else "julia_paused",
+                "via": "api",
+                "operator": claims.get("sub"),
+            },
+        )
+    since = state["since"].isoformat() if state["since"] else None
+    return JSONResponse({**state, "since": since, "changed": changed})
 
 
 async def jobs_reconcile_touches(request: Request) -> JSONResponse:

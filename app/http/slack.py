@@ -90,9 +90,11 @@ async def _run(
         if not command.motivo:
             return slack_reply(f"Diga o motivo: `{command.name} <motivo>`.")
         resume = command.name == "resume"
-        await conn.execute(
+        cur = await conn.execute(
             queries["resume_julia" if resume else "pause_julia"], {"motivo": command.motivo, "via": "slack"}
         )
+        if (await cur.fetchone())["id"] is None:
+            return slack_reply("A Julia já está " + ("ativa." if resume else "pausada.") + " Nada mudou (`status`).")
         logger.warning(
             "julia resumed" if resume else "julia paused",
             extra={"action": "julia_resumed" if resume else "julia_paused", "via": "slack", **log},

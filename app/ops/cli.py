@@ -128,8 +128,17 @@ def _print_state(state: dict) -> None:
 def cmd_pause(args: argparse.Namespace, *, resume: bool = False) -> None:
     settings = command_settings("cli")
     with connect(settings) as conn:
-        conn.execute(queries["resume_julia" if resume else "pause_julia"], {"motivo": args.reason, "via": "manual"})
-        _print_state(_state(conn))
+        query = queries["resume_julia" if resume else "pause_julia"]
+        changed = conn.execute(query, {"motivo": args.reason, "via": "manual"}).fetchone()["id"] is not None
+        state = _state(conn)
+    if not changed:
+        # The first reason and "since" stand; say so instead of pretending to change them.
+        already = "active" if resume else "paused"
+        print(
+            f"julia: already {already} since {state['since']} (motivo: {state['motivo']}); nothing changed",
+            file=sys.stderr,
+        )
+    _print_state(state)
 
 
 def cmd_status(args: argparse.Namespace) -> None:

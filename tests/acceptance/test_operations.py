@@ -27,6 +27,18 @@ def test_pause_resume_status_go_through_sql_with_manual_channel(test_env, db):
     ]
 
 
+def test_pausing_twice_keeps_the_first_reason_and_since_and_says_so(test_env, db):
+    first = json.loads(run_julia(["pause", "--reason", "manutenção"], test_env).stdout)
+    again = run_julia(["pause", "--reason", "outra coisa"], test_env)
+    assert again.returncode == 0 and "already paused" in again.stderr and "nothing changed" in again.stderr
+    assert json.loads(again.stdout) == first  # reason and since unchanged
+    resumed = run_julia(["resume", "--reason", "ok"], test_env)
+    assert "already" not in resumed.stderr
+    assert "already active" in run_julia(["resume", "--reason", "de novo"], test_env).stderr
+    history = db.execute("SELECT status, motivo FROM julia_status ORDER BY id").fetchall()[-2:]
+    assert history == [{"status": "pausado", "motivo": "manutenção"}, {"status": "ativo", "motivo": "ok"}]
+
+
 def test_pause_without_reason_is_refused(test_env):
     result = run_julia(["pause"], test_env)
     assert result.returncode == 2
