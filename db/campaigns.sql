@@ -100,8 +100,18 @@ SET search_path = ''
 AS $$
 DECLARE
     _id bigint;
+    _unknown text;
 BEGIN
     PERFORM public._check_template(p_template);
+    SELECT x INTO _unknown
+      FROM pg_catalog.jsonb_array_elements_text(coalesce(p_filtro -> 'especialidades', '[]'::jsonb)) AS x
+     WHERE public.resolve_especialidade(x) IS NULL
+     LIMIT 1;
+    IF _unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'create_campaign: especialidade ''%'' not found (known: %)', _unknown,
+            coalesce((SELECT string_agg(e.nome, ', ' ORDER BY e.nome) FROM public.especialidades AS e), 'none')
+            USING ERRCODE = 'JU404';
+    END IF;
     INSERT INTO public.campanhas (nome, template, filtro, inicio, fim)
     VALUES (p_nome, p_template, coalesce(p_filtro, '{}'::jsonb), p_inicio, p_fim)
     RETURNING id INTO _id;

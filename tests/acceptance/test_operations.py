@@ -99,7 +99,12 @@ def test_a_database_without_julia_says_to_upgrade(test_env):
     assert "run `julia db upgrade` first" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_campaign_nobody_matches_is_created_with_a_warning(test_env):
+def test_a_campaign_nobody_matches_is_created_with_a_warning(test_env, db):
+    unknown = run_julia(
+        ["campaign", "create", "--nome", "Derma", "--especialidade", "Dermatologia", "--template", "Oi"], test_env
+    )
+    assert unknown.returncode == 1 and "especialidade 'Dermatologia' not found (known: none)" in unknown.stderr
+    db.execute("INSERT INTO especialidades (nome) VALUES ('Pediatria')")
     created = run_julia(
         ["campaign", "create", "--nome", "Ninguém", "--especialidade", "Pediatria", "--template", "Oi"], test_env
     )
