@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -147,3 +148,36 @@ def test_a_taken_port_says_so_and_suggests_another(dev):
     assert second.returncode != 0
     assert f"port {port} is already in use" in second.stderr and f"--port {port + 1}" in second.stderr
     assert "starting embedded PostgreSQL" not in second.stdout  # it stops before starting anything
+
+
+# README commands that start a long-running server of their own: they are the
+# production processes ("Running the parts separately"), not run beside julia dev.
+SERVERS = {("api",), ("worker",), ("run",), ("dev",)}
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_commands() -> list[list[str]]:
+    """Every `uv run julia ...` line of README's bash blocks, continuation lines joined."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    text = "\n".join(blocks).replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:3] == ["uv", "run", "julia"]:
+            commands.append(words[3:])
+    return commands
+
+
+def test_every_readme_command_works_as_written_beside_julia_dev(dev):
+    _, cwd, _, _ = dev
+    (cwd / "db").symlink_to(README.parent / "db")  # `julia db import db/demo`, as from a checkout
+    commands = [c for c in readme_commands() if tuple(c[:1]) not in SERVERS]
+    assert len(commands) > 20  # the README's sections, not an empty parse
+    failed = []
+    for args in commands:
+        result = subprocess.run(
+            [*JULIA, *args], cwd=cwd, env=newcomer_env(), capture_output=True, text=True, timeout=120, check=False
+        )
+        if result.returncode != 0 or "Traceback" in result.stderr:
+            failed.append((" ".join(args), result.returncode, result.stderr.strip()[-300:]))
+    assert failed == []
