@@ -36,6 +36,8 @@ LANDED = {
     "0013_numbers.sql": "7dfe38dd3f60001f1ca3a9f08fbb14d36a7154145fd82fbb0eb50337eb225dbf",
     "0014_chatwoot.py": "0d77582e44ecdfd1e6e2d8cacbdd0a362956807ee151f29a0e909e23b317b17c",
     "0014_chatwoot.sql": "86d0b9867b64ecf898c4611ebf317f5dc00d0771bec8f6d4f13e8530294374ac",
+    "0018_knowledge_hnsw.py": "5933ee91527fe928b85e666e4e547b5999b5a7eaa4e25410133995d5d9d75be4",
+    "0018_knowledge_hnsw.sql": "6149da5d1466b355d11f4f790edb7b3c320e9c71d312c5de567423694162c9e9",
 }
 
 
