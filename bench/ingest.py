@@ -1,11 +1,13 @@
 """Ingest benchmark: Evolution webhook -> `julia api` -> pgmq 'inbound'.
 
 Starts its own embedded PostgreSQL and a real `julia api` subprocess (no
-worker), fires N webhooks with C concurrent clients, then runs a baseline of N
-plain single-row INSERTs of the same JSON bodies into a comparable table on the
-same server. Everything stays on 127.0.0.1 and a Unix socket.
+worker), fires N webhooks with C concurrent clients — once with group commit
+off (INGEST_BATCH_WINDOW_MS=0: one transaction per webhook) and once with it on
+(the window given) — then runs a baseline of N plain single-row INSERTs of the
+same JSON bodies into a comparable table on the same server. Everything stays
+on 127.0.0.1 and a Unix socket.
 
-    uv run python bench/ingest.py [--requests N] [--concurrency C]
+    uv run python bench/ingest.py [--requests N] [--concurrency C] [--window-ms W]
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def log_tail(log: IO[str], chars: int = 2000) -> str:
 
 
 @contextlib.contextmanager
-def julia_api(database_url: str) -> Iterator[str]:
+def julia_api(database_url: str, window_ms: float) -> Iterator[str]:
     """A running `julia api` on a free 127.0.0.1 port; yields its base URL, stops it with SIGTERM."""
     port = free_port()
     env = {
@@ -152,6 +154,7 @@ def julia_api(database_url: str) -> Iterator[str]:
         "DATABASE_URL": database_url,
         "EVOLUTION_WEBHOOK_SECRET": SECRET,
         "LOG_LEVEL": "WARNING",
+        "INGEST_BATCH_WINDOW_MS": f"{window_ms:g}",
     }
     command = [sys.executable, "-m", "app.ops.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
     with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: a full pipe would block the api
@@ -209,7 +212,9 @@ async def run_workers(
     return latencies, time.perf_counter() - start
 
 
-async def bench_webhook(base_url: str, bodies: Sequence[bytes], warmup: Sequence[bytes], concurrency: int) -> Result:
+async def bench_webhook(
+    name: str, base_url: str, bodies: Sequence[bytes], warmup: Sequence[bytes], concurrency: int
+) -> Result:
     """POST each body to /webhooks/evolution; raise BenchError on any non-200."""
     headers = {"x-webhook-secret": SECRET, "content-type": "application/json"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -225,7 +230,7 @@ async def bench_webhook(base_url: str, bodies: Sequence[bytes], warmup: Sequence
         latencies, wall = await run_workers(bodies, concurrency, send)
     if failures:
         raise BenchError(f"{len(failures)} webhook calls were not queued with 200, first: {failures[0]}")
-    return Result(name="webhook → pgmq (julia api)", concurrency=concurrency, latencies=latencies, wall_seconds=wall)
+    return Result(name=name, concurrency=concurrency, latencies=latencies, wall_seconds=wall)
 
 
 @contextlib.asynccontextmanager
@@ -285,25 +290,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per phase (default 2000)")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
+    parser.add_argument(
+        "--window-ms", type=float, default=2.0, help="group-commit window of the second run (default 2)"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= 1_000_000:
         parser.error("--requests must be between 1 and 1000000")
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         parser.error(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if not 0 < args.window_ms <= 1000:
+        parser.error("--window-ms must be above 0 and at most 1000")
 
-    warmup = [webhook_body(n) for n in range(WARMUP)]
-    bodies = [webhook_body(n) for n in range(WARMUP, WARMUP + args.requests)]
+    per_run = WARMUP + args.requests
+    modes = [
+        ("webhook → pgmq, one transaction each (window 0)", 0.0),
+        (f"webhook → pgmq, group commit (window {args.window_ms:g} ms)", args.window_ms),
+    ]
 
     signal.signal(signal.SIGINT, benchkit.interrupt_once)
     print("starting embedded PostgreSQL, migrating ...", flush=True)
     with benchkit.embedded_database(bootstrap=True) as url:
-        with julia_api(url) as base_url:
-            print(f"julia api on {base_url}; {WARMUP} warm-up + {args.requests} webhooks ...", flush=True)
-            webhook = asyncio.run(bench_webhook(base_url, bodies, warmup, args.concurrency))
-        queued = count_rows(url, COUNT_INBOUND)
-        print(f"pgmq.q_inbound rows: {queued} (expected {WARMUP + args.requests})", flush=True)
-        if queued != WARMUP + args.requests:
-            raise BenchError(f"pgmq.q_inbound holds {queued} rows, expected {WARMUP + args.requests}")
+        webhooks = []
+        for run, (name, window_ms) in enumerate(modes):
+            # Unique key.ids across the runs: each run's messages are new ones.
+            warmup = [webhook_body(n) for n in range(run * per_run, run * per_run + WARMUP)]
+            bodies = [webhook_body(n) for n in range(run * per_run + WARMUP, (run + 1) * per_run)]
+            with julia_api(url, window_ms) as base_url:
+                print(
+                    f"julia api on {base_url} (INGEST_BATCH_WINDOW_MS={window_ms:g});"
+                    f" {WARMUP} warm-up + {args.requests} webhooks ...",
+                    flush=True,
+                )
+                webhooks.append(asyncio.run(bench_webhook(name, base_url, bodies, warmup, args.concurrency)))
+            queued = count_rows(url, COUNT_INBOUND)
+            print(f"pgmq.q_inbound rows: {queued} (expected {(run + 1) * per_run})", flush=True)
+            if queued != (run + 1) * per_run:
+                raise BenchError(f"pgmq.q_inbound holds {queued} rows, expected {(run + 1) * per_run}")
 
         print(f"baseline: {WARMUP} warm-up + {args.requests} INSERTs ...", flush=True)
         baseline = asyncio.run(bench_insert(url, bodies, warmup, args.concurrency))
@@ -313,12 +335,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise BenchError(f"bench_inbox holds {inserted} rows, expected {WARMUP + args.requests}")
 
     print()
-    print_table([webhook, baseline])
+    print_table([*webhooks, baseline])
     print()
-    print(
-        f"webhook req/s ÷ baseline req/s = {webhook.per_second / baseline.per_second:.2f}; "
-        f"webhook p99 ÷ baseline p99 = {webhook.percentile_ms(99) / baseline.percentile_ms(99):.2f}"
-    )
+    for webhook in webhooks:
+        print(
+            f"{webhook.name}: req/s ÷ baseline req/s = {webhook.per_second / baseline.per_second:.2f}; "
+            f"p99 ÷ baseline p99 = {webhook.percentile_ms(99) / baseline.percentile_ms(99):.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,28 @@ AS $$
     SELECT pgmq.send('inbound', p_message);
 $$;
 
+-- Put several parsed webhook messages on the inbound queue in one statement
+-- (one commit for all: the api's group commit); returns their msg_ids in the
+-- order of `p_messages`.
+CREATE OR REPLACE FUNCTION public.enqueue_inbound_batch(p_messages jsonb[])
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _msg_ids bigint[];
+BEGIN
+    IF p_messages IS NULL OR pg_catalog.cardinality(p_messages) = 0 OR pg_catalog.array_position(p_messages, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'enqueue_inbound_batch: messages must be a non-empty array without NULLs (got %)',
+            pg_catalog.cardinality(p_messages);
+    END IF;
+    -- One INSERT draws the ids from the queue's sequence row by row, in the array's order.
+    SELECT pg_catalog.array_agg(m.id ORDER BY m.id) INTO _msg_ids
+      FROM pgmq.send_batch('inbound', p_messages) AS m(id);
+    RETURN _msg_ids;
+END;
+$$;
+
 ------------------------------------------------------------
 -- Processing (worker)
 ------------------------------------------------------------
