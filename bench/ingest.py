@@ -32,9 +32,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
+from urllib.parse import parse_qs, urlsplit
 
 import benchkit
 import httpx
@@ -47,6 +48,7 @@ MAX_CONCURRENCY = 64  # the api pool (20) plus the baseline connections must fit
 API_START_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 
+CPU_PARTS = ("api", "postgres", "client")
 COUNT_INBOUND = "SELECT count(*) FROM pgmq.q_inbound"
 CREATE_INBOX = """
 CREATE TABLE public.bench_inbox (
@@ -80,6 +82,7 @@ class Result:
     concurrency: int
     latencies: Sequence[float]
     wall_seconds: float
+    cpu_seconds: Mapping[str, float]  # CPU spent during the phase by "api", "postgres", "client"
 
     @property
     def requests(self) -> int:
@@ -145,8 +148,8 @@ def log_tail(log: IO[str], chars: int = 2000) -> str:
 
 
 @contextlib.contextmanager
-def julia_api(database_url: str, window_ms: float) -> Iterator[str]:
-    """A running `julia api` on a free 127.0.0.1 port; yields its base URL, stops it with SIGTERM."""
+def julia_api(database_url: str, window_ms: float) -> Iterator[tuple[str, int]]:
+    """A running `julia api` on a free 127.0.0.1 port; yields its base URL and pid, stops it with SIGTERM."""
     port = free_port()
     env = {
         **os.environ,
@@ -162,7 +165,7 @@ def julia_api(database_url: str, window_ms: float) -> Iterator[str]:
         try:
             base_url = f"http://127.0.0.1:{port}"
             wait_for_health(proc, base_url, log)
-            yield base_url
+            yield base_url, proc.pid
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -185,6 +188,44 @@ def wait_for_health(proc: subprocess.Popen[str], base_url: str, log: IO[str]) ->
                     return
             time.sleep(0.2)
     raise BenchError(f"julia api did not answer /health within {API_START_SECONDS:.0f}s:\n{log_tail(log)}")
+
+
+# ------------------------------------------------------------------
+# CPU: what each process spent, whatever else runs on the machine
+# ------------------------------------------------------------------
+
+
+def process_cpu(pid: int, *, reaped_children: bool = False) -> float:
+    """CPU seconds (user + system) of a Linux process, from /proc; with its reaped children's."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(database_url: str) -> float:
+    """CPU seconds of the embedded server: the postmaster, its live children, the exited ones."""
+    socket_dir = parse_qs(urlsplit(database_url).query)["host"][0]
+    postmaster = int((Path(socket_dir) / "postmaster.pid").read_text().split()[0])
+    total = process_cpu(postmaster, reaped_children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                total += process_cpu(int(stat.parent.name))
+    return total
+
+
+def cpu_now(database_url: str, api_pid: int | None) -> dict[str, float]:
+    """Cumulative CPU seconds so far of the api (if any), Postgres and this process (the clients)."""
+    now = {"postgres": postgres_cpu(database_url), "client": time.process_time()}
+    if api_pid is not None:
+        now["api"] = process_cpu(api_pid)
+    return now
+
+
+def cpu_since(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {part: after[part] - before[part] for part in after}
 
 
 # ------------------------------------------------------------------
@@ -212,25 +253,75 @@ async def run_workers(
     return latencies, time.perf_counter() - start
 
 
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection that POSTs and reads the answer by hand: a load
+    generator costing the shared CPUs tens of µs a request, where httpx costs ~1.5 ms
+    (more than the api itself: see the client CPU column with --client httpx)."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        lines = [f"POST {path} HTTP/1.1", f"host: {self.host}:{self.port}", f"content-length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+
+
 async def bench_webhook(
-    name: str, base_url: str, bodies: Sequence[bytes], warmup: Sequence[bytes], concurrency: int
+    name: str,
+    api: tuple[str, int],
+    database_url: str,
+    bodies: Sequence[bytes],
+    warmup: Sequence[bytes],
+    concurrency: int,
+    client_kind: str,
 ) -> Result:
     """POST each body to /webhooks/evolution; raise BenchError on any non-200."""
     headers = {"x-webhook-secret": SECRET, "content-type": "application/json"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     failures: list[str] = []
+    base_url, api_pid = api
+    raw = [RawConnection(base_url) for _ in range(concurrency)]
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_SECONDS) as client:
 
-        async def send(_worker: int, body: bytes) -> None:
-            response = await client.post("/webhooks/evolution", content=body, headers=headers)
-            if response.status_code != 200 or response.json().get("status") != "queued":
-                failures.append(f"{response.status_code} {response.text[:200]}")
+        async def send(worker: int, body: bytes) -> None:
+            if client_kind == "raw":
+                status, text = await asyncio.wait_for(
+                    raw[worker].post("/webhooks/evolution", body, headers), REQUEST_TIMEOUT_SECONDS
+                )
+            else:
+                response = await client.post("/webhooks/evolution", content=body, headers=headers)
+                status, text = response.status_code, response.content
+            if status != 200 or json.loads(text).get("status") != "queued":
+                failures.append(f"{status} {text[:200]!r}")
 
-        await run_workers(warmup, concurrency, send)
-        latencies, wall = await run_workers(bodies, concurrency, send)
+        try:
+            await run_workers(warmup, concurrency, send)
+            before = cpu_now(database_url, api_pid)
+            latencies, wall = await run_workers(bodies, concurrency, send)
+            cpu = cpu_since(before, cpu_now(database_url, api_pid))
+        finally:
+            for connection in raw:
+                connection.close()
     if failures:
         raise BenchError(f"{len(failures)} webhook calls were not queued with 200, first: {failures[0]}")
-    return Result(name=name, concurrency=concurrency, latencies=latencies, wall_seconds=wall)
+    return Result(name=name, concurrency=concurrency, latencies=latencies, wall_seconds=wall, cpu_seconds=cpu)
 
 
 @contextlib.asynccontextmanager
@@ -253,8 +344,16 @@ async def bench_insert(database_url: str, bodies: Sequence[bytes], warmup: Seque
             await conns[worker].execute(INSERT_INBOX, (body.decode(),))
 
         await run_workers(warmup, concurrency, send)
+        before = cpu_now(database_url, None)
         latencies, wall = await run_workers(bodies, concurrency, send)
-    return Result(name="INSERT baseline (psycopg)", concurrency=concurrency, latencies=latencies, wall_seconds=wall)
+        cpu = cpu_since(before, cpu_now(database_url, None))
+    return Result(
+        name="INSERT baseline (psycopg)",
+        concurrency=concurrency,
+        latencies=latencies,
+        wall_seconds=wall,
+        cpu_seconds=cpu,
+    )
 
 
 def count_rows(database_url: str, query: str) -> int:
@@ -270,7 +369,18 @@ def count_rows(database_url: str, query: str) -> int:
 
 
 def print_table(results: Sequence[Result]) -> None:
-    header = ["", "requests", "concurrency", "req/s", "p50 ms", "p99 ms", "max ms"]
+    header = [
+        "",
+        "requests",
+        "concurrency",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "CPU ms/req: api",
+        "postgres",
+        "client",
+    ]
     rows = [
         [
             r.name,
@@ -280,6 +390,7 @@ def print_table(results: Sequence[Result]) -> None:
             f"{r.percentile_ms(50):.2f}",
             f"{r.percentile_ms(99):.2f}",
             f"{max(r.latencies) * 1000:.2f}",
+            *(f"{r.cpu_seconds[part] / r.requests * 1000:.3f}" if part in r.cpu_seconds else "-" for part in CPU_PARTS),
         ]
         for r in results
     ]
@@ -290,6 +401,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per phase (default 2000)")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load generator: raw keep-alive HTTP/1.1 (default, cheap) or httpx (what earlier runs used)",
+    )
     parser.add_argument(
         "--window-ms", type=float, default=2.0, help="group-commit window of the second run (default 2)"
     )
@@ -315,13 +432,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             # Unique key.ids across the runs: each run's messages are new ones.
             warmup = [webhook_body(n) for n in range(run * per_run, run * per_run + WARMUP)]
             bodies = [webhook_body(n) for n in range(run * per_run + WARMUP, (run + 1) * per_run)]
-            with julia_api(url, window_ms) as base_url:
+            with julia_api(url, window_ms) as api:
                 print(
-                    f"julia api on {base_url} (INGEST_BATCH_WINDOW_MS={window_ms:g});"
+                    f"julia api on {api[0]} (INGEST_BATCH_WINDOW_MS={window_ms:g});"
                     f" {WARMUP} warm-up + {args.requests} webhooks ...",
                     flush=True,
                 )
-                webhooks.append(asyncio.run(bench_webhook(name, base_url, bodies, warmup, args.concurrency)))
+                webhooks.append(
+                    asyncio.run(bench_webhook(name, api, url, bodies, warmup, args.concurrency, args.client))
+                )
             queued = count_rows(url, COUNT_INBOUND)
             print(f"pgmq.q_inbound rows: {queued} (expected {(run + 1) * per_run})", flush=True)
             if queued != (run + 1) * per_run:

@@ -129,7 +129,8 @@ async def _enqueue_one(conn: psycopg.AsyncConnection, message: dict) -> int:
 
 
 async def _enqueue_many(conn: psycopg.AsyncConnection, messages: list[dict]) -> list[int]:
-    cur = await conn.execute(queries["enqueue_inbound_batch"], {"messages": [Jsonb(m) for m in messages]})
+    # One JSON array, not a jsonb[]: an array's text form would escape every quote of every message.
+    cur = await conn.execute(queries["enqueue_inbound_batch"], {"messages": Jsonb(messages)})
     row = await cur.fetchone()
     assert row is not None
     msg_ids = row["msg_ids"]
