@@ -67,18 +67,18 @@ AS $$
     SELECT '''' || pg_catalog.replace(pg_catalog.replace(p_lexeme, '\', '\\'), '''', '''''') || '''';
 $$;
 
--- Chunks having at least `p_m` of `p_lexemes` (at most 8), as one tsquery the
--- GIN index answers: the OR of every AND of `p_m` of them.
-CREATE OR REPLACE FUNCTION public._at_least_tsquery(p_lexemes text[], p_m integer)
+-- Chunks having at least `p_m` of `p_operands` (quoted lexemes, at most 8), as
+-- one tsquery the GIN index answers: the OR of every AND of `p_m` of them.
+CREATE OR REPLACE FUNCTION public._at_least_tsquery(p_operands text[], p_m integer)
 RETURNS pg_catalog.tsquery
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = ''
 AS $$
     SELECT pg_catalog.string_agg('(' || c.terms || ')', ' | ')::pg_catalog.tsquery
       FROM (
-          SELECT pg_catalog.string_agg(public._tsquery_operand(p_lexemes[i]), ' & ' ORDER BY i) AS terms
-            FROM pg_catalog.generate_series(1, (1 << pg_catalog.cardinality(p_lexemes)) - 1) AS mask,
-                 pg_catalog.generate_series(1, pg_catalog.cardinality(p_lexemes)) AS i
+          SELECT pg_catalog.string_agg(p_operands[i], ' & ' ORDER BY i) AS terms
+            FROM pg_catalog.generate_series(1, (1 << pg_catalog.cardinality(p_operands)) - 1) AS mask,
+                 pg_catalog.generate_series(1, pg_catalog.cardinality(p_operands)) AS i
            WHERE mask & (1 << (i - 1)) <> 0
            GROUP BY mask
           HAVING pg_catalog.count(*) = p_m
@@ -100,7 +100,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
     _lexemes text[] := public._knowledge_lexemes(p_query);
-    _rarest text[] := _lexemes[1:6];
+    _operands text[] := ARRAY(SELECT public._tsquery_operand(l) FROM pg_catalog.unnest(_lexemes) AS l);
+    _rarest text[] := _operands[1:6];
     _all_words pg_catalog.tsquery;
     _any_word pg_catalog.tsquery;
     _tier pg_catalog.tsquery;
@@ -112,8 +113,7 @@ BEGIN
         RETURN;
     END IF;
     _all_words := pg_catalog.websearch_to_tsquery('public.portuguese_unaccent', p_query);
-    _any_word := pg_catalog.array_to_string(
-        ARRAY(SELECT public._tsquery_operand(l) FROM pg_catalog.unnest(_lexemes) AS l), ' | ')::pg_catalog.tsquery;
+    _any_word := pg_catalog.array_to_string(_operands, ' | ')::pg_catalog.tsquery;
     FOR _m IN REVERSE pg_catalog.cardinality(_rarest)..1 LOOP
         _tier := public._at_least_tsquery(_rarest, _m);
         -- No ORDER BY: a broad tier stops after 200 rows instead of fetching every match to sort them.
