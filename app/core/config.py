@@ -119,7 +119,7 @@ class Settings:
     worker_concurrency: int = 8
     stalled_worker_seconds: float = 30.0
     # Group commit of webhooks (app/http/ingest.py): how long the first one waits for others; 0 = off.
-    ingest_batch_window_ms: float = 2.0
+    ingest_batch_window_ms: float = 1.0
 
     @property
     def is_dev(self) -> bool:
@@ -294,5 +294,5 @@ def _read(env: Mapping[str, str], app_env: str) -> Settings:
         inbound_max_reads=_int(env, "INBOUND_MAX_READS", 5),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 8),
         stalled_worker_seconds=_float(env, "STALLED_WORKER_SECONDS", 30.0),
-        ingest_batch_window_ms=_window_ms(env, "INGEST_BATCH_WINDOW_MS", 2.0),
+        ingest_batch_window_ms=_window_ms(env, "INGEST_BATCH_WINDOW_MS", 1.0),
     )
