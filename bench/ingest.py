@@ -1,11 +1,13 @@
 """Ingest benchmark: Evolution webhook -> `julia api` -> pgmq 'inbound'.
 
 Starts its own embedded PostgreSQL and a real `julia api` subprocess (no
-worker), fires N webhooks with C concurrent clients, then runs a baseline of N
-plain single-row INSERTs of the same JSON bodies into a comparable table on the
-same server. Everything stays on 127.0.0.1 and a Unix socket.
+worker), fires N webhooks with C concurrent clients — once with group commit
+off (INGEST_BATCH_WINDOW_MS=0: one transaction per webhook) and once with it on
+(the window given) — then runs a baseline of N plain single-row INSERTs of the
+same JSON bodies into a comparable table on the same server. Everything stays
+on 127.0.0.1 and a Unix socket.
 
-    uv run python bench/ingest.py [--requests N] [--concurrency C]
+    uv run python bench/ingest.py [--requests N] [--concurrency C] [--window-ms W] [--client raw|httpx]
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
+from urllib.parse import parse_qs, urlsplit
 
 import benchkit
 import httpx
@@ -38,6 +42,7 @@ MAX_CONCURRENCY = 64  # the api pool (20) plus the baseline connections must fit
 API_START_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 
+CPU_PARTS = ("api", "postgres", "client")
 COUNT_INBOUND = "SELECT count(*) FROM pgmq.q_inbound"
 CREATE_INBOX = """
 CREATE TABLE public.bench_inbox (
@@ -71,6 +76,7 @@ class Result:
     concurrency: int
     latencies: Sequence[float]
     wall_seconds: float
+    cpu_seconds: Mapping[str, float]  # CPU spent during the phase by "api", "postgres", "client"
 
     @property
     def requests(self) -> int:
@@ -136,8 +142,8 @@ def log_tail(log: IO[str], chars: int = 2000) -> str:
 
 
 @contextlib.contextmanager
-def julia_api(database_url: str) -> Iterator[str]:
-    """A running `julia api` on a free 127.0.0.1 port; yields its base URL, stops it with SIGTERM."""
+def julia_api(database_url: str, window_ms: float) -> Iterator[tuple[str, int]]:
+    """A running `julia api` on a free 127.0.0.1 port; yields its base URL and pid, stops it with SIGTERM."""
     port = free_port()
     env = {
         **os.environ,
@@ -145,6 +151,7 @@ def julia_api(database_url: str) -> Iterator[str]:
         "DATABASE_URL": database_url,
         "EVOLUTION_WEBHOOK_SECRET": SECRET,
         "LOG_LEVEL": "WARNING",
+        "INGEST_BATCH_WINDOW_MS": f"{window_ms:g}",
     }
     command = [sys.executable, "-m", "app.ops.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
     with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: a full pipe would block the api
@@ -152,7 +159,7 @@ def julia_api(database_url: str) -> Iterator[str]:
         try:
             base_url = f"http://127.0.0.1:{port}"
             wait_for_health(proc, base_url, log)
-            yield base_url
+            yield base_url, proc.pid
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -175,6 +182,46 @@ def wait_for_health(proc: subprocess.Popen[str], base_url: str, log: IO[str]) ->
                     return
             time.sleep(0.2)
     raise BenchError(f"julia api did not answer /health within {API_START_SECONDS:.0f}s:\n{log_tail(log)}")
+
+
+# ------------------------------------------------------------------
+# CPU: what each process spent, whatever else runs on the machine
+# ------------------------------------------------------------------
+
+
+def process_cpu(pid: int, *, reaped_children: bool = False) -> float:
+    """CPU seconds of a Linux process, from /proc (with its reaped children's, in clock ticks)."""
+    # schedstat counts nanoseconds; stat's utime + stime count 10 ms ticks, too coarse for
+    # 64 Postgres backends that each spend a few ms.
+    seconds = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0]) / 1e9
+    if reaped_children:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        seconds += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+    return seconds
+
+
+def postgres_cpu(database_url: str) -> float:
+    """CPU seconds of the embedded server: the postmaster, its live children, the exited ones."""
+    socket_dir = parse_qs(urlsplit(database_url).query)["host"][0]
+    postmaster = int((Path(socket_dir) / "postmaster.pid").read_text().split()[0])
+    total = process_cpu(postmaster, reaped_children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                total += process_cpu(int(stat.parent.name))
+    return total
+
+
+def cpu_now(database_url: str, api_pid: int | None) -> dict[str, float]:
+    """Cumulative CPU seconds so far of the api (if any), Postgres and this process (the clients)."""
+    now = {"postgres": postgres_cpu(database_url), "client": time.process_time()}
+    if api_pid is not None:
+        now["api"] = process_cpu(api_pid)
+    return now
+
+
+def cpu_since(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {part: after[part] - before[part] for part in after}
 
 
 # ------------------------------------------------------------------
@@ -202,23 +249,75 @@ async def run_workers(
     return latencies, time.perf_counter() - start
 
 
-async def bench_webhook(base_url: str, bodies: Sequence[bytes], warmup: Sequence[bytes], concurrency: int) -> Result:
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection that POSTs and reads the answer by hand: a load
+    generator costing the shared CPUs tens of µs a request, where httpx costs ~1.5 ms
+    (more than the api itself: see the client CPU column with --client httpx)."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.streams
+        lines = [f"POST {path} HTTP/1.1", f"host: {self.host}:{self.port}", f"content-length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+
+
+async def bench_webhook(
+    name: str,
+    api: tuple[str, int],
+    database_url: str,
+    bodies: Sequence[bytes],
+    warmup: Sequence[bytes],
+    concurrency: int,
+    client_kind: str,
+) -> Result:
     """POST each body to /webhooks/evolution; raise BenchError on any non-200."""
     headers = {"x-webhook-secret": SECRET, "content-type": "application/json"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     failures: list[str] = []
+    base_url, api_pid = api
+    raw = [RawConnection(base_url) for _ in range(concurrency)]
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=REQUEST_TIMEOUT_SECONDS) as client:
 
-        async def send(_worker: int, body: bytes) -> None:
-            response = await client.post("/webhooks/evolution", content=body, headers=headers)
-            if response.status_code != 200 or response.json().get("status") != "queued":
-                failures.append(f"{response.status_code} {response.text[:200]}")
+        async def send(worker: int, body: bytes) -> None:
+            if client_kind == "raw":
+                status, text = await asyncio.wait_for(
+                    raw[worker].post("/webhooks/evolution", body, headers), REQUEST_TIMEOUT_SECONDS
+                )
+            else:
+                response = await client.post("/webhooks/evolution", content=body, headers=headers)
+                status, text = response.status_code, response.content
+            if status != 200 or json.loads(text).get("status") != "queued":
+                failures.append(f"{status} {text[:200]!r}")
 
-        await run_workers(warmup, concurrency, send)
-        latencies, wall = await run_workers(bodies, concurrency, send)
+        try:
+            await run_workers(warmup, concurrency, send)
+            before = cpu_now(database_url, api_pid)
+            latencies, wall = await run_workers(bodies, concurrency, send)
+            cpu = cpu_since(before, cpu_now(database_url, api_pid))
+        finally:
+            for connection in raw:
+                connection.close()
     if failures:
         raise BenchError(f"{len(failures)} webhook calls were not queued with 200, first: {failures[0]}")
-    return Result(name="webhook → pgmq (julia api)", concurrency=concurrency, latencies=latencies, wall_seconds=wall)
+    return Result(name=name, concurrency=concurrency, latencies=latencies, wall_seconds=wall, cpu_seconds=cpu)
 
 
 @contextlib.asynccontextmanager
@@ -241,8 +340,16 @@ async def bench_insert(database_url: str, bodies: Sequence[bytes], warmup: Seque
             await conns[worker].execute(INSERT_INBOX, (body.decode(),))
 
         await run_workers(warmup, concurrency, send)
+        before = cpu_now(database_url, None)
         latencies, wall = await run_workers(bodies, concurrency, send)
-    return Result(name="INSERT baseline (psycopg)", concurrency=concurrency, latencies=latencies, wall_seconds=wall)
+        cpu = cpu_since(before, cpu_now(database_url, None))
+    return Result(
+        name="INSERT baseline (psycopg)",
+        concurrency=concurrency,
+        latencies=latencies,
+        wall_seconds=wall,
+        cpu_seconds=cpu,
+    )
 
 
 def count_rows(database_url: str, query: str) -> int:
@@ -258,7 +365,18 @@ def count_rows(database_url: str, query: str) -> int:
 
 
 def print_table(results: Sequence[Result]) -> None:
-    header = ["", "requests", "concurrency", "req/s", "p50 ms", "p99 ms", "max ms"]
+    header = [
+        "",
+        "requests",
+        "concurrency",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "CPU ms/req: api",
+        "postgres",
+        "client",
+    ]
     rows = [
         [
             r.name,
@@ -268,6 +386,7 @@ def print_table(results: Sequence[Result]) -> None:
             f"{r.percentile_ms(50):.2f}",
             f"{r.percentile_ms(99):.2f}",
             f"{max(r.latencies) * 1000:.2f}",
+            *(f"{r.cpu_seconds[part] / r.requests * 1000:.3f}" if part in r.cpu_seconds else "-" for part in CPU_PARTS),
         ]
         for r in results
     ]
@@ -278,25 +397,50 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="measured requests per phase (default 2000)")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load generator: raw keep-alive HTTP/1.1 (default, cheap) or httpx (what earlier runs used)",
+    )
+    parser.add_argument(
+        "--window-ms", type=float, default=1.0, help="group-commit window of the second run (default 1)"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= 1_000_000:
         parser.error("--requests must be between 1 and 1000000")
     if not 1 <= args.concurrency <= MAX_CONCURRENCY:
         parser.error(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
+    if not 0 < args.window_ms <= 1000:
+        parser.error("--window-ms must be above 0 and at most 1000")
 
-    warmup = [webhook_body(n) for n in range(WARMUP)]
-    bodies = [webhook_body(n) for n in range(WARMUP, WARMUP + args.requests)]
+    per_run = WARMUP + args.requests
+    modes = [
+        ("webhook → pgmq, one transaction each (window 0)", 0.0),
+        (f"webhook → pgmq, group commit (window {args.window_ms:g} ms)", args.window_ms),
+    ]
 
     signal.signal(signal.SIGINT, benchkit.interrupt_once)
     print("starting embedded PostgreSQL, migrating ...", flush=True)
     with benchkit.embedded_database(bootstrap=True) as url:
-        with julia_api(url) as base_url:
-            print(f"julia api on {base_url}; {WARMUP} warm-up + {args.requests} webhooks ...", flush=True)
-            webhook = asyncio.run(bench_webhook(base_url, bodies, warmup, args.concurrency))
-        queued = count_rows(url, COUNT_INBOUND)
-        print(f"pgmq.q_inbound rows: {queued} (expected {WARMUP + args.requests})", flush=True)
-        if queued != WARMUP + args.requests:
-            raise BenchError(f"pgmq.q_inbound holds {queued} rows, expected {WARMUP + args.requests}")
+        webhooks = []
+        for run, (name, window_ms) in enumerate(modes):
+            # Unique key.ids across the runs: each run's messages are new ones.
+            warmup = [webhook_body(n) for n in range(run * per_run, run * per_run + WARMUP)]
+            bodies = [webhook_body(n) for n in range(run * per_run + WARMUP, (run + 1) * per_run)]
+            with julia_api(url, window_ms) as api:
+                print(
+                    f"julia api on {api[0]} (INGEST_BATCH_WINDOW_MS={window_ms:g});"
+                    f" {WARMUP} warm-up + {args.requests} webhooks ...",
+                    flush=True,
+                )
+                webhooks.append(
+                    asyncio.run(bench_webhook(name, api, url, bodies, warmup, args.concurrency, args.client))
+                )
+            queued = count_rows(url, COUNT_INBOUND)
+            print(f"pgmq.q_inbound rows: {queued} (expected {(run + 1) * per_run})", flush=True)
+            if queued != (run + 1) * per_run:
+                raise BenchError(f"pgmq.q_inbound holds {queued} rows, expected {(run + 1) * per_run}")
 
         print(f"baseline: {WARMUP} warm-up + {args.requests} INSERTs ...", flush=True)
         baseline = asyncio.run(bench_insert(url, bodies, warmup, args.concurrency))
@@ -306,12 +450,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise BenchError(f"bench_inbox holds {inserted} rows, expected {WARMUP + args.requests}")
 
     print()
-    print_table([webhook, baseline])
+    print_table([*webhooks, baseline])
     print()
-    print(
-        f"webhook req/s ÷ baseline req/s = {webhook.per_second / baseline.per_second:.2f}; "
-        f"webhook p99 ÷ baseline p99 = {webhook.percentile_ms(99) / baseline.percentile_ms(99):.2f}"
-    )
+    for webhook in webhooks:
+        print(
+            f"{webhook.name}: req/s ÷ baseline req/s = {webhook.per_second / baseline.per_second:.2f}; "
+            f"p99 ÷ baseline p99 = {webhook.percentile_ms(99) / baseline.percentile_ms(99):.2f}"
+        )
 
 
 if __name__ == "__main__":

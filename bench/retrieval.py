@@ -13,6 +13,7 @@ Recall@5 compares the HNSW vector side with the exact (sequential) one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import math
 import random
@@ -43,7 +44,10 @@ COPY_CHUNKS = (
 )
 ANALYZE = "VACUUM (ANALYZE) public.conhecimento_julia"  # and nothing left for autovacuum to do mid-run
 COUNT_DUE = "SELECT count(*) AS n FROM public.knowledge_to_embed(%s, NULL)"
-SEQ_SCAN = ("SET enable_indexscan = off", "SET enable_bitmapscan = off")
+# The seq-scan modes run in a transaction without the two indexes, rolled back at the end:
+# planner settings alone do not do it, since _nearest_knowledge sets enable_seqscan = off
+# and, with both disabled, PostgreSQL 18 still picks the HNSW index by cost.
+SEQ_SCAN = ("DROP INDEX public.conhecimento_embedding_idx", "DROP INDEX public.conhecimento_tsv_idx")
 INDEX_SCANS = """
 SELECT indexrelname AS name, idx_scan AS scans FROM pg_stat_user_indexes
  WHERE relname = 'conhecimento_julia' AND indexrelname IN ('conhecimento_embedding_idx', 'conhecimento_tsv_idx')
@@ -319,7 +323,10 @@ def measure(url: str, name: str, questions: Sequence[tuple[str | None, str]], *,
     latencies: list[float] = []
     results: list[list[int]] = []
     # A new session per mode: PL/pgSQL caches plans, and a cached plan ignores later SETs.
-    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+    with (
+        psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn,
+        conn.transaction(force_rollback=True) if seq_scan else contextlib.nullcontext(),
+    ):
         if seq_scan:
             for statement in SEQ_SCAN:
                 conn.execute(statement)

@@ -16,6 +16,31 @@ AS $$
     SELECT pgmq.send('inbound', p_message);
 $$;
 
+-- Put several parsed webhook messages (a JSON array of them) on the inbound
+-- queue in one statement — one commit for all, the api's group commit;
+-- returns their msg_ids in the order of the array.
+CREATE OR REPLACE FUNCTION public.enqueue_inbound_batch(p_messages jsonb)
+RETURNS bigint[]
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _messages jsonb[];
+    _msg_ids bigint[];
+BEGIN
+    IF pg_catalog.jsonb_typeof(p_messages) IS DISTINCT FROM 'array' OR pg_catalog.jsonb_array_length(p_messages) = 0 THEN
+        RAISE EXCEPTION 'enqueue_inbound_batch: messages must be a non-empty JSON array (got %)',
+            coalesce(pg_catalog.jsonb_typeof(p_messages), 'NULL') USING ERRCODE = 'JU400';
+    END IF;
+    SELECT pg_catalog.array_agg(m.value ORDER BY m.ordinality) INTO _messages
+      FROM pg_catalog.jsonb_array_elements(p_messages) WITH ORDINALITY AS m;
+    -- One INSERT draws the ids from the queue's sequence row by row, in the array's order.
+    SELECT pg_catalog.array_agg(q.id ORDER BY q.id) INTO _msg_ids
+      FROM pgmq.send_batch('inbound', _messages) AS q(id);
+    RETURN _msg_ids;
+END;
+$$;
+
 ------------------------------------------------------------
 -- Processing (worker)
 ------------------------------------------------------------

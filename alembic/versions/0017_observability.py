@@ -14,7 +14,7 @@ from pathlib import Path
 from alembic import op
 
 revision = "0017"
-# Lands after 0015 and 0016 (other branches): point this at "0016" when they are on main.
+# After 0015 (English names).
 down_revision = "0015"
 branch_labels = None
 depends_on = None

@@ -119,6 +119,8 @@ class Settings:
     inbound_max_reads: int = 5
     worker_concurrency: int = 8
     stalled_worker_seconds: float = 30.0
+    # Group commit of webhooks (app/http/ingest.py): how long the first one waits for others; 0 = off.
+    ingest_batch_window_ms: float = 1.0
 
     @property
     def is_dev(self) -> bool:
@@ -167,6 +169,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigError(f"Config '{name}' must be a number, got {raw!r}.") from None
+
+
+def _window_ms(env: Mapping[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if not 0 <= value <= 1000:
+        raise ConfigError(f"Config '{name}' must be between 0 and 1000 milliseconds, got {value:g}.")
+    return value
 
 
 def _weekdays(env: Mapping[str, str], name: str) -> tuple[int, ...]:
@@ -287,4 +296,5 @@ def _read(env: Mapping[str, str], app_env: str) -> Settings:
         inbound_max_reads=_int(env, "INBOUND_MAX_READS", 5),
         worker_concurrency=_int(env, "WORKER_CONCURRENCY", 8),
         stalled_worker_seconds=_float(env, "STALLED_WORKER_SECONDS", 30.0),
+        ingest_batch_window_ms=_window_ms(env, "INGEST_BATCH_WINDOW_MS", 1.0),
     )

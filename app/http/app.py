@@ -21,6 +21,7 @@ from app.core.config import Settings
 from app.http import chatwoot, evolution, health, metrics, ops, slack
 from app.http.auth import Refusal, answer_refusal
 from app.http.chatwoot_rescue import ChatwootRescue
+from app.http.ingest import InboundBatcher
 from app.store.pool import new_pool
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class State(TypedDict):
     settings: Settings
     pool: AsyncConnectionPool
     chatwoot_rescue: ChatwootRescue
+    inbound: InboundBatcher
 
 
 ROUTES: list[BaseRoute] = [
@@ -55,9 +57,15 @@ def create_app(
             await the_pool.open(wait=True, timeout=30)
         logger.info("api started", extra={"action": "api_start", "app_env": settings.app_env})
         rescue = ChatwootRescue(settings)
+        inbound = InboundBatcher(
+            the_pool,
+            window_seconds=settings.ingest_batch_window_ms / 1000,
+            wait_seconds=evolution.WEBHOOK_DB_WAIT_SECONDS,
+        )
         try:
-            yield {"settings": settings, "pool": the_pool, "chatwoot_rescue": rescue}
+            yield {"settings": settings, "pool": the_pool, "chatwoot_rescue": rescue, "inbound": inbound}
         finally:
+            await inbound.aclose()
             await rescue.aclose()
             if own:
                 await the_pool.close()

@@ -25,6 +25,7 @@ from app.events.evolution import (
     parse_event,
 )
 from app.http.auth import error, read_body, storable_body, webhook_authorized
+from app.http.ingest import InboundBatcher
 from app.http.metrics import count_webhooks
 from app.store.errors import is_connection_error
 from app.store.queries import queries
@@ -75,17 +76,14 @@ async def evolution_webhook(request: Request) -> JSONResponse:
         return await _record_connection(request, event)
     name = normalize_event_name(str(body.get("event") or request.path_params.get("event") or ""))
     message = {"v": 1, "event": name, "message": event.to_json(), "raw": raw_data}
+    batcher: InboundBatcher = request.state.inbound
     try:
-        async with request.state.pool.connection(timeout=WEBHOOK_DB_WAIT_SECONDS) as conn:
-            cur = await conn.execute(queries["enqueue_inbound"], {"message": Jsonb(message)})
-            row = await cur.fetchone()
+        # Shares one transaction with the webhooks of the same few milliseconds (app/http/ingest.py).
+        msg_id = await batcher.enqueue(message)
     except psycopg.Error as exc:
         return _database_failure(exc, "webhook_enqueue_failed")
-    logger.info(
-        "webhook queued",
-        extra={"action": "webhook_queued", "msg_id": row["msg_id"], "message_id": event.message_id},
-    )
-    return JSONResponse({"status": "queued", "msg_id": row["msg_id"]})
+    logger.info("webhook queued", extra={"action": "webhook_queued", "msg_id": msg_id, "message_id": event.message_id})
+    return JSONResponse({"status": "queued", "msg_id": msg_id})
 
 
 async def _record_statuses(request: Request, updates: list[StatusUpdate], instance: str | None) -> JSONResponse:

@@ -7,6 +7,10 @@
 -- Put one parsed webhook message on pgmq 'inbound'
 SELECT public.enqueue_inbound(%(message)s::jsonb) AS msg_id;
 
+-- enqueue_inbound_batch --
+-- Put several parsed webhook messages on pgmq 'inbound' in one transaction (group commit)
+SELECT public.enqueue_inbound_batch(%(messages)s::jsonb) AS msg_ids;
+
 -- read_inbound --
 -- Long-poll pgmq 'inbound' for a batch of messages
 SELECT msg_id, read_ct, message

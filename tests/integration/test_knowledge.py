@@ -195,6 +195,32 @@ def test_full_text_matches_any_word_and_prefers_all_words(db, chunks):
     assert search_sql(db, None, None, LOCAL_MODEL) == []
 
 
+async def test_text_side_takes_its_candidates_rarest_words_first_and_a_text_only_match_is_fused(db, aconn, add_chunk):
+    # 300 chunks share the common words; one has the rare one. With statistics, the full-text side
+    # takes tiers of chunks having most of the rarest lexemes, not every chunk sharing a word.
+    for n in range(300):
+        add_chunk(f"Plantão {n}", f"Plantão no hospital número {n}, com escala de plantão e passagem de plantão.")
+    target = add_chunk("Ressonância", "O hospital tem ressonância magnética para o plantão de imagem.")
+    await reindex(aconn, LocalEmbedder())
+    db.execute("ANALYZE public.conhecimento_julia")
+    question = "plantão no hospital com ressonância e tomografia"
+    lexemes = db.execute("SELECT public._knowledge_lexemes(%s) AS l", (question,)).fetchone()["l"]
+    assert lexemes[-2:] == ["hospital", "planta"] or lexemes[-2:] == ["planta", "hospital"]  # the commonest last
+    assert {lexemes[0], lexemes[1]} == {"ressonanc", "tomograf"}  # in no chunk, or in one
+
+    text_side = db.execute("SELECT id, rank FROM public._matching_knowledge(%s, 40)", (question,)).fetchall()
+    assert text_side[0] == {"id": target, "rank": 1}  # 3 of the 4 words: the first tier that finds anything
+    assert len(text_side) == 40
+
+    # Fused with a vector side that prefers the common chunks, the text-only match is still found.
+    common = hash_embedding(document_text("Plantão 7", "Plantão no hospital número 7, com escala de plantão."))
+    rows = search_sql(db, question, common, LOCAL_MODEL, limit=100)
+    by_id = {r["id"]: r for r in rows}
+    assert by_id[target]["fts_rank"] == 1
+    assert 40 < len(rows) <= 80  # only the 40 + 40 candidates are fused
+    assert any(r["fts_rank"] is None for r in rows) and any(r["vector_rank"] is None for r in rows)
+
+
 def test_search_rejects_bad_arguments(db):
     with pytest.raises(InvalidInput, match="limit must be between 1 and 100"), wrap_db_errors():
         search_sql(db, "plantão", None, LOCAL_MODEL, limit=0)

@@ -15,7 +15,9 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 # path (relative to app/) or "path:function" -> why it may be longer.
-EXCEPTIONS: dict[str, str] = {}
+EXCEPTIONS: dict[str, str] = {
+    "core/config.py:_read": "one line per setting: the flat list of every environment variable, nothing to split",
+}
 
 
 def sources() -> list[Path]:

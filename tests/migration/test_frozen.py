@@ -38,8 +38,10 @@ LANDED = {
     "0014_chatwoot.sql": "86d0b9867b64ecf898c4611ebf317f5dc00d0771bec8f6d4f13e8530294374ac",
     "0015_english_names.py": "6bfe95dfa50fd9b9ac0d12f2f3eccd265ca2228b8a1d33352024237a26639ddc",
     "0015_english_names.sql": "e1d95473640ace1e3f8a6aa0f3d18ee8ef405d0a652348a789e3c51b05e2a6f5",
-    "0017_observability.py": "75b9304361b3ac2aa63a5df49f489103236fb10ffedbef764547a5afdfe3731b",
+    "0017_observability.py": "97cf2742fb5e0f34dd7553e6fad022fe6e56071420147d342cd8958e74f687ff",
     "0017_observability.sql": "f692cdccf56993140f2fb00619cfe910d41f453755587f70075df1ffd55e3d9d",
+    "0018_knowledge_hnsw.py": "6c99405b40224639747398d281e9003d04f9bcf787741c9143180ae7d44598ab",
+    "0018_knowledge_hnsw.sql": "6149da5d1466b355d11f4f790edb7b3c320e9c71d312c5de567423694162c9e9",
 }
 
 

@@ -1,0 +1,148 @@
+"""Group commit for the Evolution webhook: the messages of concurrent requests
+that arrive within a few milliseconds go to pgmq 'inbound' in one statement
+(`enqueue_inbound_batch`: one transaction, one WAL flush), and each request is
+answered only after that commit — "2xx ⇒ stored" holds for every one of them.
+
+A batch the database refuses as data (DataError / IntegrityError) is retried
+one message at a time, so only the unstorable body gets its 4xx. Any other
+failure (the database unavailable) fails every request of the batch, as it
+would have failed each of them alone. `window_seconds` 0 turns batching off:
+each request makes its own `enqueue_inbound` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from app.store.queries import queries
+
+logger = logging.getLogger(__name__)
+
+# One statement carries at most this many messages; a full batch goes without waiting for the window.
+MAX_BATCH = 100
+
+
+@dataclass(eq=False)
+class _Waiting:
+    """One request's message and the future its handler awaits (its msg_id, or the error)."""
+
+    message: dict
+    answer: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class InboundBatcher:
+    """Collects messages for `window_seconds`, then commits them together on one pooled connection."""
+
+    def __init__(self, pool: AsyncConnectionPool, *, window_seconds: float, wait_seconds: float) -> None:
+        if window_seconds < 0:
+            raise ValueError(f"window_seconds must not be negative, got {window_seconds}")
+        self.pool = pool
+        self.window_seconds = window_seconds
+        self.wait_seconds = wait_seconds
+        self.batches = 0  # statements committed (or tried), for tests and logs
+        self._pending: list[_Waiting] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def enqueue(self, message: dict) -> int:
+        """Store `message` on the inbound queue and return its msg_id once committed.
+
+        Raises the psycopg error that kept it from being stored (a DataError or
+        IntegrityError for this message itself, anything else for the database).
+        """
+        if self.window_seconds == 0:
+            async with self.pool.connection(timeout=self.wait_seconds) as conn:
+                return await _enqueue_one(conn, message)
+        waiting = _Waiting(message)
+        self._pending.append(waiting)
+        if len(self._pending) >= MAX_BATCH:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.window_seconds, self._flush)
+        # shield: a client that hangs up must not cancel the answer the rest of its batch shares.
+        return await asyncio.shield(waiting.answer)
+
+    async def aclose(self) -> None:
+        """Commit what is pending and wait for every batch in flight (api shutdown)."""
+        self._flush()
+        while self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._commit(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _commit(self, batch: list[_Waiting]) -> None:
+        self.batches += 1
+        try:
+            async with self.pool.connection(timeout=self.wait_seconds) as conn:
+                try:
+                    msg_ids = await _enqueue_many(conn, [w.message for w in batch])
+                except (psycopg.DataError, psycopg.IntegrityError) as exc:
+                    # Nothing of the batch was stored: find the message(s) at fault, store the others.
+                    logger.warning(
+                        "inbound batch refused; storing its messages one by one",
+                        extra={"action": "inbound_batch_split", "size": len(batch), "error": type(exc).__name__},
+                    )
+                    await _commit_each(conn, batch)
+                    return
+        except BaseException as exc:  # the database (or shutdown): every request of the batch fails alike
+            for waiting in batch:
+                _answer(waiting, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        logger.info(
+            "inbound batch committed",
+            extra={"action": "inbound_batch", "size": len(batch), "first_msg_id": msg_ids[0]},
+        )
+        for waiting, msg_id in zip(batch, msg_ids, strict=True):
+            _answer(waiting, msg_id)
+
+
+async def _commit_each(conn: psycopg.AsyncConnection, batch: list[_Waiting]) -> None:
+    """One statement per message: each gets its msg_id or its own refusal."""
+    for waiting in batch:
+        try:
+            _answer(waiting, await _enqueue_one(conn, waiting.message))
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            _answer(waiting, exc)
+
+
+async def _enqueue_one(conn: psycopg.AsyncConnection, message: dict) -> int:
+    cur = await conn.execute(queries["enqueue_inbound"], {"message": Jsonb(message)})
+    row = await cur.fetchone()
+    assert row is not None
+    return row["msg_id"]
+
+
+async def _enqueue_many(conn: psycopg.AsyncConnection, messages: list[dict]) -> list[int]:
+    # One JSON array, not a jsonb[]: an array's text form would escape every quote of every message.
+    cur = await conn.execute(queries["enqueue_inbound_batch"], {"messages": Jsonb(messages)})
+    row = await cur.fetchone()
+    assert row is not None
+    msg_ids = row["msg_ids"]
+    if len(msg_ids) != len(messages):
+        raise RuntimeError(f"enqueue_inbound_batch returned {len(msg_ids)} ids for {len(messages)} messages")
+    return msg_ids
+
+
+def _answer(waiting: _Waiting, outcome: int | BaseException) -> None:
+    if waiting.answer.done():
+        return
+    if isinstance(outcome, BaseException):
+        waiting.answer.set_exception(outcome)
+    else:
+        waiting.answer.set_result(outcome)
