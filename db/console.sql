@@ -30,6 +30,16 @@ BEGIN
 END;
 $$;
 
+-- Record that an operator signed in to the console (until p_expires_at).
+CREATE OR REPLACE FUNCTION public.console_sign_in(p_operator text, p_expires_at timestamptz)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    SELECT public._audit_console_action(p_operator, 'signed_in', NULL, NULL,
+                                        jsonb_build_object('expires_at', p_expires_at));
+$$;
+
 -- The newest console actions, newest first.
 CREATE OR REPLACE FUNCTION public.console_recent_actions(p_limit integer DEFAULT 20)
 RETURNS jsonb

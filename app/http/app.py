@@ -17,7 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from app.core.config import Settings
-from app.http import chatwoot, evolution, health, ops, slack
+from app.http import chatwoot, console, evolution, health, ops, slack
 from app.http.auth import Refusal, answer_refusal
 from app.http.chatwoot_rescue import ChatwootRescue
 from app.store.pool import new_pool
@@ -31,7 +31,14 @@ class State(TypedDict):
     chatwoot_rescue: ChatwootRescue
 
 
-ROUTES: list[BaseRoute] = [*evolution.ROUTES, *health.ROUTES, *ops.ROUTES, *chatwoot.ROUTES, *slack.ROUTES]
+ROUTES: list[BaseRoute] = [
+    *evolution.ROUTES,
+    *health.ROUTES,
+    *ops.ROUTES,
+    *console.ROUTES,
+    *chatwoot.ROUTES,
+    *slack.ROUTES,
+]
 
 
 def create_app(

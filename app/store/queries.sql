@@ -465,6 +465,10 @@ SELECT public.record_unknown_instance(%(instance)s, %(event)s, %(payload)s::json
 -- A failed send that says something about its number (not on WhatsApp); true when it paused the number
 SELECT public.record_send_problem(%(outbox_id)s, %(kind)s) AS paused;
 
+-- console_sign_in --
+-- Record an operator's sign-in to the ops console
+SELECT public.console_sign_in(%(operator)s, to_timestamp(%(expires_at)s)) AS id;
+
 -- console_recent_actions --
 -- The newest ops-console actions (audit), newest first
 SELECT public.console_recent_actions(%(limit)s) AS result;
