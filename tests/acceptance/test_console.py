@@ -5,7 +5,9 @@ refusals (wrong, expired or foreign tokens, a form without its CSRF token).
 
 Screenshots of every step go to test-artifacts/console/ (gitignored).
 Chromium and its driver are Debian's `chromium` and `chromium-driver`
-(.ci/run installs them); without them these tests are skipped, saying so.
+(.ci/run installs them, and sets JULIA_BROWSER_TESTS=required so that a
+missing browser fails there); elsewhere, without them, these tests are
+skipped, saying why.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +26,39 @@ import pytest
 from app.core.tokens import OPS_AUDIENCE, mint_handoff_token, mint_ops_token
 from tests.acceptance.conftest import start_api
 
-CHROMIUM = next((p for name in ("chromium", "chromium-browser") if (p := shutil.which(name))), None)
-CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 SECRET = "console-test-jwt-secret-of-some-length"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _major(command: str) -> str | None:
+    try:
+        out = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.search(r"(\d+)\.\d+\.\d+", out)
+    return found.group(1) if found else None
+
+
+def find_browser() -> tuple[str | None, str | None, str]:
+    """(browser, driver, why not): the first Chromium-family browser whose
+    major version is chromedriver's (a mismatched pair cannot start a session)."""
+    driver = shutil.which("chromedriver")
+    if driver is None:
+        return None, None, "chromedriver is not installed"
+    wanted = _major(driver)
+    for name in BROWSERS:
+        if (path := shutil.which(name)) and _major(path) == wanted:
+            return path, driver, ""
+    return None, driver, f"no Chromium {wanted} (the version of chromedriver) is installed"
+
+
+CHROMIUM, CHROMEDRIVER, MISSING = find_browser()
+REQUIRED = os.environ.get("JULIA_BROWSER_TESTS") == "required"
 
 pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="headless Chromium is not installed (Debian: apt-get install chromium chromium-driver; .ci/run does it)",
+    bool(MISSING) and not REQUIRED,
+    reason=f"headless Chromium unavailable: {MISSING} (Debian: apt-get install chromium chromium-driver)",
 )
 
 
@@ -43,6 +71,8 @@ def console(spawn, test_env) -> str:
 @pytest.fixture
 def browser(request) -> Iterator[object]:
     """A headless Chromium; a failed test leaves a screenshot of where it stood."""
+    if MISSING:
+        pytest.fail(f"JULIA_BROWSER_TESTS=required, but {MISSING}")
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
