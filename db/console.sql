@@ -109,9 +109,11 @@ $$;
 
 -- Jobs that need an operator's eye, newest first: failed, running on a
 -- worker that stopped beating for p_stalled (parado), waiting to retry
--- after a failed attempt (tentando) or due for longer than p_stalled and
+-- after a failed attempt (tentando) or due for longer than p_overdue and
 -- not taken (atrasado).
-CREATE OR REPLACE FUNCTION public.console_problem_jobs(p_stalled interval DEFAULT '5 minutes', p_limit integer DEFAULT 50)
+CREATE OR REPLACE FUNCTION public.console_problem_jobs(
+    p_stalled interval DEFAULT '30 seconds', p_limit integer DEFAULT 50, p_overdue interval DEFAULT '5 minutes'
+)
 RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = ''
@@ -134,13 +136,14 @@ AS $$
                     AND coalesce(x.scheduled_at,
                                  (SELECT min(e.at) FROM public.procrastinate_events AS e
                                    WHERE e.job_id = x.id AND e.type = 'deferred'))
-                        < clock_timestamp() - p_stalled)
+                        < clock_timestamp() - p_overdue)
              ORDER BY x.id DESC
              LIMIT greatest(1, least(coalesce(p_limit, 50), 500))) AS j;
 $$;
 
 -- Run a job again: a failed one (a failed send's outbox row goes back to
--- the gate), one stuck on a dead worker (stalled for p_stalled), or a
+-- the gate, unless its campaign was cancelled), one stuck on a dead worker
+-- (stalled for p_stalled), or a
 -- waiting one now. JU409 when the same work already waits or the job runs
 -- on a live worker.
 CREATE OR REPLACE FUNCTION public.console_retry_job(
@@ -171,7 +174,7 @@ BEGIN
         IF _job.task_name = 'send_outbox' AND _job.status = 'failed' THEN
             _outbox_id := (_job.args ->> 'outbox_id')::bigint;
             UPDATE public.outbox SET state = 'queued', claimed_by_job = NULL, refusal = NULL, updated_at = now()
-             WHERE id = _outbox_id AND state = 'failed';
+             WHERE id = _outbox_id AND state = 'failed' AND refusal IS DISTINCT FROM 'campaign_cancelled';
         END IF;
     ELSIF _job.status = 'todo' THEN
         UPDATE public.procrastinate_jobs SET scheduled_at = clock_timestamp() WHERE id = p_job_id;

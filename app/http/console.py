@@ -289,6 +289,8 @@ async def failures(request: Request, session: Session, csrf: str) -> tuple[str, 
 # ---------------------------------------------------------------- actions
 
 Params = Callable[[Request, dict[str, str]], dict[str, Any]]
+# The ids an action's log line carries, under the names other logs use.
+LOG_IDS = {"conversation_id": "conversation_id", "id": "campanha_id", "job_id": "job_id"}
 
 
 def _console_action(action: str, query: str, params: Params, done: str, back: Callable[[Request], str]):
@@ -313,7 +315,7 @@ def _console_action(action: str, query: str, params: Params, done: str, back: Ca
         except Exception as exc:  # noqa: BLE001 - _failure answers refusals and re-raises the rest
             csrf = csrf_token(request.state.settings.jwt_secret_key, "session", session.sid) if session else None
             return _failure(exc, session, csrf)
-        ids = {k: v for k, v in values.items() if k in ("conversation_id", "id", "job_id")}
+        ids = {LOG_IDS[k]: v for k, v in values.items() if k in LOG_IDS}
         logger.warning(action, extra={"action": action, "via": "console", "operator": session.operator, **ids})
         return _redirect(f"{back(request)}?feito={done}")
 

@@ -136,6 +136,31 @@ def test_failed_jobs_are_listed_retried_and_dismissed(db):
     assert [r["action"] for r in audit(db)] == ["job_retried", "job_dismissed"]
 
 
+def test_retrying_a_failed_send_puts_its_outbox_row_back_to_the_gate(db):
+    conversation_id = conversation(db)
+    outbox_id = db.execute(
+        "INSERT INTO outbox (idempotency_key, kind, conversation_id, number, texto, state, last_error) "
+        "VALUES ('k1', 'reply', %s, '5511911112222', 'Oi', 'failed', 'Evolution 500') RETURNING id",
+        (conversation_id,),
+    ).fetchone()["id"]
+    job_id = db.execute(
+        "SELECT defer_job('send_outbox', jsonb_build_object('outbox_id', %s::bigint), 'sends') AS id", (outbox_id,)
+    ).fetchone()["id"]
+    db.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (job_id,))
+    db.execute("UPDATE procrastinate_jobs SET status = 'failed' WHERE id = %s", (job_id,))
+    call(db, "SELECT console_retry_job('ana', %s, 'Evolution voltou', '5 minutes')", job_id)
+    assert db.execute("SELECT state FROM outbox WHERE id = %s", (outbox_id,)).fetchone()["state"] == "queued"
+    # A job running on a live worker is not touched.
+    db.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s", (job_id,))
+    db.execute("INSERT INTO procrastinate_workers (last_heartbeat) VALUES (now()) RETURNING id")
+    db.execute(
+        "UPDATE procrastinate_jobs SET worker_id = (SELECT max(id) FROM procrastinate_workers) WHERE id = %s",
+        (job_id,),
+    )
+    with pytest.raises(Conflict, match="live worker"):
+        call(db, "SELECT console_retry_job('ana', %s, NULL, '5 minutes')", job_id)
+
+
 def test_failures_list_job_failures_and_poison_messages(db):
     db.execute("SELECT record_job_failure('send_outbox', 7, NULL, NULL, 'permanent', 'Evolution said 400')")
     db.execute("INSERT INTO inbound_failures (msg_id, read_ct, error, message) VALUES (3, 5, 'bad', '{}')")
