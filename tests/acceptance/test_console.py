@@ -122,11 +122,30 @@ def find(driver, css: str, timeout: float = 10):
     return WebDriverWait(driver, timeout).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
+def click_through(driver, css: str, timeout: float = 10) -> None:
+    """Click what navigates (a link, a form's button) and wait until the next page replaced this one."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    find(driver, css).click()
+
+    def replaced(_driver) -> bool:
+        try:
+            page.is_enabled()
+        except WebDriverException:  # stale, or detached mid-navigation (Chromium says either)
+            return True
+        return False
+
+    WebDriverWait(driver, timeout).until(replaced)
+
+
 def sign_in(driver, url: str, token: str) -> None:
     driver.get(f"{url}/ops")
     assert driver.current_url.endswith("/ops/entrar"), "an anonymous visitor is sent to the sign-in form"
     find(driver, "#token").send_keys(token)
-    find(driver, "#entrar").click()
+    click_through(driver, "#entrar")
 
 
 def signed_in(driver, url: str, operator: str = "ana") -> None:
@@ -154,14 +173,14 @@ def test_sign_in_pause_and_resume(console, browser, snap, db):
     snap("signed-in")
 
     find(browser, "#motivo").send_keys("manutenção do Evolution")
-    find(browser, "#pausar").click()
+    click_through(browser, "#pausar")
     assert find(browser, "#estado").text == "Pausada"
     assert "pausada" in find(browser, "#aviso").text
     snap("paused")
     assert newest_status(db) == {"status": "pausado", "motivo": "manutenção do Evolution", "alterado_via": "api"}
 
     find(browser, "#motivo").send_keys("Evolution de volta")
-    find(browser, "#retomar").click()
+    click_through(browser, "#retomar")
     assert find(browser, "#estado").text == "Ativa"
     snap("resumed")
     assert newest_status(db) == {"status": "ativo", "motivo": "Evolution de volta", "alterado_via": "api"}
@@ -172,7 +191,7 @@ def test_sign_in_pause_and_resume(console, browser, snap, db):
     ]
 
     # Signing out ends the session: the console asks for a token again.
-    find(browser, "#sair").click()
+    click_through(browser, "#sair")
     find(browser, "#token")
     browser.get(f"{console}/ops")
     assert browser.current_url.endswith("/ops/entrar")
@@ -206,16 +225,16 @@ def handed_off_conversation(db) -> int:
 def test_hand_a_conversation_back_to_julia(console, browser, snap, db):
     conversation_id = handed_off_conversation(db)
     signed_in(browser, console)
-    find(browser, "nav a[href='/ops/conversas']").click()
+    click_through(browser, "nav a[href='/ops/conversas']")
     find(browser, "#busca").send_keys("marta")
-    find(browser, "#buscar").click()
-    find(browser, f"#conversa-{conversation_id}").click()
+    click_through(browser, "#buscar")
+    click_through(browser, f"#conversa-{conversation_id}")
     assert find(browser, "#dono").text == "Humano (handoff)"
     assert "Prefiro falar com uma pessoa" in browser.page_source
     snap("handed-off")
 
     find(browser, "#motivo").send_keys("dúvida resolvida por telefone")
-    find(browser, "#devolver").click()
+    click_through(browser, "#devolver")
     assert find(browser, "#dono").text == "Julia"
     snap("handed-back")
     row = db.execute("SELECT handoff_ativo FROM conversations WHERE id = %s", (conversation_id,)).fetchone()
@@ -239,13 +258,13 @@ def test_cancel_a_campaign(console, browser, snap, db):
     ).fetchone()["id"]
     assert db.execute("SELECT start_campaign(%s) AS n", (campaign_id,)).fetchone()["n"] == 2
     signed_in(browser, console)
-    find(browser, "nav a[href='/ops/campanhas']").click()
+    click_through(browser, "nav a[href='/ops/campanhas']")
     assert find(browser, f"#status-campanha-{campaign_id}").text == "ativa"
     snap("active")
 
     find(browser, f"#motivo-cancelar-{campaign_id}").send_keys("público errado")
     find(browser, f"#confirmar-{campaign_id}").click()
-    find(browser, f"#cancelar-campanha-{campaign_id}").click()
+    click_through(browser, f"#cancelar-campanha-{campaign_id}")
     assert find(browser, f"#status-campanha-{campaign_id}").text == "cancelada"
     assert "campaign_cancelled: 2" in find(browser, f"#campanha-{campaign_id}").text
     snap("cancelled")
@@ -278,14 +297,14 @@ def test_a_form_without_its_csrf_token_is_refused(console, browser, snap, db):
     signed_in(browser, console)
     find(browser, "#motivo").send_keys("sem csrf")
     browser.execute_script("document.querySelector('form[action=\"/ops/pausar\"] input[name=csrf]').remove()")
-    find(browser, "#pausar").click()
+    click_through(browser, "#pausar")
     assert "CSRF" in find(browser, "#erro").text
     snap("missing-csrf")
 
     browser.get(f"{console}/ops")
     find(browser, "#motivo").send_keys("csrf de outra sessão")
     browser.execute_script("document.querySelector('form[action=\"/ops/pausar\"] input[name=csrf]').value = 'forged'")
-    find(browser, "#pausar").click()
+    click_through(browser, "#pausar")
     assert "CSRF" in find(browser, "#erro").text
     assert db.execute("SELECT (julia_state()).status").fetchone()["status"] == "ativo"
     assert audit(db) == [("ana", "signed_in", None, None)]
@@ -307,21 +326,21 @@ def test_every_section_renders_with_its_data(console, browser, snap, db):
     db.execute("SELECT add_number('julia-console', '5511900000000', 20, 100, false, 'console test', 'manual')")
     signed_in(browser, console)
 
-    find(browser, "nav a[href='/ops/filas']").click()
+    click_through(browser, "nav a[href='/ops/filas']")
     find(browser, "#inbound-depth")
     snap("queues")
-    find(browser, f"#retry-{job_id}").click()
+    click_through(browser, f"#retry-{job_id}")
     assert "rodar de novo" in find(browser, "#aviso").text
     assert db.execute("SELECT status::text FROM procrastinate_jobs WHERE id = %s", (job_id,)).fetchone() == {
         "status": "todo"
     }
 
-    find(browser, "nav a[href='/ops/numeros']").click()
+    click_through(browser, "nav a[href='/ops/numeros']")
     find(browser, "#hora-enviadas")
     assert "julia-console" in browser.page_source
     snap("numbers")
 
-    find(browser, "nav a[href='/ops/falhas']").click()
+    click_through(browser, "nav a[href='/ops/falhas']")
     assert "Anthropic said 400" in browser.page_source and "bad body" in browser.page_source
     snap("failures")
 
