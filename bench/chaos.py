@@ -21,10 +21,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# bench/copy.py would shadow the standard library's `copy`: keep this folder last;
-# the repository root first, for the fault harness in tests/faults.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
+# The repository root first, for the fault harness in tests/faults.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse

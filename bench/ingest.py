@@ -10,14 +10,6 @@ same server. Everything stays on 127.0.0.1 and a Unix socket.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/copy.py would shadow the standard library's `copy` for every script in
-# this folder; keep the folder last on sys.path (benchkit is still found).
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import asyncio
 import contextlib
@@ -28,6 +20,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence

@@ -16,11 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-# Run as `python bench/migration_history.py`, this folder comes first on sys.path and
-# bench/copy.py would shadow the stdlib's copy module: keep it last; the repository
-# root (for tests.migration.catalog) goes first.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
+# The repository root first, for tests.migration.catalog.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg

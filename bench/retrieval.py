@@ -12,19 +12,12 @@ Recall@5 compares the HNSW vector side with the exact (sequential) one.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/copy.py would shadow the standard library's `copy` for every script in
-# this folder; keep the folder last on sys.path (benchkit is still found).
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import hashlib
 import math
 import random
 import signal
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass

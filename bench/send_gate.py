@@ -16,14 +16,6 @@ a counter without the gate's checks, same connections.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/copy.py would shadow the standard library's `copy` for every script in
-# this folder; keep the folder last on sys.path (benchkit is still found).
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import statistics
 import threading

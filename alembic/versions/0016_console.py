@@ -2,7 +2,7 @@
 (who, what, on what, why).
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from pathlib import Path
 from alembic import op
 
 revision = "0016"
-# 0015 (the English table names) is on its own branch; whichever lands second
-# points this at the other's revision.
-down_revision = "0014"
+# The number was reserved before 0017 (metrics) landed first; the chain is
+# what counts: 0014 -> 0017 -> 0016. A revision landing after this one
+# revises 0016.
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

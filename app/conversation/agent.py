@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -17,8 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 from app.conversation.routing import choose_model
 from app.conversation.tools import TOOL_NAMES, TOOLS
 from app.core.config import Settings
-from app.core.errors import Conflict, InvalidInput, NotFound
-from app.integrations.llm import LLMClient, LLMResponse
+from app.core.errors import Conflict, InvalidInput, JuliaError, NotFound
+from app.integrations.llm import LLMClient, LLMError, LLMResponse
 from app.store.pool import fetch_one
 
 
@@ -60,6 +61,68 @@ async def run_tool(rt: AgentRuntime, conversation_id: int, name: str, tool_input
     return json.dumps(row["result"], ensure_ascii=False, default=str), False
 
 
+async def record_llm_call(
+    rt: AgentRuntime,
+    *,
+    conversation_id: int,
+    reply_to_id: int | None,
+    job_id: int | None,
+    model: str,
+    started_at: datetime,
+    response: LLMResponse | None = None,
+    error: str | None = None,
+) -> None:
+    """Record one model call (llm_calls). Observability only: a failure to
+    record is logged and never costs the reply."""
+    try:
+        await fetch_one(
+            rt.pool,
+            "record_llm_call",
+            conversation_id=conversation_id,
+            reply_to_id=reply_to_id,
+            job_id=job_id,
+            model=response.model if response else model,
+            outcome="ok" if response else "error",
+            input_tokens=response.input_tokens if response else 0,
+            output_tokens=response.output_tokens if response else 0,
+            stop_reason=response.stop_reason if response else None,
+            error=error,
+            started_at=started_at,
+        )
+    except (psycopg.Error, JuliaError) as exc:
+        logger.warning(
+            "model call not recorded",
+            extra={"action": "llm_call_unrecorded", "conversation_id": conversation_id, "error": type(exc).__name__},
+        )
+
+
+async def _ask_model(
+    rt: AgentRuntime,
+    call: dict[str, Any],
+    *,
+    model: str,
+    system: list[dict[str, Any]],
+    messages: list[dict[str, Any]],
+    allow_tools: bool,
+) -> LLMResponse:
+    """One model call, recorded whether it is answered or fails (LLMError is raised)."""
+    started_at = datetime.now(UTC)
+    try:
+        response = await rt.llm.create(
+            model=model,
+            system=system,
+            messages=messages,
+            max_tokens=rt.settings.llm_max_tokens,
+            tools=TOOLS,
+            allow_tools=allow_tools,
+        )
+    except LLMError as exc:
+        await record_llm_call(rt, **call, model=model, started_at=started_at, error=str(exc))
+        raise
+    await record_llm_call(rt, **call, model=model, started_at=started_at, response=response)
+    return response
+
+
 async def run_agent(
     rt: AgentRuntime,
     *,
@@ -68,8 +131,15 @@ async def run_agent(
     messages: list[dict[str, Any]],
     latest_text: str,
     max_rounds: int = MAX_TOOL_ROUNDS,
+    reply_to_id: int | None = None,
+    job_id: int | None = None,
 ) -> AgentResult:
-    """Loop until a text answer; raises LLMError from the model call."""
+    """Loop until a text answer; raises LLMError from the model call.
+
+    Every model call, answered or failed, is recorded in llm_calls (for
+    /metrics and `julia trace`) with the message answered and the job.
+    """
+    call = {"conversation_id": conversation_id, "reply_to_id": reply_to_id, "job_id": job_id}
     s = rt.settings
     messages = list(messages)
     tool_calls: list[str] = []
@@ -79,13 +149,8 @@ async def run_agent(
     for round_no in range(max_rounds + 1):
         model = choose_model(latest_text, tool_rounds=round_no, simple=s.llm_model, complex_=s.llm_model_complex)
         models.append(model)
-        response = await rt.llm.create(
-            model=model,
-            system=system,
-            messages=messages,
-            max_tokens=s.llm_max_tokens,
-            tools=TOOLS,
-            allow_tools=round_no < max_rounds,
+        response = await _ask_model(
+            rt, call, model=model, system=system, messages=messages, allow_tools=round_no < max_rounds
         )
         tokens_in += response.input_tokens
         tokens_out += response.output_tokens

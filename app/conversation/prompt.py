@@ -62,6 +62,11 @@ def build_system(
     profile = {k: cliente[k] for k in ("crm", "especialidade", "regiao", "cidade", "preferencias") if cliente.get(k)}
     if profile:
         lines.append("Perfil conhecido: " + "; ".join(f"{k}: {v}" for k, v in profile.items()) + ".")
+    if cliente.get("opt_out"):
+        lines.append(
+            "Este médico pediu para não receber ofertas (opt-out): responda só ao que ele perguntar,"
+            " sem oferecer plantões por iniciativa sua."
+        )
     if knowledge:
         lines.append("\nInformações da empresa que podem ajudar (use só se forem pertinentes):")
         lines.extend(f"- {hit['titulo']}: {hit['conteudo']}" for hit in knowledge)

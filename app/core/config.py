@@ -92,6 +92,7 @@ class Settings:
     follow_up_horas: int = 24
     jwt_secret_key: str = field(default="", repr=False)
     cors_origins: tuple[str, ...] = ()
+    metrics_token: str = field(default="", repr=False)  # empty: /metrics answers without a token
     chatwoot_url: str = ""
     chatwoot_api_key: str = field(default="", repr=False)
     chatwoot_account_id: str = ""
@@ -265,6 +266,7 @@ def _read(env: Mapping[str, str], app_env: str) -> Settings:
         follow_up_horas=_int(env, "FOLLOW_UP_HORAS", 24),
         jwt_secret_key=get("JWT_SECRET_KEY"),
         cors_origins=tuple(o.strip() for o in get("CORS_ORIGINS").split(",") if o.strip()),
+        metrics_token=get("METRICS_TOKEN"),
         chatwoot_url=get("CHATWOOT_URL").rstrip("/"),
         chatwoot_api_key=get("CHATWOOT_API_KEY"),
         chatwoot_account_id=get("CHATWOOT_ACCOUNT_ID"),

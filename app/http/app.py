@@ -1,6 +1,7 @@
 """The api process: one Starlette app whose routes are the surfaces of
 app.http (Evolution webhook, health, ops, Chatwoot, Slack). Nothing here calls
 the LLM or sends to Evolution; each request becomes one or a few SQL calls.
+GET /metrics (app.http.metrics) exports the api's and, from SQL, the workers' series.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from app.core.config import Settings
-from app.http import chatwoot, console, evolution, health, ops, slack
+from app.http import chatwoot, console, evolution, health, metrics, ops, slack
 from app.http.auth import Refusal, answer_refusal
 from app.http.chatwoot_rescue import ChatwootRescue
 from app.store.pool import new_pool
@@ -34,6 +35,7 @@ class State(TypedDict):
 ROUTES: list[BaseRoute] = [
     *evolution.ROUTES,
     *health.ROUTES,
+    *metrics.ROUTES,
     *ops.ROUTES,
     *console.ROUTES,
     *chatwoot.ROUTES,

@@ -99,3 +99,11 @@ def webhook_authorized(headers: Mapping[str, str], secret: str) -> bool:
     except jwt.PyJWTError:
         return False
     return True
+
+
+def metrics_authorized(headers: Mapping[str, str], token: str) -> bool:
+    """True when no METRICS_TOKEN is set, or the request carries it as a bearer token."""
+    if not token:
+        return True
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())

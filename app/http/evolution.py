@@ -25,6 +25,7 @@ from app.events.evolution import (
     parse_event,
 )
 from app.http.auth import error, read_body, storable_body, webhook_authorized
+from app.http.metrics import count_webhooks
 from app.store.errors import is_connection_error
 from app.store.queries import queries
 
@@ -153,7 +154,10 @@ async def _record_connection(request: Request, update: ConnectionUpdate) -> JSON
     return JSONResponse({"status": "recorded", "instance": update.instance, "state": update.state, "result": result})
 
 
+# Each answer is counted by outcome (julia_webhooks_total, app/http/metrics.py).
+_counted_webhook = count_webhooks("evolution", evolution_webhook)
+
 ROUTES: list[BaseRoute] = [
-    Route("/webhooks/evolution", evolution_webhook, methods=["POST"]),
-    Route("/webhooks/evolution/{event}", evolution_webhook, methods=["POST"]),
+    Route("/webhooks/evolution", _counted_webhook, methods=["POST"]),
+    Route("/webhooks/evolution/{event}", _counted_webhook, methods=["POST"]),
 ]

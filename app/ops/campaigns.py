@@ -10,6 +10,7 @@ import argparse
 import json
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
@@ -19,6 +20,8 @@ from app.core.config import Settings, load_settings
 from app.core.errors import Conflict, InvalidInput, JuliaError, NotFound
 from app.store.errors import wrap_db_errors
 from app.store.queries import queries
+
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
 
 class CampaignError(JuliaError):
@@ -48,6 +51,32 @@ def _run(args: argparse.Namespace, action: Any) -> None:
     print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
 
 
+def _preview(conn: psycopg.Connection, campaign_id: int) -> dict[str, Any]:
+    return conn.execute(queries["preview_campaign"], {"id": campaign_id}).fetchone()["preview"]
+
+
+def why_none_now(preview: dict[str, Any], *, julia_paused: bool) -> str:
+    """Why a started campaign sent nothing at once (pt-BR, times in São Paulo)."""
+    if julia_paused:
+        return "Julia está pausada: nada sai até `julia resume`"
+    if not preview.get("em_horario"):
+        opening = preview.get("proxima_abertura")
+        when = _local(opening) if opening else "no próximo dia permitido"
+        return f"fora do horário de envio; a próxima janela abre {when}"
+    if not preview.get("limite_dia_restante"):
+        return "o limite do dia já foi atingido; continua amanhã"
+    if not preview.get("limite_hora_restante"):
+        return "o limite desta hora já foi atingido; continua na próxima hora"
+    if not any(n.get("disponivel") for n in preview.get("numeros") or [{"disponivel": True}]):
+        return "nenhum número de WhatsApp disponível (`julia numbers list`)"
+    return "os envios saem a cada minuto pelo agendador (`julia campaign status` acompanha)"
+
+
+def _local(value: str) -> str:
+    moment = datetime.fromisoformat(str(value)).astimezone(SAO_PAULO)
+    return moment.strftime("%d/%m às %H:%M (horário de São Paulo)")
+
+
 def _filtro(args: argparse.Namespace) -> dict[str, Any]:
     filtro: dict[str, Any] = {}
     if args.especialidade:
@@ -71,15 +100,18 @@ def cmd_create(args: argparse.Namespace) -> None:
             "fim": args.fim,
         }
         campaign_id = conn.execute(queries["create_campaign"], params).fetchone()["id"]
-        return {"id": campaign_id, "nome": args.nome, "status": "rascunho"}
+        audience = _preview(conn, campaign_id)["audiencia"]
+        created = {"id": campaign_id, "nome": args.nome, "status": "rascunho", "audiencia": audience}
+        if audience == 0:
+            created["aviso"] = "nenhum médico corresponde a este público: confira especialidade, região e tags"
+        return created
 
     _run(args, action)
 
 
 def cmd_preview(args: argparse.Namespace) -> None:
     def action(conn: psycopg.Connection, settings: Settings) -> dict[str, Any]:
-        params = {"id": _campaign_id(conn, args.campaign)}
-        return conn.execute(queries["preview_campaign"], params).fetchone()["preview"]
+        return _preview(conn, _campaign_id(conn, args.campaign))
 
     _run(args, action)
 
@@ -90,7 +122,11 @@ def cmd_start(args: argparse.Namespace) -> None:
         queued = conn.execute(queries["start_campaign"], {"id": campaign_id}).fetchone()["queued"]
         # The first wave goes now; the scheduler dispatches the rest minute by minute.
         first = conn.execute(queries["dispatch_outreach"], {"now": None}).fetchall()
-        return {"id": campaign_id, "status": "ativa", "queued": queued, "dispatched_now": len(first)}
+        started = {"id": campaign_id, "status": "ativa", "queued": queued, "dispatched_now": len(first)}
+        if queued and not first:
+            paused = conn.execute(queries["julia_state"]).fetchone()["status"] == "pausado"
+            started["why_none_now"] = why_none_now(_preview(conn, campaign_id), julia_paused=paused)
+        return started
 
     _run(args, action)
 

@@ -347,6 +347,23 @@ SELECT public.sweep_owed_replies(make_interval(mins => %(minutes)s)) AS deferred
 -- Supabase-linter-equivalent findings for the connected database
 SELECT level, code, name, object, detail FROM public.lint_schema();
 
+-- dev_chat_state --
+-- The local chat page: who owns the phone's conversation, opt-out, and whether Julia is "typing" (a reply owed or on its way)
+SELECT public.julia_is_paused() AS paused,
+       coalesce(c.opt_out, false) AS opt_out,
+       public.silence_reason(conv.id) AS silence,
+       (conv.id IS NOT NULL AND (
+            EXISTS (SELECT 1 FROM public.procrastinate_jobs AS j
+                     WHERE j.queue_name = 'replies' AND j.status IN ('todo', 'doing')
+                       AND j.lock = 'conversation:' || conv.id)
+         OR EXISTS (SELECT 1 FROM public.outbox AS o
+                     WHERE o.conversation_id = conv.id AND o.state IN ('queued', 'claimed'))
+       )) AS typing
+  FROM (SELECT 1) AS one
+  LEFT JOIN public.clientes AS c ON c.telefone = %(phone)s
+  LEFT JOIN LATERAL (SELECT x.id FROM public.conversations AS x
+                      WHERE x.cliente_id = c.id ORDER BY x.id DESC LIMIT 1) AS conv ON true;
+
 -- dev_chat_history --
 -- The local chat page: one phone's messages, oldest first (julia dev only)
 SELECT i.autor, i.texto, i.tipo, i.message_at AS at
@@ -464,6 +481,28 @@ SELECT public.record_unknown_instance(%(instance)s, %(event)s, %(payload)s::json
 -- record_send_problem --
 -- A failed send that says something about its number (not on WhatsApp); true when it paused the number
 SELECT public.record_send_problem(%(outbox_id)s, %(kind)s) AS paused;
+
+-- record_llm_call --
+-- Record one model call of a reply job (model, tokens, outcome, start time)
+SELECT public.record_llm_call(%(conversation_id)s, %(reply_to_id)s, %(job_id)s, %(model)s, %(outcome)s,
+                              %(input_tokens)s, %(output_tokens)s, %(stop_reason)s, %(error)s,
+                              %(started_at)s) AS llm_call_id;
+
+-- prune_llm_calls --
+-- Forget model calls older than the retention (the counters keep their totals)
+SELECT public.prune_llm_calls(make_interval(days => %(days)s)) AS pruned;
+
+-- metrics_timeout --
+-- Bound the scrape's query (inside its transaction)
+SELECT pg_catalog.set_config('statement_timeout', %(ms)s, true);
+
+-- metrics_snapshot --
+-- Every counter and gauge /metrics reads from the database, in one call
+SELECT metric, labels, value FROM public.metrics_snapshot(%(app_env)s, %(project_ref)s);
+
+-- message_trace --
+-- The path of one message (interacao id or Evolution message id), oldest step first
+SELECT at, step, detail FROM public.message_trace(%(id)s);
 
 -- console_sign_in --
 -- Record an operator's sign-in to the ops console

@@ -110,6 +110,7 @@ async def periodic_prune(context: JobContext, timestamp: int) -> dict[str, Any]:
         nb_hours=PRUNE_DAYS * 24, include_failed=False, include_cancelled=True
     )
     pruned = (await fetch_one(rt.pool, "prune_history", days=PRUNE_DAYS))["pruned"]
+    pruned["llm_calls"] = (await fetch_one(rt.pool, "prune_llm_calls", days=PRUNE_DAYS))["pruned"]
     await record_run(rt, "periodic_prune", timestamp, pruned)
     return pruned
 

@@ -156,7 +156,8 @@ async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event) -
                 install_signal_handlers=False,
                 stalled_worker_timeout=settings.stalled_worker_seconds,
                 update_heartbeat_interval=max(1.0, settings.stalled_worker_seconds / 3),
-                delete_jobs="successful",
+                # Finished jobs and their events stay for `julia trace` until the daily prune (periodic_prune).
+                delete_jobs="never",
                 # LISTEN/NOTIFY wakes the worker at once; polling is the safety net.
                 fetch_job_polling_interval=0.5,
             )

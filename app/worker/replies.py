@@ -52,9 +52,10 @@ async def reply_to_conversation(context: JobContext, conversation_id: int) -> st
         today=datetime.now(SAO_PAULO).date(),
     )
     attempts = context.job.attempts + 1
+    answering = {"reply_to_id": reply_to_id, "job_id": context.job.id}  # recorded with each model call
     try:
         result = await agent.run_agent(
-            rt, conversation_id=conversation_id, system=system, messages=messages, latest_text=latest
+            rt, conversation_id=conversation_id, system=system, messages=messages, latest_text=latest, **answering
         )
     except LLMError as exc:
         return await handle_failure(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.acceptance.conftest import run_julia
-from tests.conftest import wait_for
+from tests.conftest import database_url_for, wait_for
 
 
 def test_pause_resume_status_go_through_sql_with_manual_channel(test_env, db):
@@ -72,6 +72,28 @@ def test_unreachable_database_fails_without_leaking_the_password(test_env):
     assert result.returncode == 1
     assert "cannot reach the database" in result.stderr
     assert "s3cr" not in result.stderr + result.stdout
+
+
+def test_a_malformed_database_url_is_a_message_not_a_traceback(test_env):
+    result = run_julia(["status"], {**test_env, "DATABASE_URL": "not a url s3cr3t"})
+    assert result.returncode == 1
+    assert "DATABASE_URL is not a PostgreSQL URL" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_a_database_without_julia_says_to_upgrade(test_env):
+    result = run_julia(["status"], {**test_env, "DATABASE_URL": database_url_for("postgres")})
+    assert result.returncode == 1
+    assert "run `julia db upgrade` first" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_campaign_nobody_matches_is_created_with_a_warning(test_env):
+    created = run_julia(
+        ["campaign", "create", "--nome", "Ninguém", "--especialidade", "Pediatria", "--template", "Oi"], test_env
+    )
+    assert created.returncode == 0, created.stderr
+    body = json.loads(created.stdout)
+    assert body["audiencia"] == 0 and "nenhum médico" in body["aviso"]
 
 
 def test_campaign_commands_create_preview_start_pause_status(test_env, db):

@@ -77,8 +77,18 @@ def api_client(api_client, chatwoot: ChatwootStandin) -> Iterator[Any]:
 
     chatwoot.deliver_webhooks(deliver, secret=CHATWOOT_SECRET)
     yield api_client
-    wait_for(chatwoot.webhooks_idle, timeout=20)
-    chatwoot.deliver_webhooks(None)
+    stop_delivering(chatwoot)
+
+
+def stop_delivering(chatwoot: ChatwootStandin) -> None:
+    """Let the fake Chatwoot deliver what is queued, then cut it off from the api and wait
+    out the delivery under way: a thread posting into a TestClient while it exits can hang
+    TestClient.__exit__ forever (the portal's event loop waits on a request that never ends)."""
+    try:
+        wait_for(chatwoot.webhooks_idle, timeout=20)
+    finally:
+        chatwoot.deliver_webhooks(None)
+        wait_for(chatwoot.webhooks_idle, timeout=20)
 
 
 def quiet(db) -> bool:

@@ -36,8 +36,10 @@ LANDED = {
     "0013_numbers.sql": "7dfe38dd3f60001f1ca3a9f08fbb14d36a7154145fd82fbb0eb50337eb225dbf",
     "0014_chatwoot.py": "0d77582e44ecdfd1e6e2d8cacbdd0a362956807ee151f29a0e909e23b317b17c",
     "0014_chatwoot.sql": "86d0b9867b64ecf898c4611ebf317f5dc00d0771bec8f6d4f13e8530294374ac",
-    "0016_console.py": "6051932d5d1779fd8596a16208399b607ecc0be4d4d55c7e72ff1b3cc0f2c8f7",
+    "0016_console.py": "9f3e4b4245b53e2638fb380cf873f9a831307122b454d4430eaa3ef895179063",
     "0016_console.sql": "2f567834a0b17b71ff0b1e273bcc2b3a9cfaba90a4c813adc70e1cf5b654199e",
+    "0017_observability.py": "869dd1ee0ccf82258e60882157ee0745778cdfd3e00ecf9de7e05aa469eb7cb4",
+    "0017_observability.sql": "f692cdccf56993140f2fb00619cfe910d41f453755587f70075df1ffd55e3d9d",
 }
 
 

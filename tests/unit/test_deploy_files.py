@@ -35,7 +35,7 @@ DOCS = ROOT / "docs" / "deploy.md"
 
 MAIN_PUSH = "github.event_name == 'push' && github.ref == 'refs/heads/main'"
 
-# Every variable the processes read in production (app/core/config.py, app/ops/cli.py).
+# Every variable the processes read in production (app/core/config.py, app/ops/cli.py, app/ops/db_commands.py).
 ENV_VARS = (
     "RUN_MODE",
     "PORT",

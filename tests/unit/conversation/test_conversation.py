@@ -193,3 +193,9 @@ def test_history_never_ends_on_an_assistant_turn():
     ]
     messages = history_to_messages(history)
     assert messages[-1] == {"role": "user", "content": "Tem plantão?"}
+
+
+def test_the_system_prompt_says_when_the_doctor_opted_out():
+    opted = build_system(empresa="Revoluna", cliente={"nome": "Ana", "opt_out": True})[1]["text"]
+    assert "não receber ofertas" in opted
+    assert "não receber ofertas" not in build_system(empresa="Revoluna", cliente={"nome": "Ana"})[1]["text"]

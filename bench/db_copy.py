@@ -7,19 +7,10 @@ it into two fresh PROD databases on the same server: once with `julia db copy`
 `pg_dump --data-only --column-inserts --on-conflict-do-nothing --table=T` to a
 file and `psql -f` per table. Both copies are checked against the source.
 
-    uv run python bench/copy.py
+    uv run python bench/db_copy.py
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Run as `python bench/copy.py`, this file's directory comes first on sys.path
-# and would shadow the standard library's `copy` module; move it to the end
-# (benchkit is still found there).
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
 
 import argparse
 import contextlib
@@ -27,10 +18,12 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import benchkit
 import psycopg
@@ -301,6 +294,44 @@ def check_equal(source: str, target: str, tables: Sequence[str], expected: dict[
         raise BenchError(f"{method}: the target differs from DEV in {', '.join(wrong)}")
 
 
+def print_results(
+    tables: Sequence[str],
+    counts: dict[str, int],
+    julia_runs: list[float],
+    dump_runs: list[tuple[float, dict[str, float]]],
+) -> None:
+    """Per-table times of the seed's method, then both methods side by side (best round each)."""
+    total = sum(counts.values())
+    dump_seconds, per_table = min(dump_runs, key=lambda run: run[0])
+    julia_seconds = min(julia_runs)
+    benchkit.print_table(
+        ["table", "rows", "pg_dump+psql s"],
+        [[t, f"{counts[t]:,}", f"{per_table[t]:.2f}"] for t in tables],
+    )
+    print()
+    benchkit.print_table(
+        ["method", "rows", "rounds s", "best s", "rows/s", "speed-up"],
+        [
+            [
+                "pg_dump --column-inserts --on-conflict-do-nothing | psql (seed)",
+                f"{total:,}",
+                " ".join(f"{run[0]:.2f}" for run in dump_runs),
+                f"{dump_seconds:.2f}",
+                f"{total / dump_seconds:,.0f}",
+                "1.0×",
+            ],
+            [
+                "julia db copy (COPY → staging → INSERT, verified; whole CLI)",
+                f"{total:,}",
+                " ".join(f"{run:.2f}" for run in julia_runs),
+                f"{julia_seconds:.2f}",
+                f"{total / julia_seconds:,.0f}",
+                f"{dump_seconds / julia_seconds:.1f}×",
+            ],
+        ],
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="copies per method, best one counts (default 3)")
@@ -336,34 +367,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"round {n}: julia db copy {seconds:.2f}s, pg_dump | psql {dump_runs[-1][0]:.2f}s", flush=True)
         print("every target equals DEV row for row\n")
 
-    dump_seconds, per_table = min(dump_runs, key=lambda run: run[0])
-    julia_seconds = min(julia_runs)
-    benchkit.print_table(
-        ["table", "rows", "pg_dump+psql s"],
-        [[t, f"{counts[t]:,}", f"{per_table[t]:.2f}"] for t in tables],
-    )
-    print()
-    benchkit.print_table(
-        ["method", "rows", "rounds s", "best s", "rows/s", "speed-up"],
-        [
-            [
-                "pg_dump --column-inserts --on-conflict-do-nothing | psql (seed)",
-                f"{total:,}",
-                " ".join(f"{run[0]:.2f}" for run in dump_runs),
-                f"{dump_seconds:.2f}",
-                f"{total / dump_seconds:,.0f}",
-                "1.0×",
-            ],
-            [
-                "julia db copy (COPY → staging → INSERT, verified; whole CLI)",
-                f"{total:,}",
-                " ".join(f"{run:.2f}" for run in julia_runs),
-                f"{julia_seconds:.2f}",
-                f"{total / julia_seconds:,.0f}",
-                f"{dump_seconds / julia_seconds:.1f}×",
-            ],
-        ],
-    )
+    print_results(tables, counts, julia_runs, dump_runs)
 
 
 if __name__ == "__main__":
