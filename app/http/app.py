@@ -18,7 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from app.core.config import Settings
-from app.http import chatwoot, evolution, health, metrics, ops, slack
+from app.http import chatwoot, console, evolution, health, metrics, ops, slack
 from app.http.auth import Refusal, answer_refusal
 from app.http.chatwoot_rescue import ChatwootRescue
 from app.http.ingest import InboundBatcher
@@ -39,6 +39,7 @@ ROUTES: list[BaseRoute] = [
     *health.ROUTES,
     *metrics.ROUTES,
     *ops.ROUTES,
+    *console.ROUTES,
     *chatwoot.ROUTES,
     *slack.ROUTES,
 ]

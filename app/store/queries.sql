@@ -503,3 +503,59 @@ SELECT metric, labels, value FROM public.metrics_snapshot(%(app_env)s, %(project
 -- message_trace --
 -- The path of one message (interacao id or Evolution message id), oldest step first
 SELECT at, step, detail FROM public.message_trace(%(id)s);
+
+-- console_sign_in --
+-- Record an operator's sign-in to the ops console
+SELECT public.console_sign_in(%(operator)s, to_timestamp(%(expires_at)s)) AS id;
+
+-- console_recent_actions --
+-- The newest ops-console actions (audit), newest first
+SELECT public.console_recent_actions(%(limit)s) AS result;
+
+-- console_pause_julia --
+-- Pause Julia from the ops console, audited under the operator's name
+SELECT public.console_pause_julia(%(operator)s, %(motivo)s) AS id;
+
+-- console_resume_julia --
+-- Resume Julia from the ops console, audited under the operator's name
+SELECT public.console_resume_julia(%(operator)s, %(motivo)s) AS id;
+
+-- console_problem_jobs --
+-- Failed, stalled, retrying and overdue jobs for the console
+SELECT public.console_problem_jobs(make_interval(secs => %(stalled_seconds)s), %(limit)s) AS result;
+
+-- console_retry_job --
+-- Run a failed, stalled or waiting job again, audited
+SELECT public.console_retry_job(%(operator)s, %(job_id)s, %(motivo)s, make_interval(secs => %(stalled_seconds)s)) AS was;
+
+-- console_dismiss_job --
+-- Dismiss a failed or waiting job, audited
+SELECT public.console_dismiss_job(%(operator)s, %(job_id)s, %(motivo)s) AS was;
+
+-- console_conversations --
+-- Conversations matching a name or phone, with who owns each
+SELECT public.console_conversations(%(query)s, %(limit)s) AS result;
+
+-- console_transcript --
+-- One conversation: doctor, owner and its messages
+SELECT public.console_transcript(%(conversation_id)s) AS result;
+
+-- console_hand_back --
+-- Give a conversation back to Julia from the console, audited
+SELECT public.console_hand_back(%(operator)s, %(conversation_id)s, %(motivo)s) AS id;
+
+-- console_campaigns --
+-- Every campaign with its metrics and refusals by reason
+SELECT public.console_campaigns(%(limit)s) AS result;
+
+-- console_pause_campaign --
+-- Pause a campaign from the console, audited
+SELECT public.console_pause_campaign(%(operator)s, %(id)s, %(motivo)s) AS id;
+
+-- console_cancel_campaign --
+-- Cancel a campaign from the console (its waiting rows settled), audited
+SELECT public.console_cancel_campaign(%(operator)s, %(id)s, %(motivo)s) AS settled;
+
+-- console_failures --
+-- Jobs that failed for good and poison inbound messages
+SELECT public.console_failures(%(limit)s) AS result;
