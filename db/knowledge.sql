@@ -21,7 +21,7 @@ SET enable_seqscan = off
 -- Keep walking the HNSW graph until p_k rows of p_model are found (pgvector >= 0.8).
 SET hnsw.iterative_scan = 'relaxed_order'
 -- A wider search list than the default 40: recall@5 vs exact from ~0.85 to ~0.95 at 10k
--- chunks for a few ms (bench/retrieval.py; the graph is built with ef_construction 256, 0018).
+-- chunks for a few ms (bench/retrieval.py; the graph is built with ef_construction 256, revision 0017).
 SET hnsw.ef_search = 200
 AS $$
     WITH nearest AS MATERIALIZED (

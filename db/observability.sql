@@ -2,7 +2,7 @@
 -- triggers in the transaction of the fact they count, so every worker and
 -- api replica agrees), the one snapshot a scrape reads, the record of each
 -- model call. The path of one message (`julia trace`) is in db/trace.sql.
--- Tables: llm_calls and metric_counters (revision 0017).
+-- Tables: llm_calls and metric_counters (revision 0016).
 
 ------------------------------------------------------------
 -- Counters

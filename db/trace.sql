@@ -1,5 +1,5 @@
 -- The path of one message for `julia trace`, from what SQL kept.
--- Tables: llm_calls (revision 0017) and those it reads across the schema.
+-- Tables: llm_calls (revision 0016) and those it reads across the schema.
 
 ------------------------------------------------------------
 -- The path of one message (julia trace)

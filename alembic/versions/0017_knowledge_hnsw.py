@@ -1,8 +1,8 @@
 """Knowledge retrieval: the HNSW index of the embeddings rebuilt with
 ef_construction 256, for recall at hnsw.ef_search 200.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0017
+Revises: 0016
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 from alembic import op
 
-revision = "0018"
-# After 0017 (observability).
-down_revision = "0017"
+revision = "0017"
+# After 0016 (observability).
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

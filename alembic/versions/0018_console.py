@@ -1,8 +1,8 @@
 """The ops console's audit: one row per operator action taken at /ops
 (who, what, on what, why).
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0018
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from alembic import op
 
-revision = "0019"
-down_revision = "0018"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

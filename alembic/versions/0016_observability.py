@@ -3,7 +3,7 @@ tokens, outcome, times; read by /metrics and `julia trace`) and
 metric_counters (monotonic counters kept by SQL triggers, so /metrics is
 one cheap query whatever the number of workers).
 
-Revision ID: 0017
+Revision ID: 0016
 Revises: 0015
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from alembic import op
 
-revision = "0017"
+revision = "0016"
 # After 0015 (English names).
 down_revision = "0015"
 branch_labels = None
