@@ -58,6 +58,21 @@ $$;
 -- Julia: pause and resume
 ------------------------------------------------------------
 
+-- Check the reason given to p_verb (pause/resume) Julia, then take the lock
+-- that puts console pauses and resumes one after the other.
+CREATE OR REPLACE FUNCTION public._console_julia_lock(p_motivo text, p_verb text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF coalesce(trim(p_motivo), '') = '' THEN
+        RAISE EXCEPTION 'a motivo (reason) is required to % Julia', p_verb USING ERRCODE = 'JU400';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia.console_julia_state'));
+END;
+$$;
+
 -- Pause Julia from the console (reason required); JU409 when already paused.
 CREATE OR REPLACE FUNCTION public.console_pause_julia(p_operator text, p_motivo text)
 RETURNS bigint
@@ -67,10 +82,7 @@ AS $$
 DECLARE
     _id bigint;
 BEGIN
-    IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'a motivo (reason) is required to pause Julia' USING ERRCODE = 'JU400';
-    END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia.console_julia_state'));
+    PERFORM public._console_julia_lock(p_motivo, 'pause');
     IF public.julia_is_paused() THEN
         RAISE EXCEPTION 'Julia is already paused (since %)', (public.julia_state()).since USING ERRCODE = 'JU409';
     END IF;
@@ -90,10 +102,7 @@ AS $$
 DECLARE
     _id bigint;
 BEGIN
-    IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'a motivo (reason) is required to resume Julia' USING ERRCODE = 'JU400';
-    END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia.console_julia_state'));
+    PERFORM public._console_julia_lock(p_motivo, 'resume');
     IF NOT public.julia_is_paused() THEN
         RAISE EXCEPTION 'Julia is already active' USING ERRCODE = 'JU409';
     END IF;
