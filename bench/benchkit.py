@@ -4,11 +4,33 @@ aligned text table and a Ctrl-C that cannot cut the cleanup short."""
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import signal
+import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+
+
+class BenchError(Exception):
+    """The benchmark could not run or its results do not check out."""
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a bench's main: a BenchError or Ctrl-C ends it with one line, not a traceback."""
+    try:
+        main()
+    except BenchError as exc:
+        sys.exit(f"bench failed: {exc}")
+    except KeyboardInterrupt:
+        sys.exit("bench interrupted")
+
+
+def percentile_ms(latencies: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile p of latencies in seconds, in milliseconds."""
+    ordered = sorted(latencies)
+    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1] * 1000
 
 
 def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import benchkit
 import psycopg
+from benchkit import BenchError
 from psycopg import sql
 
 TEMPLATE, PROD_TEMPLATE = "julia_copy_tmpl", "julia_prod_tmpl"
@@ -134,10 +135,6 @@ INSERT INTO campanhas (nome, filtro, template, status)
            'Oi {nome}, tudo bem? Temos plantões de ' || g || ' na sua região.', 'rascunho'
       FROM generate_series(1, 7) AS g;
 """
-
-
-class BenchError(Exception):
-    """The benchmark could not run or its results do not check out."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -371,9 +368,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as exc:
-        sys.exit(f"bench failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("bench interrupted")
+    benchkit.run(main)

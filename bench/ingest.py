@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import secrets
 import signal
@@ -34,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import benchkit
 import httpx
 import psycopg
+from benchkit import BenchError
 
 BENCH_DB = "julia_bench"
 SECRET = secrets.token_hex(16)  # fresh per run; only this process and its api know it
@@ -64,10 +64,6 @@ TEXTS = [
 ]
 
 
-class BenchError(Exception):
-    """The benchmark could not run or its results do not check out."""
-
-
 @dataclass(frozen=True, kw_only=True)
 class Result:
     """Latencies (seconds) of one measured phase and its wall time."""
@@ -88,9 +84,7 @@ class Result:
 
     def percentile_ms(self, p: float) -> float:
         """Nearest-rank percentile in milliseconds."""
-        ordered = sorted(self.latencies)
-        rank = max(1, math.ceil(p / 100 * len(ordered)))
-        return ordered[rank - 1] * 1000
+        return benchkit.percentile_ms(self.latencies, p)
 
 
 # ------------------------------------------------------------------
@@ -460,9 +454,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as exc:
-        sys.exit(f"bench failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("bench interrupted")
+    benchkit.run(main)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import math
 import random
 import signal
 import sys
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 
 import benchkit
 import psycopg
+from benchkit import BenchError
 from psycopg.rows import dict_row
 
 from app.conversation.embeddings import LOCAL_MODEL, hash_embedding
@@ -52,10 +52,6 @@ INDEX_SCANS = """
 SELECT indexrelname AS name, idx_scan AS scans FROM pg_stat_user_indexes
  WHERE relname = 'conhecimento_julia' AND indexrelname IN ('conhecimento_embedding_idx', 'conhecimento_tsv_idx')
 """
-
-
-class BenchError(Exception):
-    """The benchmark could not run or its results do not check out."""
 
 
 # ------------------------------------------------------------------
@@ -313,8 +309,7 @@ class Run:
 
     def percentile_ms(self, p: float) -> float:
         """Nearest-rank percentile in milliseconds."""
-        ordered = sorted(self.latencies)
-        return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1] * 1000
+        return benchkit.percentile_ms(self.latencies, p)
 
 
 def measure(url: str, name: str, questions: Sequence[tuple[str | None, str]], *, seq_scan: bool) -> Run:
@@ -429,9 +424,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except BenchError as exc:
-        sys.exit(f"bench failed: {exc}")
-    except KeyboardInterrupt:
-        sys.exit("bench interrupted")
+    benchkit.run(main)

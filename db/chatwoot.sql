@@ -61,10 +61,7 @@ DECLARE
     _conv public.conversations;
     _cliente public.clientes;
 BEGIN
-    SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'chatwoot_sync_work: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
-    END IF;
+    _conv := public._conversation_or_404('chatwoot_sync_work', p_conversation_id);
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
     RETURN jsonb_build_object(
         'conversation_id', _conv.id,

@@ -58,6 +58,21 @@ $$;
 -- Julia: pause and resume
 ------------------------------------------------------------
 
+-- Check the reason given to p_verb (pause/resume) Julia, then take the lock
+-- that puts console pauses and resumes one after the other.
+CREATE OR REPLACE FUNCTION public._console_julia_lock(p_motivo text, p_verb text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    IF coalesce(trim(p_motivo), '') = '' THEN
+        RAISE EXCEPTION 'a motivo (reason) is required to % Julia', p_verb USING ERRCODE = 'JU400';
+    END IF;
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia.console_julia_state'));
+END;
+$$;
+
 -- Pause Julia from the console (reason required); JU409 when already paused.
 CREATE OR REPLACE FUNCTION public.console_pause_julia(p_operator text, p_motivo text)
 RETURNS bigint
@@ -67,10 +82,7 @@ AS $$
 DECLARE
     _id bigint;
 BEGIN
-    IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'a motivo (reason) is required to pause Julia' USING ERRCODE = 'JU400';
-    END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia.console_julia_state'));
+    PERFORM public._console_julia_lock(p_motivo, 'pause');
     IF public.julia_is_paused() THEN
         RAISE EXCEPTION 'Julia is already paused (since %)', (public.julia_state()).since USING ERRCODE = 'JU409';
     END IF;
@@ -90,10 +102,7 @@ AS $$
 DECLARE
     _id bigint;
 BEGIN
-    IF coalesce(trim(p_motivo), '') = '' THEN
-        RAISE EXCEPTION 'a motivo (reason) is required to resume Julia' USING ERRCODE = 'JU400';
-    END IF;
-    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('julia.console_julia_state'));
+    PERFORM public._console_julia_lock(p_motivo, 'resume');
     IF NOT public.julia_is_paused() THEN
         RAISE EXCEPTION 'Julia is already active' USING ERRCODE = 'JU409';
     END IF;
@@ -142,6 +151,23 @@ AS $$
              LIMIT greatest(1, least(coalesce(p_limit, 50), 500))) AS j;
 $$;
 
+-- The job p_job_id, locked for an operator's action; JU404 when there is none.
+CREATE OR REPLACE FUNCTION public._console_lock_job(p_job_id bigint)
+RETURNS public.procrastinate_jobs
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _job public.procrastinate_jobs;
+BEGIN
+    SELECT * INTO _job FROM public.procrastinate_jobs AS j WHERE j.id = p_job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % not found', p_job_id USING ERRCODE = 'JU404';
+    END IF;
+    RETURN _job;
+END;
+$$;
+
 -- Run a job again: a failed one (a failed send's outbox row goes back to
 -- the gate, unless its campaign was cancelled), one stuck on a dead worker
 -- (stalled for p_stalled), or a
@@ -155,14 +181,9 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    _job record;
+    _job public.procrastinate_jobs := public._console_lock_job(p_job_id);
     _outbox_id bigint;
 BEGIN
-    SELECT j.id, j.status::text AS status, j.task_name, j.args INTO _job
-      FROM public.procrastinate_jobs AS j WHERE j.id = p_job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % not found', p_job_id USING ERRCODE = 'JU404';
-    END IF;
     IF _job.status = 'doing' AND NOT EXISTS (SELECT 1 FROM public.stalled_jobs(p_stalled) AS s WHERE s.id = p_job_id) THEN
         RAISE EXCEPTION 'job % is running on a live worker', p_job_id USING ERRCODE = 'JU409';
     ELSIF _job.status IN ('failed', 'doing') THEN
@@ -196,13 +217,9 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    _job record;
+    _job public.procrastinate_jobs := public._console_lock_job(p_job_id);
 BEGIN
-    SELECT j.id, j.status::text AS status, j.task_name INTO _job
-      FROM public.procrastinate_jobs AS j WHERE j.id = p_job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % not found', p_job_id USING ERRCODE = 'JU404';
-    ELSIF _job.status = 'failed' THEN
+    IF _job.status = 'failed' THEN
         UPDATE public.procrastinate_jobs SET status = 'cancelled' WHERE id = p_job_id;
     ELSIF _job.status = 'todo' THEN
         PERFORM public.procrastinate_cancel_job_v1(p_job_id, false, false);

@@ -85,6 +85,22 @@ AS $$
      WHERE o.id = p_outbox_id AND o.state = 'claimed' AND o.claimed_by_job = p_job_id;
 $$;
 
+-- Put a deferred outbox row back in the queue with its send job (the gate
+-- decides again); false when it was no longer deferred or its job already waits.
+CREATE OR REPLACE FUNCTION public._requeue_deferred_send(p_outbox_id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    UPDATE public.outbox SET state = 'queued', updated_at = now() WHERE id = p_outbox_id AND state = 'deferred';
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    RETURN public.defer_send(p_outbox_id) IS NOT NULL;
+END;
+$$;
+
 ------------------------------------------------------------
 -- Delivery status (messages.update) and blocked contacts
 ------------------------------------------------------------

@@ -116,6 +116,23 @@ BEGIN
 END;
 $$;
 
+-- The conversation p_conversation_id; JU404 naming p_caller when there is none.
+CREATE OR REPLACE FUNCTION public._conversation_or_404(p_caller text, p_conversation_id bigint)
+RETURNS public.conversations
+LANGUAGE plpgsql STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    _conv public.conversations;
+BEGIN
+    SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '%: conversation % not found', p_caller, p_conversation_id USING ERRCODE = 'JU404';
+    END IF;
+    RETURN _conv;
+END;
+$$;
+
 ------------------------------------------------------------
 -- Inbound: find or create, learning what an event adds
 ------------------------------------------------------------

@@ -42,6 +42,26 @@ AS $$
        AND n.nspname NOT LIKE '\_timescaledb\_%';
 $$;
 
+-- The Data API's roles (anon, authenticated) present in this cluster (also
+-- db/security.sql's).
+CREATE OR REPLACE FUNCTION public._api_roles()
+RETURNS TABLE (oid oid, rolname name)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT r.oid, r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated');
+$$;
+
+-- Does object p_objid of catalog p_classid belong to an extension?
+CREATE OR REPLACE FUNCTION public._lint_extension_member(p_classid regclass, p_objid oid)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                    WHERE d.deptype = 'e' AND d.classid = p_classid AND d.objid = p_objid);
+$$;
+
 -- Findings about tables, views and queues (0013, 0010, 0019, 0008).
 CREATE OR REPLACE FUNCTION public._lint_relations()
 RETURNS TABLE (level text, code text, name text, object text, detail text)
@@ -49,12 +69,7 @@ LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
     WITH ours AS (SELECT * FROM public._lint_schemas()),
-    api_roles AS (
-        SELECT r.oid, r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
-    ),
-    extension_members AS (
-        SELECT d.classid, d.objid FROM pg_catalog.pg_depend AS d WHERE d.deptype = 'e'
-    )
+    api_roles AS (SELECT * FROM public._api_roles())
     -- 0013: a table in `public` is reachable through the Data API; without
     -- RLS every row is readable by whoever holds a grant.
     SELECT 'ERROR', '0013', 'rls_disabled_in_public', c.oid::regclass::text,
@@ -75,8 +90,7 @@ AS $$
        AND (n.nspname = 'public'
             OR EXISTS (SELECT 1 FROM api_roles AS r
                         WHERE pg_catalog.has_table_privilege(r.oid, c.oid, 'SELECT')))
-       AND NOT EXISTS (SELECT 1 FROM extension_members AS e
-                        WHERE e.classid = 'pg_catalog.pg_class'::regclass AND e.objid = c.oid)
+       AND NOT public._lint_extension_member('pg_catalog.pg_class'::regclass, c.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_options_to_table(c.reloptions) AS o
                         WHERE o.option_name = 'security_invoker'
                           AND lower(o.option_value) IN ('on', 'true', 'yes', '1'))
@@ -106,8 +120,7 @@ AS $$
        AND n.nspname <> 'pgmq'
        AND c.relrowsecurity
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_policy AS pol WHERE pol.polrelid = c.oid)
-       AND NOT EXISTS (SELECT 1 FROM extension_members AS e
-                        WHERE e.classid = 'pg_catalog.pg_class'::regclass AND e.objid = c.oid);
+       AND NOT public._lint_extension_member('pg_catalog.pg_class'::regclass, c.oid);
 $$;
 
 -- Findings about functions and extensions (0011, 0014, 0028/0029).
@@ -117,12 +130,7 @@ LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
     WITH ours AS (SELECT * FROM public._lint_schemas()),
-    api_roles AS (
-        SELECT r.oid, r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
-    ),
-    extension_members AS (
-        SELECT d.classid, d.objid FROM pg_catalog.pg_depend AS d WHERE d.deptype = 'e'
-    )
+    api_roles AS (SELECT * FROM public._api_roles())
     -- 0011: a function without a fixed search_path resolves names through the
     -- caller's search_path, which the caller controls.
     SELECT 'WARN', '0011', 'function_search_path_mutable', p.oid::regprocedure::text,
@@ -130,8 +138,7 @@ AS $$
       FROM pg_catalog.pg_proc AS p
       JOIN ours AS n ON n.oid = p.pronamespace
      WHERE p.prokind <> 'a'
-       AND NOT EXISTS (SELECT 1 FROM extension_members AS e
-                        WHERE e.classid = 'pg_catalog.pg_proc'::regclass AND e.objid = p.oid)
+       AND NOT public._lint_extension_member('pg_catalog.pg_proc'::regclass, p.oid)
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(p.proconfig) AS s (setting)
                         WHERE s.setting LIKE 'search\_path=%')
 

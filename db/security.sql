@@ -98,14 +98,13 @@ BEGIN
           JOIN pg_catalog.pg_namespace AS n ON n.oid = p.pronamespace
          WHERE n.nspname IN ('public', 'pgmq')
            AND (pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')
-                OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles AS r
-                            WHERE r.rolname IN ('anon', 'authenticated')
-                              AND pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE')))
+                OR EXISTS (SELECT 1 FROM public._api_roles() AS r
+                            WHERE pg_catalog.has_function_privilege(r.oid, p.oid, 'EXECUTE')))
     LOOP
         BEGIN
             EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM PUBLIC', _function);
             FOR _role IN
-                SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
+                SELECT r.rolname FROM public._api_roles() AS r
             LOOP
                 EXECUTE pg_catalog.format('REVOKE EXECUTE ON ROUTINE %s FROM %I', _function, _role);
             END LOOP;
@@ -136,7 +135,7 @@ DECLARE
 BEGIN
     -- The API roles exist on Supabase, not necessarily elsewhere.
     FOR _role IN
-        SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
+        SELECT r.rolname FROM public._api_roles() AS r
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA public FROM %I', _role);
         EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM %I', _role);
@@ -199,7 +198,7 @@ DECLARE
     _role text;
 BEGIN
     FOR _role IN
-        SELECT r.rolname FROM pg_catalog.pg_roles AS r WHERE r.rolname IN ('anon', 'authenticated')
+        SELECT r.rolname FROM public._api_roles() AS r
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION public.secure_public_schema() FROM %I', _role);
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION public.lint_schema() FROM %I', _role);

@@ -139,10 +139,7 @@ DECLARE
     _cliente_id bigint;
     _vaga public.vagas;
 BEGIN
-    SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'reservar_vaga: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
-    END IF;
+    _cliente_id := (public._conversation_or_404('reservar_vaga', p_conversation_id)).cliente_id;
     UPDATE public.vagas AS v
        SET status = 'reservada', reservada_por = _cliente_id, reservada_em = clock_timestamp(), updated_at = now()
      WHERE v.id = p_vaga_id AND v.status = 'aberta' AND v.data >= current_date
@@ -184,10 +181,7 @@ BEGIN
     IF jsonb_typeof(p_dados) IS DISTINCT FROM 'object' THEN
         RAISE EXCEPTION 'salvar_preferencias: dados must be an object' USING ERRCODE = 'JU400';
     END IF;
-    SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'salvar_preferencias: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
-    END IF;
+    _cliente_id := (public._conversation_or_404('salvar_preferencias', p_conversation_id)).cliente_id;
     IF p_dados ? 'especialidade' THEN
         _especialidade_id := public.resolve_especialidade(p_dados ->> 'especialidade');
         IF _especialidade_id IS NULL THEN
@@ -258,10 +252,7 @@ DECLARE
     _already boolean;
     _cliente_id bigint;
 BEGIN
-    SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'registrar_opt_out: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
-    END IF;
+    _cliente_id := (public._conversation_or_404('registrar_opt_out', p_conversation_id)).cliente_id;
     _already := public.person_opted_out(_cliente_id);
     UPDATE public.clientes AS cl
        SET opt_out = true, opt_out_em = coalesce(cl.opt_out_em, clock_timestamp()),
@@ -297,10 +288,7 @@ DECLARE
     _result jsonb;
     _in jsonb := coalesce(p_input, '{}'::jsonb);
 BEGIN
-    SELECT c.cliente_id INTO _cliente_id FROM public.conversations AS c WHERE c.id = p_conversation_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'execute_tool: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
-    END IF;
+    _cliente_id := (public._conversation_or_404('execute_tool', p_conversation_id)).cliente_id;
     CASE p_name
         WHEN 'buscar_vagas' THEN
             _result := public.buscar_vagas(_cliente_id, _in ->> 'especialidade', _in ->> 'regiao', _in ->> 'periodo',

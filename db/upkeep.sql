@@ -107,8 +107,7 @@ BEGIN
          ORDER BY o.id
          FOR UPDATE SKIP LOCKED
     LOOP
-        UPDATE public.outbox SET state = 'queued', updated_at = now() WHERE id = _row.id AND state = 'deferred';
-        IF FOUND AND public.defer_send(_row.id) IS NOT NULL THEN _n := _n + 1; END IF;
+        IF public._requeue_deferred_send(_row.id) THEN _n := _n + 1; END IF;
     END LOOP;
     RETURN _n;
 END;

@@ -194,49 +194,50 @@ def _to_conversation(request: Request) -> str:
     return f"/ops/conversas/{request.path_params['id']}"
 
 
+def _action_route(path: str, action: str, query: str, params: Params, done: str, back: Callable[[Request], str]):
+    """The POST route of one console action (see _console_action)."""
+    return Route(path, _console_action(action, query, params, done, back), methods=["POST"])
+
+
 ROUTES: list[BaseRoute] = [
     Route("/ops/entrar", sign_in_page, methods=["GET"]),
     Route("/ops/entrar", sign_in, methods=["POST"]),
     Route("/ops/sair", sign_out, methods=["POST"]),
-    Route(
-        "/ops/pausar",
-        _console_action("julia_paused", "console_pause_julia", _julia_params, "pausada", _to("/ops")),
-        methods=["POST"],
-    ),
-    Route(
-        "/ops/retomar",
-        _console_action("julia_resumed", "console_resume_julia", _julia_params, "retomada", _to("/ops")),
-        methods=["POST"],
-    ),
-    Route(
+    _action_route("/ops/pausar", "julia_paused", "console_pause_julia", _julia_params, "pausada", _to("/ops")),
+    _action_route("/ops/retomar", "julia_resumed", "console_resume_julia", _julia_params, "retomada", _to("/ops")),
+    _action_route(
         "/ops/conversas/{id}/devolver",
-        _console_action(
-            "conversation_handed_back", "console_hand_back", _conversation_params, "devolvida", _to_conversation
-        ),
-        methods=["POST"],
+        "conversation_handed_back",
+        "console_hand_back",
+        _conversation_params,
+        "devolvida",
+        _to_conversation,
     ),
-    Route(
+    _action_route(
         "/ops/campanhas/{id}/pausar",
-        _console_action(
-            "campaign_paused", "console_pause_campaign", _campaign_params, "campanha_pausada", _to("/ops/campanhas")
-        ),
-        methods=["POST"],
+        "campaign_paused",
+        "console_pause_campaign",
+        _campaign_params,
+        "campanha_pausada",
+        _to("/ops/campanhas"),
     ),
-    Route(
+    _action_route(
         "/ops/campanhas/{id}/cancelar",
-        _console_action(
-            "campaign_cancelled", "console_cancel_campaign", _cancel_params, "campanha_cancelada", _to("/ops/campanhas")
-        ),
-        methods=["POST"],
+        "campaign_cancelled",
+        "console_cancel_campaign",
+        _cancel_params,
+        "campanha_cancelada",
+        _to("/ops/campanhas"),
     ),
-    Route(
-        "/ops/jobs/{id}/retentar",
-        _console_action("job_retried", "console_retry_job", _retry_params, "job_retentado", _to("/ops/filas")),
-        methods=["POST"],
+    _action_route(
+        "/ops/jobs/{id}/retentar", "job_retried", "console_retry_job", _retry_params, "job_retentado", _to("/ops/filas")
     ),
-    Route(
+    _action_route(
         "/ops/jobs/{id}/descartar",
-        _console_action("job_dismissed", "console_dismiss_job", _job_params, "job_descartado", _to("/ops/filas")),
-        methods=["POST"],
+        "job_dismissed",
+        "console_dismiss_job",
+        _job_params,
+        "job_descartado",
+        _to("/ops/filas"),
     ),
 ]

@@ -146,24 +146,12 @@ def julia_section(status: Mapping[str, Any], actions: Sequence[Mapping[str, Any]
         f"<dt>Alterado via</dt><dd>{h(julia.get('alterado_via'))}</dd>"
         f"<dt>Desde</dt><dd>{when(julia.get('since'))}</dd></dl>"
     )
-    if paused:
-        action = form(
-            "/ops/retomar",
-            csrf,
-            reason_field(required=True, field_id="motivo"),
-            "Retomar Julia",
-            css="stack",
-            button_id="retomar",
-        )
-    else:
-        action = form(
-            "/ops/pausar",
-            csrf,
-            reason_field(required=True, field_id="motivo"),
-            "Pausar Julia",
-            css="stack danger",
-            button_id="pausar",
-        )
+    path, label, css, button = (
+        ("/ops/retomar", "Retomar Julia", "stack", "retomar")
+        if paused
+        else ("/ops/pausar", "Pausar Julia", "stack danger", "pausar")
+    )
+    action = form(path, csrf, reason_field(required=True, field_id="motivo"), label, css=css, button_id=button)
     queues = status.get("filas") or {}
     inbound = queues.get("inbound") or {}
     summary = (

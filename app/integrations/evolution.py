@@ -94,11 +94,7 @@ class EvolutionClient(ServiceClient):
         if delay_ms:
             body["delay"] = delay_ms
         data = await self._post(f"/message/sendText/{quote(instance or self._instance, safe='')}", body)
-        key = data.get("key") if isinstance(data, dict) else None
-        return SentMessage(
-            message_id=key.get("id") if isinstance(key, dict) else None,
-            status=data.get("status") if isinstance(data, dict) else None,
-        )
+        return _sent_message(data)
 
     async def send_media(
         self,
@@ -118,11 +114,7 @@ class EvolutionClient(ServiceClient):
             if value:
                 body[key] = value
         data = await self._post(f"/message/sendMedia/{quote(instance or self._instance, safe='')}", body)
-        key = data.get("key") if isinstance(data, dict) else None
-        return SentMessage(
-            message_id=key.get("id") if isinstance(key, dict) else None,
-            status=data.get("status") if isinstance(data, dict) else None,
-        )
+        return _sent_message(data)
 
     async def send_presence(
         self, number: str, *, presence: str = "composing", delay_ms: int = 1000, instance: str | None = None
@@ -209,6 +201,15 @@ def chat_jids(number: str) -> list[str]:
     elif digits.startswith("55") and len(digits) == 12 and digits[4] in "6789":
         forms.append(f"{digits[:4]}9{digits[4:]}")
     return [f"{form}@s.whatsapp.net" for form in forms]
+
+
+def _sent_message(data: Any) -> SentMessage:
+    """The message id and status of a sendText/sendMedia answer (None where it has none)."""
+    key = data.get("key") if isinstance(data, dict) else None
+    return SentMessage(
+        message_id=key.get("id") if isinstance(key, dict) else None,
+        status=data.get("status") if isinstance(data, dict) else None,
+    )
 
 
 def _found_message(record: Any) -> FoundMessage | None:

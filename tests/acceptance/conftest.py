@@ -4,7 +4,6 @@ against the test database and stand-in servers."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_for
+from tests.processes import stop_process
 
 JULIA = [sys.executable, "-m", "app.ops.cli"]
 
@@ -44,13 +44,7 @@ class Process:
 
     def stop(self) -> str:
         """Stop (SIGTERM, then SIGKILL) and return what the process printed."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.log.closed:
             return ""
         self.log.seek(0)

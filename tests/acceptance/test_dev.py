@@ -19,6 +19,7 @@ import pytest
 
 from tests.acceptance.conftest import JULIA, free_port
 from tests.conftest import wait_for
+from tests.processes import stop_process
 
 # What a newcomer's shell does not have: everything Julia reads.
 NOT_SET = ("DATABASE_URL", "APP_ENV", "EVOLUTION_", "ANTHROPIC_", "JWT_SECRET_KEY", "VOYAGE_", "CHATWOOT_", "SLACK_")
@@ -45,13 +46,7 @@ class Dev:
         return self.out.read()
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGINT, timeout=30)
         output = self.output()
         self.out.close()
         return output

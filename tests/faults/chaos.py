@@ -30,6 +30,7 @@ import httpx
 import psycopg
 
 from tests import payloads
+from tests.processes import stop_process
 
 JULIA = [sys.executable, "-m", "app.ops.cli"]
 TOKEN = re.compile(r"m\d+\.\d+")
@@ -63,13 +64,7 @@ class JuliaProcess:
         return self.log.read()
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         out = self.output()
         self.log.close()
         return out

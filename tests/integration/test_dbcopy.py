@@ -65,21 +65,8 @@ INSERT INTO diretrizes (titulo, texto, prioridade)
 INSERT INTO prompts (nome, versao, conteudo, ativo)
     SELECT 'julia_base', g, repeat('Você é a Júlia. ', 40), g = 3 FROM generate_series(1, 3) AS g;
 """
-COPIED = (
-    "especialidades",
-    "especialidades_alias",
-    "hospitais",
-    "hospitais_alias",
-    "setores",
-    "periodos",
-    "tipos_vaga",
-    "formas_recebimento",
-    "clientes",
-    "vagas",
-    "conhecimento_julia",
-    "diretrizes",
-    "prompts",
-)
+# The seed above fills every default table but campanhas.
+COPIED = tuple(t for t in dbcopy.DEFAULT_TABLES if t != "campanhas")
 
 
 def fingerprint(url: str, table: str) -> tuple[int, str]:

@@ -182,3 +182,32 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(payload)
+
+
+class HangingStandin(StandinServer):
+    """A stand-in that `hang()` makes hold every call open until `release()`."""
+
+    def __init__(self, *, port: int = 0) -> None:
+        super().__init__(port=port)
+        self._hanging = False
+        self._released = threading.Event()
+
+    def hang(self) -> None:
+        """Hold every API call open until `release()` (then answer 503)."""
+        with self._lock:
+            self._hanging = True
+            self._released.clear()
+
+    def release(self) -> None:
+        """Stop hanging; held calls return 503, later ones work."""
+        with self._lock:
+            self._hanging = False
+            self._released.set()
+
+    def _held(self) -> bool:
+        """If hanging, hold this call until released (60 s at most) and say so: the caller answers 503."""
+        with self._lock:
+            hanging = self._hanging
+        if hanging:
+            self._released.wait(timeout=60)
+        return hanging

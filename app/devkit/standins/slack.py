@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 import time
 from collections import deque
 from typing import Any
 from urllib.parse import urlencode
 
-from app.devkit.standins.server import RecordedRequest, Reply, StandinServer, json_reply
+from app.devkit.standins.server import HangingStandin, RecordedRequest, Reply, json_reply
 
 WEBHOOK_PATH = "/services/T000/B000/hook"
 
 
-class SlackStandin(StandinServer):
+class SlackStandin(HangingStandin):
     """Fake Slack that records posted texts; can fail or hang like Chatwoot's stand-in."""
 
     def __init__(self, *, bot_token: str = "xoxb-dev", port: int = 0) -> None:  # noqa: S107 - a fake token
@@ -25,8 +24,6 @@ class SlackStandin(StandinServer):
         self.bot_token = bot_token
         self._posts: list[dict[str, Any]] = []
         self._failures: deque[int] = deque()
-        self._hanging = False
-        self._released = threading.Event()
 
     @property
     def api_url(self) -> str:
@@ -39,16 +36,6 @@ class SlackStandin(StandinServer):
     def fail_next(self, status: int = 500, times: int = 1) -> None:
         with self._lock:
             self._failures.extend([status] * times)
-
-    def hang(self) -> None:
-        with self._lock:
-            self._hanging = True
-            self._released.clear()
-
-    def release(self) -> None:
-        with self._lock:
-            self._hanging = False
-            self._released.set()
 
     def stop(self) -> None:
         self.release()
@@ -72,9 +59,7 @@ class SlackStandin(StandinServer):
     def handle(self, request: RecordedRequest) -> Reply:
         with self._lock:
             status = self._failures.popleft() if self._failures else None
-            hanging = self._hanging
-        if hanging:
-            self._released.wait(timeout=60)
+        if self._held():
             return json_reply(503, {"ok": False, "error": "service_unavailable"})
         body = request.json if isinstance(request.json, dict) else {}
         if request.method == "POST" and request.path == "/api/chat.postMessage":

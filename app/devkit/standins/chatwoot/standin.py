@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections import deque
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -16,7 +15,7 @@ from urllib.parse import parse_qs
 
 from app.devkit.standins.chatwoot.delivery import WebhookDelivery, WebhookSink
 from app.devkit.standins.chatwoot.model import Author, ChatwootAccount
-from app.devkit.standins.server import RecordedRequest, Reply, StandinServer, json_reply
+from app.devkit.standins.server import HangingStandin, RecordedRequest, Reply, json_reply
 
 _PATH = re.compile(r"^/api/v1/accounts/(?P<account>[^/]+)(?P<rest>/.*)$")
 _BLOB = re.compile(r"^/rails/active_storage/blobs/(?P<id>\d+)/")
@@ -32,7 +31,7 @@ BOT_ENDPOINTS = frozenset(
 BOT_REFUSED = {"error": "Access to this endpoint is not authorized for bots"}
 
 
-class ChatwootStandin(StandinServer):
+class ChatwootStandin(HangingStandin):
     """Fake Chatwoot: checks `api_access_token`, keeps contacts, conversations and messages."""
 
     def __init__(
@@ -53,8 +52,6 @@ class ChatwootStandin(StandinServer):
             self._tokens[bot_token] = "bot"
         self._failures: deque[int] = deque()
         self._fail_all: int | None = None
-        self._hanging = False
-        self._released = threading.Event()
         self._webhooks = WebhookDelivery(self._lock)
         self.account = ChatwootAccount(
             account_id=account_id,
@@ -87,18 +84,6 @@ class ChatwootStandin(StandinServer):
         """Answer every API call with `status` until called with None."""
         with self._lock:
             self._fail_all = status
-
-    def hang(self) -> None:
-        """Hold every API call open until `release()` (then answer 503)."""
-        with self._lock:
-            self._hanging = True
-            self._released.clear()
-
-    def release(self) -> None:
-        """Stop hanging; held calls return 503, later ones work."""
-        with self._lock:
-            self._hanging = False
-            self._released.set()
 
     def deliver_webhooks(self, sink: WebhookSink | None, *, secret: str = "", kind: str = "api_inbox") -> None:
         """Send every event to `sink` (signed with `secret`); kind 'api_inbox' or 'account'."""
@@ -237,9 +222,7 @@ class ChatwootStandin(StandinServer):
         """The answer `fail_next`, `fail_all` or `hang` asked for, if any."""
         with self._lock:
             status = self._failures.popleft() if self._failures else self._fail_all
-            hanging = self._hanging
-        if hanging:
-            self._released.wait(timeout=60)
+        if self._held():
             return json_reply(503, {"error": "Service Unavailable"})
         if status is not None:
             return json_reply(status, {"error": "Internal Server Error"})
