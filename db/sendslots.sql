@@ -119,27 +119,30 @@ $$;
 -- Choosing the number
 ------------------------------------------------------------
 
--- Take a number's day and hour slots (limits p_day_limit, p_hour_limit),
--- both or neither: a full hour rolls the day slot back (and its row lock)
--- with the subtransaction, before the caller tries the next number.
--- Returns NULL when taken, else 'day_full' or 'hour_full'.
-CREATE OR REPLACE FUNCTION public._take_number_slots(
-    p_number_id bigint, p_hour timestamp, p_day timestamp, p_hour_limit integer, p_day_limit integer
+-- Claim outbox row p_row from number p_number_id (_take_claim) and take
+-- the number's day and hour slots (limits p_day_limit, p_hour_limit), all
+-- or nothing: the slots come last, so a counter row stays locked only for
+-- its UPDATE and the commit; a full window rolls the claim and the day
+-- slot back (and its row lock) with the subtransaction, before the caller
+-- tries the next number. window_full is NULL when taken, else 'day_full' or 'hour_full'.
+CREATE OR REPLACE FUNCTION public._claim_with_number_slots(
+    p_row public.outbox, p_job_id bigint, p_now timestamptz, p_address text, p_number_id bigint,
+    p_hour timestamp, p_day timestamp, p_hour_limit integer, p_day_limit integer,
+    OUT window_full text, OUT attempts integer, OUT number text, OUT instance text
 )
-RETURNS text
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
+    SELECT * INTO attempts, number, instance FROM public._take_claim(p_row, p_job_id, p_now, p_address, p_number_id);
     IF NOT public._take_number_slot(p_number_id, 'day', p_day, p_day_limit) THEN
         RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'day_full';
     END IF;
     IF NOT public._take_number_slot(p_number_id, 'hour', p_hour, p_hour_limit) THEN
         RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'hour_full';
     END IF;
-    RETURN NULL;
 EXCEPTION WHEN SQLSTATE 'JU001' THEN
-    RETURN SQLERRM;
+    window_full := SQLERRM; attempts := NULL; number := NULL; instance := NULL;
 END;
 $$;
 
@@ -168,15 +171,17 @@ AS $$
      ORDER BY coalesce(c.day_claims, 0)::numeric / greatest(c.day_limit, 1), coalesce(c.hour_claims, 0), c.id;
 $$;
 
--- Choose the number a proactive message goes from and take its slots
--- (candidates from _proactive_candidates). A number whose committed count
--- already reached a cap is skipped without touching its row (counts only
--- grow within a window, so that read cannot be wrong): only a claimer that
--- may get a slot waits on a counter row. Returns the number, or a refusal
+-- Choose the number proactive row p_row goes from, claim the row for job
+-- p_job_id and take the number's slots (candidates from
+-- _proactive_candidates). A number whose committed count already reached a
+-- cap is skipped without touching its row (counts only grow within a
+-- window, so that read cannot be wrong): only a claimer that may get a slot
+-- waits on a counter row. Returns the number and the claim, or a refusal
 -- with when it could go.
 CREATE OR REPLACE FUNCTION public._claim_proactive_number(
-    p_known_number_id bigint, p_policy jsonb, p_now timestamptz,
-    OUT number_id bigint, OUT reason text, OUT next_at timestamptz
+    p_row public.outbox, p_job_id bigint, p_address text, p_known_number_id bigint, p_policy jsonb,
+    p_now timestamptz, OUT number_id bigint, OUT reason text, OUT next_at timestamptz,
+    OUT attempts integer, OUT number text, OUT instance text
 )
 LANGUAGE plpgsql
 SET search_path = ''
@@ -207,7 +212,11 @@ BEGIN
         IF _full IS NULL AND (_c.day_claims IS NULL OR _c.hour_claims IS NULL) THEN
             PERFORM public._open_number_windows(_hour, _day);
         END IF;
-        _full := coalesce(_full, public._take_number_slots((_c.num).id, _hour, _day, _c.hour_limit, _c.day_limit));
+        IF _full IS NULL THEN
+            SELECT * INTO _full, attempts, number, instance
+              FROM public._claim_with_number_slots(p_row, p_job_id, p_now, p_address, (_c.num).id, _hour, _day,
+                                                   _c.hour_limit, _c.day_limit);
+        END IF;
         _hour_full := _hour_full OR _full IS NOT DISTINCT FROM 'hour_full';
         _day_full := _day_full OR _full IS NOT DISTINCT FROM 'day_full';
         CONTINUE WHEN _full IS NOT NULL;
