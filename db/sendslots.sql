@@ -124,17 +124,31 @@ $$;
 -- or nothing: the slots come last, so a counter row stays locked only for
 -- its UPDATE and the commit; a full window rolls the claim and the day
 -- slot back (and its row lock) with the subtransaction, before the caller
--- tries the next number. window_full is NULL when taken, else 'day_full' or 'hour_full'.
+-- tries the next number. Unless p_wait, counter rows another claimer holds
+-- are not waited for ('busy': the caller tries a number nobody holds).
+-- window_full is NULL when taken, else 'day_full', 'hour_full' or 'busy'.
 CREATE OR REPLACE FUNCTION public._claim_with_number_slots(
     p_row public.outbox, p_job_id bigint, p_now timestamptz, p_address text, p_number_id bigint,
-    p_hour timestamp, p_day timestamp, p_hour_limit integer, p_day_limit integer,
+    p_hour timestamp, p_day timestamp, p_hour_limit integer, p_day_limit integer, p_wait boolean,
     OUT window_full text, OUT attempts integer, OUT number text, OUT instance text
 )
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
+DECLARE
+    _free integer;
 BEGIN
     SELECT * INTO attempts, number, instance FROM public._take_claim(p_row, p_job_id, p_now, p_address, p_number_id);
+    IF NOT p_wait THEN
+        -- Both rows in one statement, day before hour (index order), as the UPDATEs below.
+        PERFORM 1 FROM public.number_send_counters AS c
+         WHERE c.number_id = p_number_id AND (c.window_kind, c.window_start) IN (('day', p_day), ('hour', p_hour))
+           FOR NO KEY UPDATE SKIP LOCKED;
+        GET DIAGNOSTICS _free = ROW_COUNT;
+        IF _free < 2 THEN
+            RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'busy';
+        END IF;
+    END IF;
     IF NOT public._take_number_slot(p_number_id, 'day', p_day, p_day_limit) THEN
         RAISE EXCEPTION USING ERRCODE = 'JU001', MESSAGE = 'day_full';
     END IF;
@@ -148,17 +162,18 @@ $$;
 
 -- The candidate numbers of a proactive message, best first, with their
 -- limits and committed claims in the current windows (NULL: no counter row
--- yet): the number the doctor knows (continuity) or, for a new contact,
--- every available number, least used share of today's cap first (spread).
+-- yet), and how many there are: the number the doctor knows (continuity)
+-- or, for a new contact, every available number, least used share of
+-- today's cap first (spread).
 CREATE OR REPLACE FUNCTION public._proactive_candidates(
     p_known_number_id bigint, p_policy jsonb, p_now timestamptz, p_hour timestamp, p_day timestamp
 )
 RETURNS TABLE (num public.whatsapp_numbers, day_limit integer, hour_limit integer, day_claims integer,
-               hour_claims integer)
+               hour_claims integer, candidates bigint)
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT c.num, c.day_limit, c.hour_limit, c.day_claims, c.hour_claims
+    SELECT c.num, c.day_limit, c.hour_limit, c.day_claims, c.hour_claims, count(*) OVER ()
       FROM (SELECT n AS num, public.number_day_limit(n, p_policy, p_now) AS day_limit,
                    public.number_hour_limit(n, p_policy, p_now) AS hour_limit, d.claims AS day_claims,
                    h.claims AS hour_claims, n.id
@@ -176,8 +191,11 @@ $$;
 -- _proactive_candidates). A number whose committed count already reached a
 -- cap is skipped without touching its row (counts only grow within a
 -- window, so that read cannot be wrong): only a claimer that may get a slot
--- waits on a counter row. Returns the number and the claim, or a refusal
--- with when it could go.
+-- waits on a counter row. Concurrent claimers all see the same least used
+-- number: a first pass skips numbers whose counter rows another claimer
+-- holds, and only when every candidate with room was held does a second
+-- pass wait (a single candidate is waited for at once). Returns the number
+-- and the claim, or a refusal with when it could go.
 CREATE OR REPLACE FUNCTION public._claim_proactive_number(
     p_row public.outbox, p_job_id bigint, p_address text, p_known_number_id bigint, p_policy jsonb,
     p_now timestamptz, OUT number_id bigint, OUT reason text, OUT next_at timestamptz,
@@ -194,37 +212,42 @@ DECLARE
     _full text;
     _hour_full boolean := false;
     _day_full boolean := false;
+    _busy boolean := false;
 BEGIN
-    FOR _c IN SELECT * FROM public._proactive_candidates(p_known_number_id, p_policy, p_now, _hour, _day) LOOP
-        IF public.number_unavailable(_c.num) IS NOT NULL THEN
-            -- Her number is down: she waits for it rather than hear from a stranger.
-            reason := 'number_unavailable'; RETURN;
-        END IF;
-        -- The gate checked the policy's hours already; only a number's own hours differ.
-        _opening := CASE WHEN (_c.num).hours_start IS NULL THEN p_now
-                         ELSE public.next_business_opening(public.number_policy(_c.num, p_policy), p_now) END;
-        IF _opening <> p_now THEN
-            next_at := least(next_at, _opening);
-            CONTINUE;
-        END IF;
-        _full := CASE WHEN _c.day_claims >= _c.day_limit THEN 'day_full'
-                      WHEN _c.hour_claims >= _c.hour_limit THEN 'hour_full' END;
-        IF _full IS NULL AND (_c.day_claims IS NULL OR _c.hour_claims IS NULL) THEN
-            PERFORM public._open_number_windows(_hour, _day);
-        END IF;
-        IF _full IS NULL THEN
-            SELECT * INTO _full, attempts, number, instance
-              FROM public._claim_with_number_slots(p_row, p_job_id, p_now, p_address, (_c.num).id, _hour, _day,
-                                                   _c.hour_limit, _c.day_limit);
-        END IF;
-        _hour_full := _hour_full OR _full IS NOT DISTINCT FROM 'hour_full';
-        _day_full := _day_full OR _full IS NOT DISTINCT FROM 'day_full';
-        CONTINUE WHEN _full IS NOT NULL;
-        IF (_c.num).first_used_at IS NULL THEN
-            UPDATE public.whatsapp_numbers AS n SET first_used_at = p_now, updated_at = now()
-             WHERE n.id = (_c.num).id AND n.first_used_at IS NULL;
-        END IF;
-        number_id := (_c.num).id; next_at := NULL; RETURN;
+    FOR _pass IN 1 .. 2 LOOP
+        EXIT WHEN _pass = 2 AND NOT _busy;
+        FOR _c IN SELECT * FROM public._proactive_candidates(p_known_number_id, p_policy, p_now, _hour, _day) LOOP
+            IF public.number_unavailable(_c.num) IS NOT NULL THEN
+                -- Her number is down: she waits for it rather than hear from a stranger.
+                reason := 'number_unavailable'; RETURN;
+            END IF;
+            -- The gate checked the policy's hours already; only a number's own hours differ.
+            _opening := CASE WHEN (_c.num).hours_start IS NULL THEN p_now
+                             ELSE public.next_business_opening(public.number_policy(_c.num, p_policy), p_now) END;
+            IF _opening <> p_now THEN
+                next_at := least(next_at, _opening);
+                CONTINUE;
+            END IF;
+            _full := CASE WHEN _c.day_claims >= _c.day_limit THEN 'day_full'
+                          WHEN _c.hour_claims >= _c.hour_limit THEN 'hour_full' END;
+            IF _full IS NULL AND (_c.day_claims IS NULL OR _c.hour_claims IS NULL) THEN
+                PERFORM public._open_number_windows(_hour, _day);
+            END IF;
+            IF _full IS NULL THEN
+                SELECT * INTO _full, attempts, number, instance
+                  FROM public._claim_with_number_slots(p_row, p_job_id, p_now, p_address, (_c.num).id, _hour, _day,
+                                                       _c.hour_limit, _c.day_limit, _pass = 2 OR _c.candidates = 1);
+            END IF;
+            _busy := _busy OR _full IS NOT DISTINCT FROM 'busy';
+            _hour_full := _hour_full OR _full IS NOT DISTINCT FROM 'hour_full';
+            _day_full := _day_full OR _full IS NOT DISTINCT FROM 'day_full';
+            CONTINUE WHEN _full IS NOT NULL;
+            IF (_c.num).first_used_at IS NULL THEN
+                UPDATE public.whatsapp_numbers AS n SET first_used_at = p_now, updated_at = now()
+                 WHERE n.id = (_c.num).id AND n.first_used_at IS NULL;
+            END IF;
+            number_id := (_c.num).id; next_at := NULL; RETURN;
+        END LOOP;
     END LOOP;
     IF _hour_full THEN
         reason := 'hourly_limit';
