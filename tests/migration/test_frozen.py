@@ -40,6 +40,8 @@ LANDED = {
     "0015_english_names.sql": "e1d95473640ace1e3f8a6aa0f3d18ee8ef405d0a652348a789e3c51b05e2a6f5",
     "0017_observability.py": "75b9304361b3ac2aa63a5df49f489103236fb10ffedbef764547a5afdfe3731b",
     "0017_observability.sql": "f692cdccf56993140f2fb00619cfe910d41f453755587f70075df1ffd55e3d9d",
+    "0019_send_gate_index.py": "b59e33e4759543544832583c374e8682efeb72fdcb373950918e8e67cdc594d1",
+    "0019_send_gate_index.sql": "39c0ff9d9a34ea3b863ccf0824bfdf3eead8c5d75387aab20eee31a5c838290f",
 }
 
 
