@@ -8,8 +8,9 @@ each) claim rows as fast as they can against an hourly limit of half the
 attempts (split evenly over the numbers: each has its own cap). Prints
 claims/s and p50/p99 latency per case, and checks in the same run that no
 number's claims exceed its cap (overshoot = 0) and that the counters agree
-with the claimed rows. The baseline column is a plain single-row UPDATE of
-a counter without the gate's checks, same connections.
+with the claimed rows. The baseline columns are a plain single-row UPDATE
+of a counter without the gate's checks, same connections (its rate and
+p99: what one row committed by every call costs here).
 
     uv run python bench/send_gate.py [--attempts N]
 """
@@ -152,10 +153,12 @@ def measure(url: str, attempts: int) -> int:
     rows = []
     overshoot_total = 0
     for concurrency in (1, 8, 32):
-        base_seconds, base_lat, _ = run(url, prepare(url, attempts), concurrency, BASELINE, None)
-        base = len(base_lat) / base_seconds
         one_number_rate = None
         for numbers in NUMBER_CASES:
+            # The baseline right before each case: on a shared machine the load changes by the minute.
+            base_seconds, base_lat, _ = run(url, prepare(url, attempts), concurrency, BASELINE, None)
+            base = len(base_lat) / base_seconds
+            base_p99 = pct(base_lat, 99)
             seconds, lat, claimed = run(url, prepare(url, attempts, numbers, limit), concurrency, CLAIM, limit)
             overshoot = overshoot_of(url, numbers, limit, claimed)
             overshoot_total += overshoot
@@ -173,6 +176,7 @@ def measure(url: str, attempts: int) -> int:
                     str(limit),
                     str(overshoot),
                     f"{base:.0f}",
+                    f"{base_p99:.2f}",
                     f"{rate / base:.2f}",
                     f"{rate / one_number_rate:.2f}" if one_number_rate and numbers > 1 else "-",
                 ]
@@ -188,6 +192,7 @@ def measure(url: str, attempts: int) -> int:
         "limit",
         "overshoot",
         "baseline UPDATE/s",
+        "baseline p99 ms",
         "ratio",
         "vs 1 number",
     ]

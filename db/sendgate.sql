@@ -116,9 +116,12 @@ $$;
 -- confirmed (none yet: 'verify_number', the send job checks it and claims
 -- again, no slot taken), the doctor's cooldown, then the number and its
 -- slots. A re-claim keeps the number (and the slots) it took the first time.
+-- When a number's slots were taken the row is claimed already (attempts,
+-- number and instance are set): the slots are the claim's last writes.
 CREATE OR REPLACE FUNCTION public._gate_proactive(
-    p_row public.outbox, p_cliente public.clientes, p_policy jsonb, p_now timestamptz, p_reclaim boolean,
-    OUT number_id bigint, OUT address text, OUT reason text, OUT next_at timestamptz
+    p_row public.outbox, p_cliente public.clientes, p_job_id bigint, p_policy jsonb, p_now timestamptz,
+    p_reclaim boolean, OUT number_id bigint, OUT address text, OUT reason text, OUT next_at timestamptz,
+    OUT attempts integer, OUT number text, OUT instance text
 )
 LANGUAGE plpgsql
 SET search_path = ''
@@ -144,13 +147,26 @@ BEGIN
     ELSIF p_reclaim THEN
         number_id := p_row.number_id;
     ELSIF EXISTS (SELECT 1 FROM public.whatsapp_numbers) THEN
-        SELECT * INTO _choice FROM public._claim_proactive_number(p_cliente.number_id, p_policy, p_now);
-        number_id := _choice.number_id; reason := _choice.reason; next_at := _choice.next_at;
+        SELECT * INTO number_id, reason, next_at, attempts, number, instance
+          FROM public._claim_proactive_number(p_row, p_job_id, address, p_cliente.number_id, p_policy, p_now);
     ELSE
         SELECT * INTO _choice FROM public._take_global_slots(p_policy, p_now);
         reason := _choice.reason; next_at := _choice.next_at;
     END IF;
 END;
+$$;
+
+-- A refused send that will not wait: failed for good, or queued back to
+-- its campaign (p_settle), with its reason.
+CREATE OR REPLACE FUNCTION public._settle_refused_send(p_outbox_id bigint, p_settle text, p_reason text)
+RETURNS void
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    UPDATE public.outbox AS o
+       SET state = p_settle, refusal = p_reason, updated_at = now(),
+           dispatched_at = CASE WHEN p_settle = 'queued' THEN NULL ELSE o.dispatched_at END
+     WHERE o.id = p_outbox_id;
 $$;
 
 -- A refused send waits: the row is deferred with its reason, and its send
@@ -163,12 +179,13 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    UPDATE public.outbox
-       SET state = 'deferred', not_before = p_next_at, refusal = p_reason, claimed_by_job = NULL, updated_at = now()
-     WHERE id = p_outbox_id;
     IF p_next_at IS NOT NULL THEN
         PERFORM public.defer_send(p_outbox_id, p_next_at);
     END IF;
+    -- Last: its trigger counts the refusal on a row every refusal shares, locked until commit.
+    UPDATE public.outbox
+       SET state = 'deferred', not_before = p_next_at, refusal = p_reason, claimed_by_job = NULL, updated_at = now()
+     WHERE id = p_outbox_id;
 END;
 $$;
 
@@ -235,6 +252,7 @@ DECLARE
     _settle text;
     _address text;
     _number_id bigint;
+    _g record;
 BEGIN
     claimed := false;
     SELECT * INTO _row FROM public.outbox AS o WHERE o.id = p_outbox_id FOR UPDATE;
@@ -257,18 +275,19 @@ BEGIN
     ELSE
         SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _row.cliente_id;
     END IF;
-
     SELECT * INTO reason, next_at, _settle FROM public._send_refusal(_row, _cliente, p_app_env, p_project_ref, _p, _now);
     IF _settle IS NOT NULL THEN
-        UPDATE public.outbox AS o
-           SET state = _settle, refusal = reason, updated_at = now(),
-               dispatched_at = CASE WHEN _settle = 'queued' THEN NULL ELSE o.dispatched_at END
-         WHERE o.id = p_outbox_id;
+        PERFORM public._settle_refused_send(p_outbox_id, _settle, reason);
         RETURN;
     ELSIF reason IS NULL AND _proactive THEN
-        SELECT * INTO _number_id, _address, reason, next_at FROM public._gate_proactive(_row, _cliente, _p, _now, _reclaim);
+        SELECT * INTO _g FROM public._gate_proactive(_row, _cliente, p_job_id, _p, _now, _reclaim);
+        _number_id := _g.number_id; _address := _g.address; reason := _g.reason; next_at := _g.next_at;
         IF reason = 'verify_number' THEN
             number := coalesce(_cliente.telefone, _row.number);
+            RETURN;
+        ELSIF _g.attempts IS NOT NULL THEN
+            -- Claimed with the number's slots (their counter rows are locked until commit).
+            SELECT true, 'claimed', _g.attempts, _g.number, _g.instance INTO claimed, reason, attempts, number, instance;
             RETURN;
         END IF;
     ELSIF reason IS NULL AND EXISTS (SELECT 1 FROM public.whatsapp_numbers) THEN

@@ -44,6 +44,8 @@ LANDED = {
     "0017_knowledge_hnsw.sql": "6149da5d1466b355d11f4f790edb7b3c320e9c71d312c5de567423694162c9e9",
     "0018_console.py": "c344041d1f07b9ed25becb220d07dae2ea3d5c40df1cf4fd71bc783f22210456",
     "0018_console.sql": "2f567834a0b17b71ff0b1e273bcc2b3a9cfaba90a4c813adc70e1cf5b654199e",
+    "0019_send_gate_index.py": "e1c284a2a39950f32c7e645757b32cec87b3b2e61f01e4ccd49e76efbfb2b0c4",
+    "0019_send_gate_index.sql": "39c0ff9d9a34ea3b863ccf0824bfdf3eead8c5d75387aab20eee31a5c838290f",
 }
 
 
