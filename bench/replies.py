@@ -6,9 +6,9 @@ stand-ins on 127.0.0.1, an embedded PostgreSQL on a Unix socket.
    worker's concurrency (WORKER_CONCURRENCY) and fetch settings, in process;
 2. for each debounce (app_settings 'reply_debounce_ms'; default 0 and the
    production 2500 ms): DOCTORS new doctors each send one message; every
-   reply must be sent. Steady-state replies/s counts from the first reply job
-   started to the last text sent (the debounce is not in it); the latency
-   split of each reply is read from SQL timestamps afterwards;
+   reply must be sent. Steady-state replies/s is the middle 80% of the
+   replies over the time they took to be sent (no debounce, no ramp-up, no
+   tail); the latency split of each reply is read from SQL timestamps;
 3. --profile: one more message with log_statement=all; prints every statement
    the reply path ran (round trips) beside the same length of idle noise.
 
@@ -41,10 +41,12 @@ from typing import IO, Any
 import benchkit
 import httpx
 import procrastinate
+import psutil
 import psycopg
 
 from app.devkit.standins.anthropic import AnthropicStandin
 from app.devkit.standins.evolution import EvolutionStandin
+from app.worker.process import job_connector
 from tests import payloads
 
 SECRET = "replies-bench-webhook-secret"  # noqa: S105 - the local run's own secret
@@ -139,9 +141,11 @@ def log_tail(log: IO[str], chars: int = 3000) -> str:
 
 
 @contextlib.contextmanager
-def julia(args: list[str], env: dict[str, str], ready: str) -> Iterator[None]:
-    """A running `julia <args>` whose log contains `ready`; stopped with SIGTERM after."""
-    command = [sys.executable, "-m", "app.ops.cli", *args]
+def julia(args: list[str], env: dict[str, str], ready: str, profile_to: str = "") -> Iterator[int]:
+    """A running `julia <args>` whose log contains `ready` (yields its pid); stopped with SIGTERM after.
+    `profile_to`: run it under cProfile, the stats written there when it stops."""
+    profiler = ["-m", "cProfile", "-o", profile_to] if profile_to else []
+    command = [sys.executable, *profiler, "-m", "app.ops.cli", *args]
     with tempfile.TemporaryFile(mode="w+") as log:  # a file, not a pipe: a full pipe would block it
         proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
@@ -150,7 +154,7 @@ def julia(args: list[str], env: dict[str, str], ready: str) -> Iterator[None]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise BenchError(f"julia {args[0]} did not start:\n{log_tail(log)}")
                 time.sleep(0.1)
-            yield
+            yield proc.pid
         finally:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -169,7 +173,7 @@ def julia(args: list[str], env: dict[str, str], ready: str) -> Iterator[None]:
 def noop_jobs_per_second(url: str, jobs: int) -> float:
     """Defer `jobs` no-op jobs, then drain them with the worker's concurrency
     and fetch settings; jobs ÷ (last finished − first started), from procrastinate_events."""
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url, max_size=CONCURRENCY + 2))
+    app = procrastinate.App(connector=job_connector(url, CONCURRENCY))
 
     @app.task(name="bench_noop", queue="bench_noop")
     async def noop(n: int) -> None:
@@ -235,6 +239,32 @@ def next_interacao_id(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT coalesce(max(id), 0) + 1 FROM public.interacoes").fetchone()[0]
 
 
+def wait_for_idle_jobs(conn: psycopg.Connection) -> None:
+    """Until no job is due or running (the mirror jobs of the last phase drain first)."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while conn.execute(
+        "SELECT count(*) FROM public.procrastinate_jobs"
+        " WHERE status = 'doing' OR (status = 'todo' AND coalesce(scheduled_at, now()) <= now())"
+    ).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise BenchError(f"jobs still waiting after {SETTLE_SECONDS:.0f}s")
+        time.sleep(0.2)
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) each process and its children used so far."""
+    out = {}
+    for name, pid in pids.items():
+        proc = psutil.Process(pid)
+        total = 0.0
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = p.cpu_times()
+                total += t.user + t.system
+        out[name] = total
+    return out
+
+
 def wait_for_replies(conn: psycopg.Connection, first_id: int, expected: int) -> None:
     deadline = time.monotonic() + SETTLE_SECONDS
     while (sent := conn.execute(COUNT_SENT, (first_id,)).fetchone()[0]) < expected:
@@ -243,13 +273,23 @@ def wait_for_replies(conn: psycopg.Connection, first_id: int, expected: int) -> 
         time.sleep(0.2)
 
 
-def run_replies(url: str, api_url: str, first_doctor: int, doctors: int, debounce_ms: int) -> list[dict[str, float]]:
-    """Each of `doctors` new doctors sends one message; returns each reply's timestamps."""
+def run_replies(
+    url: str, api_url: str, first_doctor: int, doctors: int, debounce_ms: int, pids: dict[str, int] | None = None
+) -> list[dict[str, float]]:
+    """Each of `doctors` new doctors sends one message; returns each reply's timestamps
+    (and prints the CPU each of `pids` spent per reply, mirror jobs included)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SET_DEBOUNCE, (str(debounce_ms),))
+        wait_for_idle_jobs(conn)
         first_id = next_interacao_id(conn)
+        before = cpu_seconds(pids or {})
         asyncio.run(post_all(api_url, [doctor_body(first_doctor + n) for n in range(doctors)]))
         wait_for_replies(conn, first_id, doctors)
+        wait_for_idle_jobs(conn)
+        after = cpu_seconds(pids or {})
+        if pids:
+            spent = ", ".join(f"{k} {(after[k] - before[k]) / doctors * 1000:.1f} ms" for k in pids)
+            print(f"CPU per reply: {spent}", flush=True)
         cur = conn.execute(SPLIT, {"first_id": first_id})
         names = [c.name for c in cur.description]
         rows = [dict(zip(names, (float(v) for v in r), strict=True)) for r in cur.fetchall()]
@@ -268,6 +308,10 @@ def percentile(values: Sequence[float], p: float) -> float:
 # ------------------------------------------------------------------
 
 STATEMENT = re.compile(r"LOG:  (?:statement|execute [^:]*): (.*)")
+
+
+def postmaster_pid(url: str) -> int:
+    return psutil.Process(int((server_log(url).parent / "postmaster.pid").read_text().split()[0])).pid
 
 
 def server_log(url: str) -> Path:
@@ -301,10 +345,13 @@ def profile(url: str, api_url: str, doctor: int) -> tuple[list[str], list[str]]:
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(SET_DEBOUNCE, ("0",))
+            wait_for_idle_jobs(conn)
         time.sleep(1.0)
         mark = log.stat().st_size
         started = time.monotonic()
         rows = run_replies(url, api_url, doctor, 1, 0)
+        with psycopg.connect(url, autocommit=True) as conn:
+            wait_for_idle_jobs(conn)  # the reply's mirror jobs are its statements too
         busy_end = log.stat().st_size
         busy = time.monotonic() - started
         time.sleep(1.0)  # the next statements are idle noise
@@ -334,10 +381,16 @@ def report(debounce_ms: int, rows: list[dict[str, float]], noop: float) -> list[
     first_accepted = min(r["accepted"] for r in rows)
     first_started = min(r["reply_started"] for r in rows)
     last_sent = max(r["sent"] for r in rows)
-    steady = len(rows) / (last_sent - first_started)
+    # Steady state: the middle 80% of the replies (by the time they were sent),
+    # when the worker is saturated: no ramp-up while webhooks still arrive, no tail.
+    sent = sorted(r["sent"] for r in rows)
+    low, high = len(sent) // 10, len(sent) - 1 - len(sent) // 10
+    steady = (high - low) / (sent[high] - sent[low]) if high > low else len(rows) / (last_sent - first_started)
+    burst = len(rows) / (last_sent - first_started)
     print(
-        f"\ndebounce {debounce_ms} ms: {len(rows)} replies; first webhook → last sent {last_sent - first_accepted:.2f} s;"
-        f" first reply job started → last sent {last_sent - first_started:.2f} s"
+        f"\ndebounce {debounce_ms} ms: {len(rows)} replies;"
+        f" first webhook → last sent {last_sent - first_accepted:.2f} s;"
+        f" first reply job started → last sent {last_sent - first_started:.2f} s ({burst:.1f} replies/s)"
     )
     benchkit.print_table(
         ["step", "p50 ms", "p99 ms"],
@@ -356,6 +409,7 @@ def main() -> int:
     parser.add_argument("--debounce", default="0,2500", help="reply_debounce_ms values (default 0,2500)")
     parser.add_argument("--noop", type=int, default=2000, help="no-op jobs for the baseline (default 2000)")
     parser.add_argument("--profile", action="store_true", help="also list the statements of one reply")
+    parser.add_argument("--cprofile", default="", help="run the worker under cProfile, stats to this file")
     args = parser.parse_args()
     debounces = [int(d) for d in args.debounce.split(",")]
     signal.signal(signal.SIGINT, benchkit.interrupt_once)
@@ -384,14 +438,15 @@ def main() -> int:
         port = free_port()
         api_url = f"http://127.0.0.1:{port}"
         with (
-            julia(["api", "--host", "127.0.0.1", "--port", str(port)], env, "Uvicorn running"),
-            julia(["worker"], env, "worker_start"),
+            julia(["api", "--host", "127.0.0.1", "--port", str(port)], env, "Uvicorn running") as api_pid,
+            julia(["worker"], env, "worker_start", args.cprofile) as worker_pid,
         ):
+            pids = {"worker": worker_pid, "api": api_pid, "postgres": postmaster_pid(url)}
             print("warm-up: 20 replies ...", flush=True)
             run_replies(url, api_url, 0, 20, 0)
             for n, debounce_ms in enumerate(debounces):
                 print(f"{args.doctors} doctors, debounce {debounce_ms} ms ...", flush=True)
-                rows = run_replies(url, api_url, 1000 * (n + 1), args.doctors, debounce_ms)
+                rows = run_replies(url, api_url, 1000 * (n + 1), args.doctors, debounce_ms, pids)
                 summary.append(report(debounce_ms, rows, noop))
             if args.profile:
                 print_profile(*profile(url, api_url, 999_999))
