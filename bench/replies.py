@@ -9,8 +9,9 @@ stand-ins on 127.0.0.1, an embedded PostgreSQL on a Unix socket.
    reply must be sent. Steady-state replies/s is the middle 80% of the
    replies over the time they took to be sent (no debounce, no ramp-up, no
    tail); the latency split of each reply is read from SQL timestamps;
-3. --profile: one more message with log_statement=all; prints every statement
-   the reply path ran (round trips) beside the same length of idle noise.
+3. --profile: one more message with log_min_duration_statement=0; prints every
+   statement the reply path ran (its round trips) with its server time, beside
+   the same length of idle noise.
 
     uv run python bench/replies.py [--doctors 300] [--debounce 0,2500] [--noop 2000] [--profile]
 """
@@ -307,7 +308,7 @@ def percentile(values: Sequence[float], p: float) -> float:
 # Profile: the statements of one reply
 # ------------------------------------------------------------------
 
-STATEMENT = re.compile(r"LOG:  (?:statement|execute [^:]*): (.*)")
+STATEMENT = re.compile(r"LOG:  duration: ([0-9.]+) ms  (?:statement|execute [^:]*): (.*)")
 
 
 def postmaster_pid(url: str) -> int:
@@ -321,12 +322,12 @@ def server_log(url: str) -> Path:
 
 def log_statements(url: str, on: bool) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"ALTER SYSTEM SET log_statement = '{'all' if on else 'none'}'")
+        conn.execute(f"ALTER SYSTEM SET log_min_duration_statement = {0 if on else -1}")
         conn.execute("SELECT pg_reload_conf()")
     time.sleep(0.5)  # every backend re-reads its configuration
 
 
-def statements_between(log: Path, start: int, end: int) -> list[str]:
+def statements_between(log: Path, start: int, end: int) -> list[tuple[str, float]]:
     with log.open("rb") as f:
         f.seek(start)
         text = f.read(end - start).decode(errors="replace")
@@ -334,7 +335,7 @@ def statements_between(log: Path, start: int, end: int) -> list[str]:
     for line in text.splitlines():
         m = STATEMENT.search(line)
         if m:
-            found.append(" ".join(m.group(1).split())[:110])
+            found.append((" ".join(m.group(2).split())[:100], float(m.group(1))))
     return found
 
 
@@ -364,12 +365,17 @@ def profile(url: str, api_url: str, doctor: int) -> tuple[list[str], list[str]]:
     return statements_between(log, mark, busy_end), statements_between(log, idle_start, idle_end)
 
 
-def print_profile(busy: list[str], idle: list[str]) -> None:
-    idle_counts = collections.Counter(idle)
+def print_profile(busy: list[tuple[str, float]], idle: list[tuple[str, float]]) -> None:
+    idle_counts = collections.Counter(statement for statement, _ in idle)
+    counts = collections.Counter(statement for statement, _ in busy)
+    ms: dict[str, float] = collections.defaultdict(float)
+    for statement, duration in busy:
+        ms[statement] += duration
     print(f"\nstatements while one reply went through: {len(busy)}; in as long an idle time: {len(idle)}")
-    for statement, n in collections.Counter(busy).most_common():
+    print("  count  server ms  statement ('' = the pool's connection check)")
+    for statement, n in counts.most_common():
         noise = f"  (idle: {idle_counts[statement]})" if idle_counts[statement] else ""
-        print(f"  {n:3d}× {statement}{noise}")
+        print(f"  {n:4d}×  {ms[statement]:8.2f}  {statement or repr(statement)}{noise}")
 
 
 # ------------------------------------------------------------------
