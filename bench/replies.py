@@ -2,8 +2,9 @@
 `julia api` and `julia worker` processes, zero-latency Claude and Evolution
 stand-ins on 127.0.0.1, an embedded PostgreSQL on a Unix socket.
 
-1. baseline: procrastinate no-op jobs/s on the same database, with the
-   worker's concurrency (WORKER_CONCURRENCY) and fetch settings, in process;
+1. before each phase, the baseline: procrastinate no-op jobs/s on the same
+   database, with the worker's concurrency (WORKER_CONCURRENCY), connector and
+   fetch settings, in process (the julia worker idle beside it);
 2. for each debounce (app_settings 'reply_debounce_ms'; default 0 and the
    production 2500 ms): DOCTORS new doctors each send one message; every
    reply must be sent. Steady-state replies/s counts from the first reply job
@@ -180,6 +181,9 @@ def noop_jobs_per_second(url: str, jobs: int) -> float:
     async def noop(n: int) -> None:
         return None
 
+    with psycopg.connect(url, autocommit=True) as conn:
+        after_id = conn.execute("SELECT coalesce(max(id), 0) FROM public.procrastinate_jobs").fetchone()[0]
+
     async def run() -> None:
         async with app.open_async():
             await noop.batch_defer_async(*({"n": n} for n in range(jobs)))
@@ -199,7 +203,8 @@ def noop_jobs_per_second(url: str, jobs: int) -> float:
             "       extract(epoch FROM max(e.at) FILTER (WHERE e.type = 'succeeded')"
             "                        - min(e.at) FILTER (WHERE e.type = 'started'))"
             "  FROM public.procrastinate_jobs AS j JOIN public.procrastinate_events AS e ON e.job_id = j.id"
-            " WHERE j.task_name = 'bench_noop'"
+            " WHERE j.task_name = 'bench_noop' AND j.id > %s",
+            (after_id,),
         ).fetchone()
     if done != jobs:
         raise BenchError(f"{done} of {jobs} no-op jobs succeeded")
@@ -424,8 +429,6 @@ def main() -> int:
         EvolutionStandin(api_key=EVOLUTION_KEY) as evolution,
         AnthropicStandin() as claude,
     ):
-        print(f"baseline: {args.noop} procrastinate no-op jobs, concurrency {CONCURRENCY} ...", flush=True)
-        noop = noop_jobs_per_second(url, args.noop)
         env = {
             "APP_ENV": "bench",
             "DATABASE_URL": url,
@@ -449,6 +452,9 @@ def main() -> int:
             print("warm-up: 20 replies ...", flush=True)
             run_replies(url, api_url, 0, 20, 0)
             for n, debounce_ms in enumerate(debounces):
+                # The baseline right before each phase: on a shared machine the load changes by the minute.
+                print(f"baseline: {args.noop} procrastinate no-op jobs, concurrency {CONCURRENCY} ...", flush=True)
+                noop = noop_jobs_per_second(url, args.noop)
                 print(f"{args.doctors} doctors, debounce {debounce_ms} ms ...", flush=True)
                 rows = run_replies(url, api_url, 1000 * (n + 1), args.doctors, debounce_ms, pids)
                 summary.append(report(debounce_ms, rows, noop))
