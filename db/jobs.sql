@@ -11,13 +11,15 @@
 
 -- Defer one procrastinate job; returns its id, or NULL when a job with the
 -- same queueing lock is already waiting (the burst case: one job is enough).
+-- A worker takes the highest priority first (then the oldest).
 CREATE OR REPLACE FUNCTION public.defer_job(
     p_task_name text,
     p_args jsonb,
     p_queue text DEFAULT 'default',
     p_lock text DEFAULT NULL,
     p_queueing_lock text DEFAULT NULL,
-    p_scheduled_at timestamptz DEFAULT NULL
+    p_scheduled_at timestamptz DEFAULT NULL,
+    p_priority integer DEFAULT 0
 )
 RETURNS bigint
 LANGUAGE plpgsql
@@ -31,7 +33,7 @@ BEGIN
     END IF;
     BEGIN
         _ids := public.procrastinate_defer_jobs_v1(ARRAY[
-            ROW(p_queue, p_task_name, 0, p_lock, p_queueing_lock, p_args, p_scheduled_at)
+            ROW(p_queue, p_task_name, p_priority, p_lock, p_queueing_lock, p_args, p_scheduled_at)
                 ::public.procrastinate_job_to_defer_v1
         ]);
     EXCEPTION WHEN unique_violation THEN
@@ -45,6 +47,17 @@ $$;
 ------------------------------------------------------------
 -- Julia's jobs
 ------------------------------------------------------------
+
+-- Under load a worker first finishes what a doctor already waits for: a
+-- written reply's send before the next reply, a reply before a mirror or
+-- periodic job (those default to 0).
+CREATE OR REPLACE FUNCTION public.job_priority(p_task_name text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = ''
+AS $$
+    SELECT CASE p_task_name WHEN 'send_outbox' THEN 2 WHEN 'reply_to_conversation' THEN 1 ELSE 0 END;
+$$;
 
 -- How long a reply waits for more messages of the same burst (doctors often
 -- write in several short messages). app_settings 'reply_debounce_ms'.
@@ -70,7 +83,8 @@ AS $$
         'replies',
         'conversation:' || p_conversation_id,
         'reply:' || p_conversation_id,
-        clock_timestamp() + public.reply_debounce());
+        clock_timestamp() + public.reply_debounce(),
+        public.job_priority('reply_to_conversation'));
 $$;
 
 -- Defer the send job of one outbox row (at most one waiting per row).
@@ -90,7 +104,8 @@ AS $$
         CASE WHEN o.kind IN ('reply', 'human') AND o.conversation_id IS NOT NULL
              THEN 'sends:conversation:' || o.conversation_id ELSE 'outbox:' || o.id END,
         'send:' || o.id,
-        p_at)
+        p_at,
+        public.job_priority('send_outbox'))
       FROM public.outbox AS o
      WHERE o.id = p_outbox_id;
 $$;
