@@ -9,6 +9,10 @@
 -- Deferring a job
 ------------------------------------------------------------
 
+-- The signature before job priorities (p_priority): dropped so calls of six
+-- arguments are not ambiguous; older code's calls resolve to the one below.
+DROP FUNCTION IF EXISTS public.defer_job(text, jsonb, text, text, text, timestamptz);
+
 -- Defer one procrastinate job; returns its id, or NULL when a job with the
 -- same queueing lock is already waiting (the burst case: one job is enough).
 -- A worker takes the highest priority first (then the oldest).
