@@ -59,10 +59,7 @@ DECLARE
     _conv public.conversations;
     _cliente public.clientes;
 BEGIN
-    SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'reply_context: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
-    END IF;
+    _conv := public._conversation_or_404('reply_context', p_conversation_id);
     SELECT * INTO _cliente FROM public.clientes AS c WHERE c.id = _conv.cliente_id;
     RETURN jsonb_build_object(
         'conversation_id', _conv.id,
@@ -122,10 +119,7 @@ DECLARE
     _i integer;
     _id bigint;
 BEGIN
-    SELECT * INTO _conv FROM public.conversations AS c WHERE c.id = p_conversation_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'enqueue_reply: conversation % not found', p_conversation_id USING ERRCODE = 'JU404';
-    END IF;
+    _conv := public._conversation_or_404('enqueue_reply', p_conversation_id);
     IF coalesce(array_length(p_parts, 1), 0) = 0 THEN
         RAISE EXCEPTION 'enqueue_reply: no text to send in conversation %', p_conversation_id USING ERRCODE = 'JU400';
     END IF;
