@@ -12,10 +12,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from app.core.errors import JuliaError
 
 logger = logging.getLogger(__name__)
+
+# Julia's business clock: sending hours, daily windows and every time shown to people.
+SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
 Role = Literal["api", "worker", "scheduler", "cli", "dev"]
 

@@ -11,9 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
 from typing import Any
-from zoneinfo import ZoneInfo
 
-SAO_PAULO = ZoneInfo("America/Sao_Paulo")
+from app.core.config import SAO_PAULO
 
 NAV = (
     ("/ops", "Julia"),

@@ -10,18 +10,15 @@ import argparse
 import json
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from app.core.config import Settings, load_settings
+from app.core.config import SAO_PAULO, Settings, load_settings
 from app.core.errors import Conflict, InvalidInput, JuliaError, NotFound
 from app.store.errors import wrap_db_errors
 from app.store.queries import queries
-
-SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
 
 class CampaignError(JuliaError):

@@ -27,11 +27,10 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import psycopg
 
-from app.core.config import Settings, load_settings
+from app.core.config import SAO_PAULO, Settings, load_settings
 from app.core.errors import JuliaError
 from app.ops import campaigns as campaign_cli
 from app.ops import db_commands
@@ -49,7 +48,6 @@ from app.store.queries import queries
 logger = logging.getLogger(__name__)
 
 RUN_MODES = ("api", "worker", "scheduler")
-SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
 
 def cmd_api(args: argparse.Namespace) -> None:

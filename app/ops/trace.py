@@ -12,16 +12,14 @@ import argparse
 import json
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 
+from app.core.config import SAO_PAULO
 from app.core.errors import NotFound
 from app.ops.preflight import CommandError, command_settings, connect
 from app.store.errors import wrap_db_errors
 from app.store.queries import queries
-
-SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
 # step -> label for operators (pt-BR / English). Steps not listed print as they are.
 LABELS: dict[str, str] = {

@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from procrastinate import JobContext
 
 from app.conversation import agent, knowledge
 from app.conversation import prompt as conversation
+from app.core.config import SAO_PAULO
 from app.core.errors import TransientError
 from app.integrations.llm import LLMError
 from app.store.pool import fetch_one
@@ -24,7 +24,6 @@ from app.worker.runtime import Runtime
 logger = logging.getLogger(__name__)
 
 KNOWLEDGE_HITS = 4
-SAO_PAULO = ZoneInfo("America/Sao_Paulo")
 
 
 @app.task(name="reply_to_conversation", queue="replies", pass_context=True, retry=RETRY)
