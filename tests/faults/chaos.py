@@ -299,9 +299,16 @@ def run_chaos(
     )
 
 
-def _wait_started(worker: JuliaProcess, timeout: float = 30.0) -> None:
+def _wait_started(worker: JuliaProcess, timeout: float = 90.0) -> None:
+    """Until the worker logged its start. A worker still starting exits when the
+    database goes away (fail fast, the platform restarts it), so an outage must
+    not begin before this: on a loaded machine a start can take tens of seconds."""
     deadline = time.monotonic() + timeout
-    while '"worker_start"' not in worker.output() and time.monotonic() < deadline:
+    while '"worker_start"' not in worker.output():
+        if worker.proc.poll() is not None:
+            raise AssertionError(f"worker exited ({worker.proc.returncode}) while starting:\n{worker.output()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"worker did not start within {timeout:.0f} s:\n{worker.output()}")
         time.sleep(0.1)
 
 
