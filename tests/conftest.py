@@ -30,6 +30,20 @@ EVOLUTION_KEY = "test-evolution-key"
 WEBHOOK_SECRET = "test-webhook-secret"
 
 
+# Slowest kinds first: pytest-xdist hands tests out one at a time (`--dist loadgroup`) in
+# collection order, so the process-starting acceptance tests begin at once and the
+# quick unit tests fill the gaps at the end instead of one long test ending the run.
+RUN_ORDER = ("acceptance", "migration", "integration", "unit", "layout")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        kind = item.path.relative_to(Path(__file__).parent).parts[0]
+        return RUN_ORDER.index(kind) if kind in RUN_ORDER else len(RUN_ORDER)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
+
+
 def load_template(**conn: Any) -> None:
     """Build the template database: roles, migrations, bootstrap (APP_ENV=test)."""
     from app.store import schema

@@ -6,11 +6,13 @@ stand-in or a proxy is used the same way in every process.
 The SDK is imported on the first call, not with this module: its import (its
 pydantic types) costs 1-3 s of CPU, which every worker start would pay before
 it takes its first job, sends and periodic jobs included. The first reply of a
-process pays it once instead.
+process pays it once instead, in a thread, so the event loop keeps running.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,11 +58,12 @@ class LLMClient:
             self._options["base_url"] = base_url
         self._sdk: anthropic.AsyncAnthropic | None = None
 
-    def _client(self) -> anthropic.AsyncAnthropic:
+    async def _client(self) -> anthropic.AsyncAnthropic:
         if self._sdk is None:
-            import anthropic
-
-            self._sdk = anthropic.AsyncAnthropic(**self._options)
+            # In a thread: the event loop keeps serving (in `julia dev` it is also the api's).
+            sdk = await asyncio.to_thread(importlib.import_module, "anthropic")
+            if self._sdk is None:  # a concurrent first call may have made it meanwhile
+                self._sdk = sdk.AsyncAnthropic(**self._options)
         return self._sdk
 
     async def aclose(self) -> None:
@@ -84,8 +87,8 @@ class LLMClient:
             if not allow_tools:
                 # Not a forced choice (some models reject those): just no more tools.
                 kwargs["tool_choice"] = {"type": "none"}
-        client = self._client()
-        import anthropic  # already loaded by _client(): a dictionary lookup
+        client = await self._client()
+        import anthropic  # loaded by _client(): a dictionary lookup
 
         try:
             response = await client.messages.create(**kwargs)
