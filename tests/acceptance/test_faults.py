@@ -105,7 +105,7 @@ def test_fuzzed_webhook_bodies_get_no_5xx_and_every_acknowledged_one_is_stored(
     spawn, brain_env, brain_api, db, evolution
 ):
     spawn(["worker"], brain_env)
-    result = fuzz(brain_api, WEBHOOK_SECRET, fuzzed_bodies(FUZZ_BODIES, seed=12))
+    result = fuzz(brain_api, WEBHOOK_SECRET, fuzzed_bodies(FUZZ_BODIES, seed=12), clients=4)
     statuses, queued = result.statuses, result.queued
     print("fuzz status histogram:", dict(sorted(statuses.items())))
     assert result.problems_outside(outages=[]) == []  # the database was up: not even a 503

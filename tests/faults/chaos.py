@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -329,22 +329,42 @@ class FuzzResult:
         return self.problems + late
 
 
-def fuzz(api_url: str, secret: str, bodies: Iterable[bytes]) -> FuzzResult:
-    """Post each body once; records statuses, queued msg_ids and problems
-    (a 5xx other than 503, a 4xx without a reason)."""
+def fuzz(api_url: str, secret: str, bodies: Iterable[bytes], *, clients: int = 1) -> FuzzResult:
+    """Post each body once from `clients` concurrent connections; records statuses,
+    queued msg_ids and problems (a 5xx other than 503, a 4xx without a reason)."""
     result = FuzzResult()
-    headers = {"x-webhook-secret": secret, "content-type": "application/json"}
-    with httpx.Client(timeout=30) as client:
-        for body in bodies:
-            started = time.monotonic()
-            response = client.post(f"{api_url}/webhooks/evolution", content=body, headers=headers)
-            status = response.status_code
-            result.events.append((started, time.monotonic(), status))
-            result.statuses[status] += 1
-            if status >= 500 and status != 503:
-                result.problems.append(f"{status} {response.text[:200]} for {body[:200]!r}")
-            elif status >= 400 and not response.json().get("error"):
-                result.problems.append(f"{status} without a reason for {body[:200]!r}")
-            elif status < 300 and response.json().get("status") == "queued":
-                result.queued.append(response.json()["msg_id"])
+    lock = threading.Lock()
+    pending = iter(bodies)
+
+    def post_all() -> None:
+        headers = {"x-webhook-secret": secret, "content-type": "application/json"}
+        with httpx.Client(timeout=30) as client:
+            while (body := _next(pending, lock)) is not None:
+                started = time.monotonic()
+                response = client.post(f"{api_url}/webhooks/evolution", content=body, headers=headers)
+                with lock:
+                    _record(result, body, started, response)
+
+    threads = [threading.Thread(target=post_all, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return result
+
+
+def _next(bodies: Iterator[bytes], lock: threading.Lock) -> bytes | None:
+    with lock:
+        return next(bodies, None)
+
+
+def _record(result: FuzzResult, body: bytes, started: float, response: httpx.Response) -> None:
+    status = response.status_code
+    result.events.append((started, time.monotonic(), status))
+    result.statuses[status] += 1
+    if status >= 500 and status != 503:
+        result.problems.append(f"{status} {response.text[:200]} for {body[:200]!r}")
+    elif status >= 400 and not response.json().get("error"):
+        result.problems.append(f"{status} without a reason for {body[:200]!r}")
+    elif status < 300 and response.json().get("status") == "queued":
+        result.queued.append(response.json()["msg_id"])
