@@ -39,6 +39,7 @@ from psycopg.rows import dict_row
 
 from app.core.errors import JuliaError
 from app.store.queries import queries
+from app.store.revisions import expected_head, revision_chain
 
 logger = logging.getLogger(__name__)
 
@@ -128,20 +129,6 @@ def alembic_config(database_url: str | None = None, *, allow_older: bool = False
     if x:
         cfg.cmd_opts = argparse.Namespace(x=x)
     return cfg
-
-
-@cache
-def revision_chain() -> tuple[str, ...]:
-    """Revisions from base to head, in order."""
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config())
-    return tuple(reversed([rev.revision for rev in script.walk_revisions()]))
-
-
-def expected_head() -> str:
-    """The alembic head this code needs."""
-    return revision_chain()[-1]
 
 
 # ------------------------------------------------------------
