@@ -6,6 +6,7 @@ database migrated once, and a fresh database cloned from it for each test
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import tempfile
@@ -28,6 +29,17 @@ PGDATA = Path(tempfile.gettempdir()) / f"julia-pytest-{os.getpid()}"
 TEST_ENV = "test"
 EVOLUTION_KEY = "test-evolution-key"
 WEBHOOK_SECRET = "test-webhook-secret"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Once, in the controller: bytecode for our own modules. The tests start hundreds
+    of `julia` processes, and where bytecode is not written (PYTHONDONTWRITEBYTECODE)
+    each would compile app/ from source again (.ci/run installs the packages with
+    `uv sync --compile-bytecode`)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        root = Path(__file__).resolve().parents[1]
+        for tree in ("app", "alembic"):
+            compileall.compile_dir(root / tree, quiet=1)
 
 
 # Slowest kinds first: pytest-xdist hands tests out one at a time (`--dist loadgroup`) in
