@@ -45,10 +45,13 @@ def test_a_deferred_proactive_send_does_not_hold_up_the_conversations_replies(db
     claim(db, follow_up, datetime(2026, 12, 5, 22, 0, tzinfo=SP), {"weekdays": [1]})  # deferred to Monday
     reply = outbox_row(db, cliente, kind="reply", conversation_id=conv)
     db.execute("SELECT defer_send(%s)", (reply,))
-    jobs = db.execute(
-        "SELECT (args->>'outbox_id')::bigint AS id, lock FROM procrastinate_jobs WHERE task_name = 'send_outbox'"
-    ).fetchall()
-    locks = {r["id"]: r["lock"] for r in jobs}
+    jobs = "SELECT (args->>'outbox_id')::bigint AS id, lock FROM procrastinate_jobs WHERE task_name = 'send_outbox'"
+    # The deferred row waits without a job (the minute sweep gives it one when due) ...
+    assert {r["id"]: r["lock"] for r in db.execute(jobs)} == {reply: f"sends:conversation:{conv}"}
+    # ... and even once released its job locks alone.
+    monday_8 = datetime(2026, 12, 7, 8, 0, tzinfo=SP)
+    assert db.execute("SELECT release_due_sends(%s) AS n", (monday_8,)).fetchone()["n"] == 1
+    locks = {r["id"]: r["lock"] for r in db.execute(jobs)}
     assert locks == {follow_up: f"outbox:{follow_up}", reply: f"sends:conversation:{conv}"}
     fetched = db.execute("SELECT id, args FROM procrastinate_fetch_job_v2(ARRAY['sends'], NULL)").fetchone()
     assert fetched["args"] == {"outbox_id": reply}
