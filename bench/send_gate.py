@@ -5,7 +5,10 @@ connections, with no number row (the global counter), one WhatsApp number
 Starts its own embedded PostgreSQL, migrates it, creates one doctor and one
 campaign outbox row per claim attempt, then lets C threads (one connection
 each) claim rows as fast as they can against an hourly limit of half the
-attempts (split evenly over the numbers: each has its own cap). Prints
+attempts (split evenly over the numbers: each has its own cap), each
+attempt what a send job does: the worker's claim query and, when it
+claimed, await_durable (the claim commits without waiting for its WAL
+flush; the send waits for it). Prints
 claims/s and p50/p99 latency per case, and checks in the same run that no
 number's claims exceed its cap (overshoot = 0) and that the counters agree
 with the claimed rows. The baseline columns are a plain single-row UPDATE
@@ -28,10 +31,12 @@ import benchkit
 import psycopg
 from psycopg.types.json import Jsonb
 
+from app.store.queries import queries
+
 BENCH_DB = "julia_gate_bench"
 WEDNESDAY_10H = datetime(2026, 12, 2, 10, 0, tzinfo=ZoneInfo("America/Sao_Paulo"))
 POLICY = {"weekdays": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59", "cooldown_hours": 0}
-CLAIM = "SELECT claimed FROM public.claim_send_slot(%s, %s, 'bench', '', NULL, %s)"
+CLAIM = queries["claim_send_slot"]  # the send job's claim, then await_durable when it claimed
 NUMBER_CASES = (0, 1, 10)  # 0 = no number row: the single global counter
 BASELINE = "UPDATE public.bench_counter SET n = n + 1 WHERE id = 1"
 
@@ -87,7 +92,11 @@ def run(
             for n, outbox_id in enumerate(chunk):
                 started = time.perf_counter()
                 if statement == CLAIM:
-                    ok += conn.execute(CLAIM, (outbox_id, n + 1, WEDNESDAY_10H)).fetchone()[0]
+                    params = {"outbox_id": outbox_id, "job_id": n + 1, "app_env": "bench", "project_ref": ""}
+                    claimed = conn.execute(CLAIM, {**params, "now": WEDNESDAY_10H}).fetchone()[0]
+                    if claimed:
+                        conn.execute(queries["await_durable"])
+                    ok += claimed
                 else:
                     conn.execute(BASELINE)
                     ok += 1

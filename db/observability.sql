@@ -2,21 +2,33 @@
 -- triggers in the transaction of the fact they count, so every worker and
 -- api replica agrees), the one snapshot a scrape reads, the record of each
 -- model call. The path of one message (`julia trace`) is in db/trace.sql.
--- Tables: llm_calls and metric_counters (revision 0016).
+-- Tables: llm_calls and metric_counters (revisions 0016, 0020).
 
 ------------------------------------------------------------
 -- Counters
 ------------------------------------------------------------
 
--- Add p_by to counter p_metric{p_labels} (created at 0).
+-- How many rows one counter is spread over (revision 0020). A counter row
+-- stays locked until its transaction's commit is durable: transactions of
+-- different backends bump different shards (one per backend, by process
+-- id), so concurrent counting never queues on one row. A scrape sums them.
+CREATE OR REPLACE FUNCTION public.metric_shards()
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = ''
+AS $$
+    SELECT 32;
+$$;
+
+-- Add p_by to counter p_metric{p_labels} (its shard created at 0).
 CREATE OR REPLACE FUNCTION public._count_metric(p_metric text, p_labels jsonb, p_by double precision DEFAULT 1)
 RETURNS void
 LANGUAGE sql
 SET search_path = ''
 AS $$
-    INSERT INTO public.metric_counters AS m (metric, labels, value)
-    VALUES (p_metric, coalesce(p_labels, '{}'::jsonb), p_by)
-    ON CONFLICT (metric, labels) DO UPDATE SET value = m.value + EXCLUDED.value, updated_at = clock_timestamp();
+    INSERT INTO public.metric_counters AS m (metric, labels, shard, value)
+    VALUES (p_metric, coalesce(p_labels, '{}'::jsonb), pg_catalog.pg_backend_pid() % public.metric_shards(), p_by)
+    ON CONFLICT (metric, labels, shard) DO UPDATE SET value = m.value + EXCLUDED.value, updated_at = clock_timestamp();
 $$;
 
 -- Upper bounds (seconds) of the reply latency histogram; +Inf is implied.
@@ -238,8 +250,9 @@ DECLARE
     _q record;
 BEGIN
     RETURN QUERY
-        SELECT m.metric, m.labels, m.value FROM public.metric_counters AS m
+        SELECT m.metric, m.labels, sum(m.value) FROM public.metric_counters AS m
          WHERE m.metric NOT LIKE '%\_bucket'
+         GROUP BY m.metric, m.labels
          ORDER BY m.metric, m.labels::text;
     RETURN QUERY
         SELECT 'julia_reply_latency_seconds_bucket', jsonb_build_object('le', b.le),

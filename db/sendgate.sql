@@ -169,24 +169,21 @@ AS $$
      WHERE o.id = p_outbox_id;
 $$;
 
--- A refused send waits: the row is deferred with its reason, and its send
--- job re-deferred for when it could go, when that is known. number_unavailable
--- and no_number wait for a number to come back (resume, connection open,
--- or the periodic release).
+-- A refused send waits: the row is deferred with its reason and, when it
+-- is known, the moment it could go (not_before). No job is deferred for it
+-- here: a procrastinate job's insert NOTIFYs, and a notifying commit takes
+-- a cluster-wide lock held until it is durable (every refusal would queue
+-- on every other). The periodic sweep re-queues the row with its send job
+-- once due (release_due_sends, every minute); number_unavailable and
+-- no_number also go back when a number comes back (resume, connection open).
 CREATE OR REPLACE FUNCTION public._defer_refused_send(p_outbox_id bigint, p_reason text, p_next_at timestamptz)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = ''
 AS $$
-BEGIN
-    IF p_next_at IS NOT NULL THEN
-        PERFORM public.defer_send(p_outbox_id, p_next_at);
-    END IF;
-    -- Last: its trigger counts the refusal on a row every refusal shares, locked until commit.
     UPDATE public.outbox
        SET state = 'deferred', not_before = p_next_at, refusal = p_reason, claimed_by_job = NULL, updated_at = now()
      WHERE id = p_outbox_id;
-END;
 $$;
 
 -- The claim itself: the row is job p_job_id's (one more attempt), going
@@ -229,8 +226,8 @@ $$;
 -- guard, paused, opted_out, not_on_whatsapp, blocked, doctor_replied,
 -- campaign_inactive, reply_loop_cap, number_unavailable, no_number,
 -- outside_hours, verify_number, cooldown, hourly_limit, daily_limit. A
--- deferral that knows when the message could go (next_at) re-defers the
--- send job for then.
+-- deferral that knows when the message could go (next_at) records it
+-- (not_before): the periodic sweep sends the row back to the gate then.
 DROP FUNCTION IF EXISTS public.claim_send_slot(bigint, bigint, text, text, jsonb, timestamptz);
 CREATE OR REPLACE FUNCTION public.claim_send_slot(
     p_outbox_id bigint, p_job_id bigint, p_app_env text, p_project_ref text,

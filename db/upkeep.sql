@@ -77,6 +77,37 @@ $$;
 -- Releasing held work
 ------------------------------------------------------------
 
+-- Send deferred outbox rows that are due (not_before passed, or none: they
+-- wait for a pause, a guard or a number) back to the gate, each with its
+-- send job; p_now injects the clock (tests), NULL = clock_timestamp(). The
+-- gate defers no job itself (db/sendgate.sql): this is how a row refused
+-- until a window opens goes out, within a minute of it. Returns how many
+-- jobs were deferred.
+CREATE OR REPLACE FUNCTION public.release_due_sends(p_now timestamptz DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _n integer := 0;
+    _row record;
+BEGIN
+    IF public.julia_is_paused() THEN
+        RETURN 0;
+    END IF;
+    -- Locked and re-checked: a send job may be claiming the same row right now.
+    FOR _row IN
+        SELECT o.id FROM public.outbox AS o
+         WHERE o.state = 'deferred' AND (o.not_before IS NULL OR o.not_before <= coalesce(p_now, clock_timestamp()))
+         ORDER BY o.id
+         FOR UPDATE SKIP LOCKED
+    LOOP
+        IF public._requeue_deferred_send(_row.id) THEN _n := _n + 1; END IF;
+    END LOOP;
+    RETURN _n;
+END;
+$$;
+
 -- Re-defer what waits on Julia: send jobs of deferred outbox rows that are
 -- due and, with p_replies (on resume), reply jobs of conversations with an
 -- unanswered doctor message. Returns how many jobs were deferred.
@@ -88,7 +119,6 @@ AS $$
 DECLARE
     _n integer := 0;
     _conv record;
-    _row record;
 BEGIN
     IF public.julia_is_paused() THEN
         RETURN 0;
@@ -100,16 +130,7 @@ BEGIN
     LOOP
         IF public.defer_reply(_conv.id) IS NOT NULL THEN _n := _n + 1; END IF;
     END LOOP;
-    -- Locked and re-checked: a send job may be claiming the same row right now.
-    FOR _row IN
-        SELECT o.id FROM public.outbox AS o
-         WHERE o.state = 'deferred' AND (o.not_before IS NULL OR o.not_before <= clock_timestamp())
-         ORDER BY o.id
-         FOR UPDATE SKIP LOCKED
-    LOOP
-        IF public._requeue_deferred_send(_row.id) THEN _n := _n + 1; END IF;
-    END LOOP;
-    RETURN _n;
+    RETURN _n + public.release_due_sends();
 END;
 $$;
 

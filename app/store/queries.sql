@@ -35,8 +35,18 @@ SELECT public.enqueue_reply(%(conversation_id)s, %(reply_to_id)s, %(parts)s::tex
 
 -- claim_send_slot --
 -- The send gate: may this outbox row go now? Claims it if so
-SELECT claimed, reason, next_at, number, texto, attempts, conversation_id, cliente_id, instance, media
-  FROM public.claim_send_slot(%(outbox_id)s, %(job_id)s, %(app_env)s, %(project_ref)s, NULL, %(now)s);
+-- Committed without waiting for its WAL flush (synchronous_commit off for this transaction only):
+-- a claim holds its number's counter rows until its commit, and every claim of the number would
+-- otherwise wait for each one's flush in turn. Nothing is sent before await_durable returns.
+SELECT g.claimed, g.reason, g.next_at, g.number, g.texto, g.attempts, g.conversation_id, g.cliente_id, g.instance,
+       g.media
+  FROM public.claim_send_slot(%(outbox_id)s, %(job_id)s, %(app_env)s, %(project_ref)s, NULL, %(now)s) AS g,
+       pg_catalog.set_config('synchronous_commit', 'off', true) AS async_commit;
+
+-- await_durable --
+-- Returns once every transaction committed before it is durable: this one takes a transaction id,
+-- so its own (synchronous) commit flushes the WAL through its commit record, after theirs
+SELECT pg_catalog.pg_current_xact_id() AS xact_id;
 
 -- mark_outbox_sent --
 -- Record a successful send

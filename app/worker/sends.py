@@ -30,6 +30,9 @@ async def send_outbox(context: JobContext, outbox_id: int) -> str:
     claim = await _claim(rt, context, outbox_id, log)
     if not claim["claimed"]:
         return claim["reason"]
+    # The claim committed without waiting for its flush: it must be durable before anything goes out
+    # (a claim lost in a crash after a send would let the row, and its slot, be taken again).
+    await fetch_one(rt.pool, "await_durable")
     fault_point(rt.settings, "after_claim")
     # The number the gate chose (NULL before the deployment has number rows: EVOLUTION_INSTANCE).
     log["instance"] = claim["instance"]

@@ -126,11 +126,15 @@ def test_out_of_hours_proactive_message_is_deferred_to_the_next_opening(db):
     assert (result["claimed"], result["reason"], result["next_at"]) == (False, "outside_hours", monday_8)
     row = db.execute("SELECT state, not_before, refusal FROM outbox WHERE id = %s", (outbox_id,)).fetchone()
     assert row == {"state": "deferred", "not_before": monday_8, "refusal": "outside_hours"}
-    job = db.execute(
-        "SELECT scheduled_at FROM procrastinate_jobs WHERE task_name = 'send_outbox' AND args->>'outbox_id' = %s",
-        (str(outbox_id),),
-    ).fetchone()
-    assert job["scheduled_at"] == monday_8
+    # The refusal defers no job (its NOTIFY would serialise refusals): the minute sweep sends it back when due.
+    send_jobs = (
+        "SELECT scheduled_at FROM procrastinate_jobs WHERE task_name = 'send_outbox' AND args->>'outbox_id' = %s"
+    )
+    assert db.execute(send_jobs, (str(outbox_id),)).fetchall() == []
+    assert db.execute("SELECT release_due_sends(%s) AS n", (monday_8 - timedelta(seconds=1),)).fetchone()["n"] == 0
+    assert db.execute("SELECT release_due_sends(%s) AS n", (monday_8,)).fetchone()["n"] == 1
+    assert db.execute("SELECT state FROM outbox WHERE id = %s", (outbox_id,)).fetchone()["state"] == "queued"
+    assert [r["scheduled_at"] for r in db.execute(send_jobs, (str(outbox_id),))] == [None]
     assert claim(db, outbox_id, monday_8 + timedelta(minutes=1), policy)["claimed"] is True
 
 

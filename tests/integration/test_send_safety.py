@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from app.store.queries import queries
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET, wait_for
-from tests.integration.test_outreach import ALWAYS, SP, WED_0900, claim, doctor, mark_sent, outbox_row
+from tests.integration.test_outreach import ALWAYS, SP, WED_0900, claim, doctor, mark_sent, outbox_row, set_policy
 
 AUTH = {"x-webhook-secret": WEBHOOK_SECRET}
 
@@ -38,6 +39,24 @@ def test_two_proactive_messages_to_one_doctor_in_flight_respect_the_cooldown(db)
     assert (refused["reason"], refused["next_at"]) == ("cooldown", WED_0900 + timedelta(hours=24))
 
 
+def test_the_send_jobs_claim_skips_the_flush_wait_in_its_own_transaction_only(db):
+    """The worker's claim commits without waiting for its WAL flush (synchronous_commit off for that
+    transaction alone: the session's later commits, e.g. marking the row sent, stay synchronous);
+    await_durable is a synchronous commit of its own, so it flushes every commit before it."""
+    set_policy(db, ALWAYS)
+    first, second = outbox_row(db, doctor(db, 1)), outbox_row(db, doctor(db, 2))
+    params = {"job_id": 7, "app_env": "test", "project_ref": "", "now": WED_0900}
+    setting = "SELECT current_setting('synchronous_commit') AS s"
+    assert db.execute(queries["claim_send_slot"], {**params, "outbox_id": first}).fetchone()["claimed"] is True
+    assert db.execute(setting).fetchone()["s"] == "on"
+    with db.transaction():
+        assert db.execute(queries["claim_send_slot"], {**params, "outbox_id": second}).fetchone()["claimed"]
+        assert db.execute(setting).fetchone()["s"] == "off"
+    assert db.execute(setting).fetchone()["s"] == "on"
+    ids = [int(str(db.execute(queries["await_durable"]).fetchone()["xact_id"])) for _ in range(2)]
+    assert ids[1] > ids[0]  # each call commits a transaction of its own
+
+
 def test_a_deferred_proactive_send_does_not_hold_up_the_conversations_replies(db):
     cliente = doctor(db, 1)
     conv = conversation(db, cliente)
@@ -45,10 +64,13 @@ def test_a_deferred_proactive_send_does_not_hold_up_the_conversations_replies(db
     claim(db, follow_up, datetime(2026, 12, 5, 22, 0, tzinfo=SP), {"weekdays": [1]})  # deferred to Monday
     reply = outbox_row(db, cliente, kind="reply", conversation_id=conv)
     db.execute("SELECT defer_send(%s)", (reply,))
-    jobs = db.execute(
-        "SELECT (args->>'outbox_id')::bigint AS id, lock FROM procrastinate_jobs WHERE task_name = 'send_outbox'"
-    ).fetchall()
-    locks = {r["id"]: r["lock"] for r in jobs}
+    jobs = "SELECT (args->>'outbox_id')::bigint AS id, lock FROM procrastinate_jobs WHERE task_name = 'send_outbox'"
+    # The deferred row waits without a job (the minute sweep gives it one when due) ...
+    assert {r["id"]: r["lock"] for r in db.execute(jobs)} == {reply: f"sends:conversation:{conv}"}
+    # ... and even once released its job locks alone.
+    monday_8 = datetime(2026, 12, 7, 8, 0, tzinfo=SP)
+    assert db.execute("SELECT release_due_sends(%s) AS n", (monday_8,)).fetchone()["n"] == 1
+    locks = {r["id"]: r["lock"] for r in db.execute(jobs)}
     assert locks == {follow_up: f"outbox:{follow_up}", reply: f"sends:conversation:{conv}"}
     fetched = db.execute("SELECT id, args FROM procrastinate_fetch_job_v2(ARRAY['sends'], NULL)").fetchone()
     assert fetched["args"] == {"outbox_id": reply}
