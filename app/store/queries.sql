@@ -45,8 +45,9 @@ SELECT g.claimed, g.reason, g.next_at, g.number, g.texto, g.attempts, g.conversa
 
 -- await_durable --
 -- Returns once every transaction committed before it is durable: this one takes a transaction id,
--- so its own (synchronous) commit flushes the WAL through its commit record, after theirs
-SELECT pg_catalog.pg_current_xact_id() AS xact_id;
+-- so its own commit (synchronous, whatever the role's or database's default) flushes the WAL
+-- through its commit record, after theirs
+SELECT pg_catalog.pg_current_xact_id() AS xact_id, pg_catalog.set_config('synchronous_commit', 'on', true) AS sync_commit;
 
 -- mark_outbox_sent --
 -- Record a successful send
