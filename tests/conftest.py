@@ -6,12 +6,16 @@ database migrated once, and a fresh database cloned from it for each test
 
 from __future__ import annotations
 
+import collections
 import compileall
+import contextlib
+import itertools
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -119,21 +123,81 @@ class FileCopyJanitor(DatabaseJanitor):
         return super()._build_create_database_sql() + sql.SQL(" STRATEGY = FILE_COPY")
 
 
+class DatabaseSupply:
+    """Clones of the template for the tests of one session, made ahead and dropped
+    behind in threads: a test waits neither for its CREATE DATABASE nor for the last
+    test's DROP. One thread creates (AHEAD clones in the making), another drops."""
+
+    AHEAD = 2
+
+    def __init__(self, proc: NoopExecutor) -> None:
+        self.proc = proc
+        self.numbers = itertools.count(1)
+        self.creator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="database-create")
+        self.dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="database-drop")
+        self.ahead: collections.deque[Future[str]] = collections.deque()
+
+    def janitor(self, dbname: str) -> FileCopyJanitor:
+        proc = self.proc
+        return FileCopyJanitor(
+            user=proc.user,
+            host=proc.host,
+            port=proc.port,
+            dbname=dbname,
+            template_dbname=proc.template_dbname,
+            maintenance_dbname=proc.maintenance_dbname,
+            password=proc.password,
+        )
+
+    def _create(self) -> str:
+        dbname = f"{self.proc.dbname}_{next(self.numbers)}"
+        self.janitor(dbname).init()
+        return dbname
+
+    def take(self) -> str:
+        """A fresh clone (and the next ones started)."""
+        while len(self.ahead) < self.AHEAD + 1:
+            self.ahead.append(self.creator.submit(self._create))
+        try:
+            return self.ahead.popleft().result()
+        except psycopg.Error:
+            # Made while a fault test had Postgres stopped: drop what else was made then, make one now.
+            while self.ahead:
+                self.give_back_future(self.ahead.popleft())
+            return self._create()
+
+    def give_back_future(self, future: Future[str]) -> None:
+        future.add_done_callback(lambda f: f.exception() is None and self.give_back(f.result()))
+
+    def give_back(self, dbname: str) -> None:
+        def drop() -> None:
+            with contextlib.suppress(psycopg.Error):  # Postgres stopped by a fault test: the cluster goes anyway
+                self.janitor(dbname).drop()
+
+        self.dropper.submit(drop)
+
+    def close(self) -> None:
+        self.creator.shutdown(wait=True, cancel_futures=True)
+        self.dropper.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def database_supply(postgresql_proc: NoopExecutor) -> Iterator[DatabaseSupply]:
+    supply = DatabaseSupply(postgresql_proc)
+    yield supply
+    supply.close()
+
+
 @pytest.fixture
-def postgresql(postgresql_proc: NoopExecutor) -> Iterator[psycopg.Connection]:
+def postgresql(postgresql_proc: NoopExecutor, database_supply: DatabaseSupply) -> Iterator[psycopg.Connection]:
     """This test's own database, a clone of the migrated template, and a connection to it."""
     proc = postgresql_proc
-    janitor = FileCopyJanitor(
-        user=proc.user,
-        host=proc.host,
-        port=proc.port,
-        dbname=proc.dbname,
-        template_dbname=proc.template_dbname,
-        maintenance_dbname=proc.maintenance_dbname,
-        password=proc.password,
-    )
-    with janitor, psycopg.connect(dbname=proc.dbname, user=proc.user, host=proc.host, port=proc.port) as conn:
-        yield conn
+    dbname = database_supply.take()
+    try:
+        with psycopg.connect(dbname=dbname, user=proc.user, host=proc.host, port=proc.port) as conn:
+            yield conn
+    finally:
+        database_supply.give_back(dbname)
 
 
 @pytest.fixture
