@@ -37,6 +37,11 @@ def test_message_gets_one_reply_to_the_doctors_phone(api_client, db, evolution, 
     assert call["messages"][-1]["content"] == "Oi, tem plantão?"
     assert "Julia" in call["system"][0]["text"]
     assert call["system"][0]["cache_control"] == {"type": "ephemeral"}
+    # Chatwoot is not configured: both are skipped in SQL, no mirror job ran.
+    mirror = db.execute("SELECT state FROM chatwoot_messages ORDER BY interacao_id").fetchall()
+    assert mirror == [{"state": "skipped"}, {"state": "skipped"}]
+    jobs = db.execute("SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = 'sync_chatwoot_conversation'")
+    assert jobs.fetchone() == {"n": 0}
 
 
 def test_duplicate_delivery_is_stored_once_and_answered_once(api_client, db, evolution, start_worker):
