@@ -89,7 +89,8 @@ class EvolutionClient(ServiceClient):
         )
 
     async def send_text(self, number: str, text: str, *, delay_ms: int = 0, instance: str | None = None) -> SentMessage:
-        """POST /message/sendText/{instance} (default: EVOLUTION_INSTANCE); raises EvolutionError."""
+        """POST /message/sendText/{instance} (default: EVOLUTION_INSTANCE); raises EvolutionError.
+        `delay_ms`: Evolution shows "typing" that long, then sends (and answers)."""
         body: dict[str, object] = {"number": number, "text": text}
         if delay_ms:
             body["delay"] = delay_ms
@@ -105,11 +106,14 @@ class EvolutionClient(ServiceClient):
         mimetype: str | None = None,
         caption: str | None = None,
         file_name: str | None = None,
+        delay_ms: int = 0,
         instance: str | None = None,
     ) -> SentMessage:
         """POST /message/sendMedia/{instance} (image, video, audio, document;
-        `media` is a URL or base64); raises EvolutionError."""
+        `media` is a URL or base64); raises EvolutionError. `delay_ms` as in send_text."""
         body: dict[str, object] = {"number": number, "mediatype": mediatype, "media": media}
+        if delay_ms:
+            body["delay"] = delay_ms
         for key, value in (("mimetype", mimetype), ("caption", caption), ("fileName", file_name)):
             if value:
                 body[key] = value

@@ -37,6 +37,10 @@ def test_message_gets_one_reply_to_the_doctors_phone(api_client, db, evolution, 
     assert call["messages"][-1]["content"] == "Oi, tem plantão?"
     assert "Julia" in call["system"][0]["text"]
     assert call["system"][0]["cache_control"] == {"type": "ephemeral"}
+    # One request to send it: "typing" is sendText's delay, not a sendPresence of its own.
+    paths = [r.path.split("/")[2] for r in evolution.requests if r.path.startswith(("/message/", "/chat/"))]
+    assert paths == ["sendText"]
+    assert [r.json["delay"] for r in evolution.requests if "/sendText/" in r.path] == [400 + 15 * len(sent[0]["text"])]
     # Chatwoot is not configured: both are skipped in SQL, no mirror job ran.
     mirror = db.execute("SELECT state FROM chatwoot_messages ORDER BY interacao_id").fetchall()
     assert mirror == [{"state": "skipped"}, {"state": "skipped"}]
