@@ -399,6 +399,7 @@ def report(
     debounce_ms: int, rows: list[dict[str, float]], noop: float, reply_cpu: float, noop_cpu: float
 ) -> list[list[str]]:
     first_accepted = min(r["accepted"] for r in rows)
+    last_accepted = max(r["accepted"] for r in rows)
     first_started = min(r["reply_started"] for r in rows)
     last_sent = max(r["sent"] for r in rows)
     # Steady state: from the first reply job started to the last reply sent, the
@@ -407,6 +408,7 @@ def report(
     steady = len(rows) / (last_sent - first_started)
     print(
         f"\ndebounce {debounce_ms} ms: {len(rows)} replies;"
+        f" webhooks accepted over {last_accepted - first_accepted:.2f} s;"
         f" first webhook → last sent {last_sent - first_accepted:.2f} s;"
         f" first reply job started → last sent {last_sent - first_started:.2f} s ({steady:.1f} replies/s)"
     )
