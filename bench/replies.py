@@ -344,10 +344,15 @@ def statements_between(log: Path, start: int, end: int) -> list[tuple[str, float
         f.seek(start)
         text = f.read(end - start).decode(errors="replace")
     found = []
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for n, line in enumerate(lines):
         m = STATEMENT.search(line)
         if m:
-            found.append((" ".join(m.group(2).split())[:100], float(m.group(1))))
+            statement = m.group(2)
+            if not statement.strip() and n + 1 < len(lines) and lines[n + 1] and "LOG:  " not in lines[n + 1]:
+                # A statement that starts with a newline (the bench's own SQL) goes on on the next line.
+                statement = lines[n + 1]
+            found.append((" ".join(statement.split())[:100], float(m.group(1))))
     return found
 
 
