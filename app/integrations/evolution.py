@@ -1,4 +1,4 @@
-"""Evolution API v2 client: send a text or a media file, show a typing presence,
+"""Evolution API v2 client: send a text or a media file (typing first: `delay`),
 ask which numbers are on WhatsApp, list the messages Evolution stored for a chat.
 
 Errors are split into transient (retry later: timeouts, 5xx, 429) and
@@ -119,18 +119,6 @@ class EvolutionClient(ServiceClient):
                 body[key] = value
         data = await self._post(f"/message/sendMedia/{quote(instance or self._instance, safe='')}", body)
         return _sent_message(data)
-
-    async def send_presence(
-        self, number: str, *, presence: str = "composing", delay_ms: int = 1000, instance: str | None = None
-    ) -> None:
-        """POST /chat/sendPresence/{instance}; failures are logged, never raised."""
-        try:
-            await self._post(
-                f"/chat/sendPresence/{quote(instance or self._instance, safe='')}",
-                {"number": number, "presence": presence, "delay": delay_ms},
-            )
-        except EvolutionError as exc:
-            logger.info("presence not sent", extra={"action": "presence_failed", "status": exc.status})
 
     async def check_numbers(self, numbers: Sequence[str]) -> list[NumberCheck]:
         """POST /chat/whatsappNumbers/{instance}: which form of each number exists.
