@@ -172,9 +172,10 @@ def julia(args: list[str], env: dict[str, str], ready: str, profile_to: str = ""
 # ------------------------------------------------------------------
 
 
-def noop_jobs_per_second(url: str, jobs: int) -> float:
+def noop_jobs_per_second(url: str, jobs: int) -> tuple[float, float]:
     """Defer `jobs` no-op jobs, then drain them with the worker's concurrency
-    and fetch settings; jobs ÷ (last finished − first started), from procrastinate_events."""
+    and fetch settings; jobs ÷ (last finished − first started), from
+    procrastinate_events, and the CPU ms one job cost (this process + Postgres)."""
     app = procrastinate.App(connector=job_connector(url, CONCURRENCY))
 
     @app.task(name="bench_noop", queue="bench_noop")
@@ -196,7 +197,10 @@ def noop_jobs_per_second(url: str, jobs: int) -> float:
                 fetch_job_polling_interval=POLLING_SECONDS,
             )
 
+    postgres = {"postgres": postmaster_pid(url)}
+    cpu_before = time.process_time() + cpu_seconds(postgres)["postgres"]
     asyncio.run(run())
+    cpu_ms = (time.process_time() + cpu_seconds(postgres)["postgres"] - cpu_before) / jobs * 1000
     with psycopg.connect(url, autocommit=True) as conn:
         done, seconds = conn.execute(
             "SELECT count(DISTINCT j.id) FILTER (WHERE j.status = 'succeeded'),"
@@ -208,7 +212,8 @@ def noop_jobs_per_second(url: str, jobs: int) -> float:
         ).fetchone()
     if done != jobs:
         raise BenchError(f"{done} of {jobs} no-op jobs succeeded")
-    return jobs / float(seconds)
+    print(f"no-op job: {jobs / float(seconds):.0f} jobs/s, CPU {cpu_ms:.2f} ms a job (procrastinate + Postgres)")
+    return jobs / float(seconds), cpu_ms
 
 
 # ------------------------------------------------------------------
@@ -281,9 +286,9 @@ def wait_for_replies(conn: psycopg.Connection, first_id: int, expected: int) -> 
 
 def run_replies(
     url: str, api_url: str, first_doctor: int, doctors: int, debounce_ms: int, pids: dict[str, int] | None = None
-) -> list[dict[str, float]]:
+) -> tuple[list[dict[str, float]], float]:
     """Each of `doctors` new doctors sends one message; returns each reply's timestamps
-    (and prints the CPU each of `pids` spent per reply, mirror jobs included)."""
+    and the CPU ms `pids` spent per reply together (each printed, mirror jobs included)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SET_DEBOUNCE, (str(debounce_ms),))
         wait_for_idle_jobs(conn)
@@ -293,15 +298,17 @@ def run_replies(
         wait_for_replies(conn, first_id, doctors)
         wait_for_idle_jobs(conn)
         after = cpu_seconds(pids or {})
+        total = 0.0
         if pids:
             spent = ", ".join(f"{k} {(after[k] - before[k]) / doctors * 1000:.1f} ms" for k in pids)
-            print(f"CPU per reply: {spent}", flush=True)
+            total = sum(after[k] - before[k] for k in pids) / doctors * 1000
+            print(f"CPU per reply: {spent}; total {total:.1f} ms", flush=True)
         cur = conn.execute(SPLIT, {"first_id": first_id})
         names = [c.name for c in cur.description]
         rows = [dict(zip(names, (float(v) for v in r), strict=True)) for r in cur.fetchall()]
     if len(rows) != doctors:
         raise BenchError(f"{len(rows)} replies traced of {doctors}")
-    return rows
+    return rows, total
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -337,10 +344,15 @@ def statements_between(log: Path, start: int, end: int) -> list[tuple[str, float
         f.seek(start)
         text = f.read(end - start).decode(errors="replace")
     found = []
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for n, line in enumerate(lines):
         m = STATEMENT.search(line)
         if m:
-            found.append((" ".join(m.group(2).split())[:100], float(m.group(1))))
+            statement = m.group(2)
+            if not statement.strip() and n + 1 < len(lines) and lines[n + 1] and "LOG:  " not in lines[n + 1]:
+                # A statement that starts with a newline (the bench's own SQL) goes on on the next line.
+                statement = lines[n + 1]
+            found.append((" ".join(statement.split())[:100], float(m.group(1))))
     return found
 
 
@@ -355,7 +367,7 @@ def profile(url: str, api_url: str, doctor: int) -> tuple[list[str], list[str]]:
         time.sleep(1.0)
         mark = log.stat().st_size
         started = time.monotonic()
-        rows = run_replies(url, api_url, doctor, 1, 0)
+        rows, _ = run_replies(url, api_url, doctor, 1, 0)
         with psycopg.connect(url, autocommit=True) as conn:
             wait_for_idle_jobs(conn)  # the reply's mirror jobs are its statements too
         busy_end = log.stat().st_size
@@ -388,8 +400,11 @@ def print_profile(busy: list[tuple[str, float]], idle: list[tuple[str, float]]) 
 # ------------------------------------------------------------------
 
 
-def report(debounce_ms: int, rows: list[dict[str, float]], noop: float) -> list[list[str]]:
+def report(
+    debounce_ms: int, rows: list[dict[str, float]], noop: float, reply_cpu: float, noop_cpu: float
+) -> list[list[str]]:
     first_accepted = min(r["accepted"] for r in rows)
+    last_accepted = max(r["accepted"] for r in rows)
     first_started = min(r["reply_started"] for r in rows)
     last_sent = max(r["sent"] for r in rows)
     # Steady state: from the first reply job started to the last reply sent, the
@@ -398,6 +413,7 @@ def report(debounce_ms: int, rows: list[dict[str, float]], noop: float) -> list[
     steady = len(rows) / (last_sent - first_started)
     print(
         f"\ndebounce {debounce_ms} ms: {len(rows)} replies;"
+        f" webhooks accepted over {last_accepted - first_accepted:.2f} s;"
         f" first webhook → last sent {last_sent - first_accepted:.2f} s;"
         f" first reply job started → last sent {last_sent - first_started:.2f} s ({steady:.1f} replies/s)"
     )
@@ -409,7 +425,16 @@ def report(debounce_ms: int, rows: list[dict[str, float]], noop: float) -> list[
             for v in [[r[b] - r[a] for r in rows]]
         ],
     )
-    return [str(debounce_ms), str(len(rows)), f"{steady:.1f}", f"{noop:.0f}", f"{steady / noop:.2f}"]
+    return [
+        str(debounce_ms),
+        str(len(rows)),
+        f"{steady:.1f}",
+        f"{noop:.0f}",
+        f"{steady / noop:.2f}",
+        f"{reply_cpu:.1f}",
+        f"{noop_cpu:.2f}",
+        f"{noop_cpu / reply_cpu:.2f}",
+    ]
 
 
 def main() -> int:
@@ -454,17 +479,28 @@ def main() -> int:
             for n, debounce_ms in enumerate(debounces):
                 # The baseline right before each phase: on a shared machine the load changes by the minute.
                 print(f"baseline: {args.noop} procrastinate no-op jobs, concurrency {CONCURRENCY} ...", flush=True)
-                noop = noop_jobs_per_second(url, args.noop)
+                noop, noop_cpu = noop_jobs_per_second(url, args.noop)
                 print(f"{args.doctors} doctors, debounce {debounce_ms} ms ...", flush=True)
-                rows = run_replies(url, api_url, 1000 * (n + 1), args.doctors, debounce_ms, pids)
-                summary.append(report(debounce_ms, rows, noop))
+                rows, reply_cpu = run_replies(url, api_url, 1000 * (n + 1), args.doctors, debounce_ms, pids)
+                summary.append(report(debounce_ms, rows, noop, reply_cpu, noop_cpu))
             if args.profile:
                 print_profile(*profile(url, api_url, 999_999))
         if len(evolution.sent_texts()) < args.doctors * len(debounces):
             raise BenchError(f"Evolution received {len(evolution.sent_texts())} texts")
 
     print()
-    header = ["debounce ms", "replies", "steady replies/s", "no-op jobs/s", "ratio"]
+    # CPU ratio: CPU of a no-op job ÷ CPU of a reply (worker + api + Postgres), the
+    # throughput ratio of a machine with nothing else to run (load from beside moves less).
+    header = [
+        "debounce ms",
+        "replies",
+        "steady replies/s",
+        "no-op jobs/s",
+        "ratio",
+        "CPU ms/reply",
+        "CPU ms/no-op job",
+        "CPU ratio",
+    ]
     benchkit.print_table(header, summary)
     print(json.dumps({"summary": summary}))
     return 0

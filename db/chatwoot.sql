@@ -9,6 +9,33 @@
 -- What to mirror
 ------------------------------------------------------------
 
+-- Whether stored messages are mirrored: each worker that runs the mirror
+-- jobs records at start-up whether it has Chatwoot configured
+-- (record_chatwoot_mirror, app_settings 'chatwoot_mirror'). Until one has,
+-- the mirror counts as on and its job decides.
+CREATE OR REPLACE FUNCTION public.chatwoot_mirror_on()
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT coalesce((SELECT s.value <> 'off' FROM public.app_settings AS s WHERE s.key = 'chatwoot_mirror'), true);
+$$;
+
+-- A worker's start: record whether it mirrors to Chatwoot; returns p_on.
+CREATE OR REPLACE FUNCTION public.record_chatwoot_mirror(p_on boolean)
+RETURNS boolean
+LANGUAGE sql
+SET search_path = ''
+AS $$
+    WITH recorded AS (
+        INSERT INTO public.app_settings AS s (key, value, description)
+        VALUES ('chatwoot_mirror', CASE WHEN p_on THEN 'on' ELSE 'off' END,
+                'Set by each worker at start-up: is Chatwoot configured (off: nothing is mirrored, no mirror jobs)')
+        ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()
+         WHERE s.value IS DISTINCT FROM excluded.value)
+    SELECT p_on;
+$$;
+
 -- Trigger: a stored message waits to be mirrored. A human's message that
 -- came from Chatwoot is already there: it is recorded as synced.
 CREATE OR REPLACE FUNCTION public.queue_chatwoot_message()
@@ -35,6 +62,16 @@ BEGIN
             ON CONFLICT DO NOTHING;
             RETURN NULL;
         END IF;
+    END IF;
+    IF NOT public.chatwoot_mirror_on() THEN
+        -- No mirror: skipped at once (what skip_chatwoot_sync does), no job.
+        INSERT INTO public.chatwoot_messages (interacao_id, conversation_id, state)
+        VALUES (NEW.id, NEW.conversation_id, 'skipped')
+        ON CONFLICT DO NOTHING;
+        IF NEW.payload -> 'message' ? 'base64' THEN
+            UPDATE public.interacoes AS i SET payload = i.payload #- '{message,base64}' WHERE i.id = NEW.id;
+        END IF;
+        RETURN NULL;
     END IF;
     INSERT INTO public.chatwoot_messages (interacao_id, conversation_id)
     VALUES (NEW.id, NEW.conversation_id)

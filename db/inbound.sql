@@ -1,7 +1,8 @@
 -- Inbound path: the webhook puts a parsed message on pgmq 'inbound'; the
--- worker calls process_inbound() once per message, which stores it, finds
+-- worker calls process_inbound() for each message, which stores it, finds
 -- the doctor and conversation, defers one reply job and archives the
--- queue message, all in one transaction.
+-- queue message, all in one transaction (process_inbound_batch: a read's
+-- messages in one call).
 
 ------------------------------------------------------------
 -- Enqueue (api)
@@ -230,6 +231,28 @@ BEGIN
     END;
     PERFORM pgmq.archive('inbound', p_msg_id);
     RETURN QUERY SELECT _conversation_id, _interacao_id, _duplicate, _job_id;
+END;
+$$;
+
+-- Process a batch of queue messages (what one read returned) in one call
+-- and one transaction, in their order; one row per message. When one fails
+-- the whole batch does, and the consumer processes them one at a time.
+CREATE OR REPLACE FUNCTION public.process_inbound_batch(p_msg_ids bigint[], p_bodies jsonb[])
+RETURNS TABLE (msg_id bigint, conversation_id bigint, interacao_id bigint, duplicate boolean, reply_job_id bigint)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    _i integer;
+BEGIN
+    IF coalesce(array_length(p_msg_ids, 1), 0) <> coalesce(array_length(p_bodies, 1), 0) THEN
+        RAISE EXCEPTION 'process_inbound_batch: % msg ids for % bodies',
+            coalesce(array_length(p_msg_ids, 1), 0), coalesce(array_length(p_bodies, 1), 0) USING ERRCODE = 'JU400';
+    END IF;
+    FOR _i IN 1 .. coalesce(array_length(p_msg_ids, 1), 0) LOOP
+        RETURN QUERY SELECT p_msg_ids[_i], r.conversation_id, r.interacao_id, r.duplicate, r.reply_job_id
+                       FROM public.process_inbound(p_msg_ids[_i], p_bodies[_i]) AS r;
+    END LOOP;
 END;
 $$;
 

@@ -116,18 +116,27 @@ $$;
 
 -- Defer the mirror job of a conversation: one waits at a time (queueing
 -- lock); jobs of one conversation run in order, at most two run at once.
+-- With the mirror off (no worker has Chatwoot configured,
+-- db/chatwoot.sql's chatwoot_mirror_on) what waits is skipped at once, as
+-- the job would have done, and no job is deferred (NULL).
 CREATE OR REPLACE FUNCTION public.defer_chatwoot_sync(p_conversation_id bigint, p_at timestamptz DEFAULT NULL)
 RETURNS bigint
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = ''
 AS $$
-    SELECT public.defer_job(
+BEGIN
+    IF NOT public.chatwoot_mirror_on() THEN
+        PERFORM public.skip_chatwoot_sync(p_conversation_id);
+        RETURN NULL;
+    END IF;
+    RETURN public.defer_job(
         'sync_chatwoot_conversation',
         jsonb_build_object('conversation_id', p_conversation_id),
         'humans',
         'chatwoot-sync:' || (p_conversation_id % 2),
         'chatwoot-sync:' || p_conversation_id,
         p_at);
+END;
 $$;
 
 -- Defer the send job of one notification; they go out one at a time, in order.

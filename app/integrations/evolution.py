@@ -1,4 +1,4 @@
-"""Evolution API v2 client: send a text or a media file, show a typing presence,
+"""Evolution API v2 client: send a text or a media file (typing first: `delay`),
 ask which numbers are on WhatsApp, list the messages Evolution stored for a chat.
 
 Errors are split into transient (retry later: timeouts, 5xx, 429) and
@@ -89,7 +89,8 @@ class EvolutionClient(ServiceClient):
         )
 
     async def send_text(self, number: str, text: str, *, delay_ms: int = 0, instance: str | None = None) -> SentMessage:
-        """POST /message/sendText/{instance} (default: EVOLUTION_INSTANCE); raises EvolutionError."""
+        """POST /message/sendText/{instance} (default: EVOLUTION_INSTANCE); raises EvolutionError.
+        `delay_ms`: Evolution shows "typing" that long, then sends (and answers)."""
         body: dict[str, object] = {"number": number, "text": text}
         if delay_ms:
             body["delay"] = delay_ms
@@ -105,28 +106,19 @@ class EvolutionClient(ServiceClient):
         mimetype: str | None = None,
         caption: str | None = None,
         file_name: str | None = None,
+        delay_ms: int = 0,
         instance: str | None = None,
     ) -> SentMessage:
         """POST /message/sendMedia/{instance} (image, video, audio, document;
-        `media` is a URL or base64); raises EvolutionError."""
+        `media` is a URL or base64); raises EvolutionError. `delay_ms` as in send_text."""
         body: dict[str, object] = {"number": number, "mediatype": mediatype, "media": media}
+        if delay_ms:
+            body["delay"] = delay_ms
         for key, value in (("mimetype", mimetype), ("caption", caption), ("fileName", file_name)):
             if value:
                 body[key] = value
         data = await self._post(f"/message/sendMedia/{quote(instance or self._instance, safe='')}", body)
         return _sent_message(data)
-
-    async def send_presence(
-        self, number: str, *, presence: str = "composing", delay_ms: int = 1000, instance: str | None = None
-    ) -> None:
-        """POST /chat/sendPresence/{instance}; failures are logged, never raised."""
-        try:
-            await self._post(
-                f"/chat/sendPresence/{quote(instance or self._instance, safe='')}",
-                {"number": number, "presence": presence, "delay": delay_ms},
-            )
-        except EvolutionError as exc:
-            logger.info("presence not sent", extra={"action": "presence_failed", "status": exc.status})
 
     async def check_numbers(self, numbers: Sequence[str]) -> list[NumberCheck]:
         """POST /chat/whatsappNumbers/{instance}: which form of each number exists.

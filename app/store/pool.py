@@ -5,8 +5,11 @@ pooled connection, with SQL's own errors translated (`wrap_db_errors`).
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
+from psycopg import AsyncConnection
+from psycopg.pq import ConnStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -24,8 +27,8 @@ def new_pool(
     if parse_database_url(settings.database_url).is_transaction_pooler:
         # A transaction pooler cannot keep prepared statements between transactions.
         kwargs["prepare_threshold"] = None
-    # Connections are checked when taken: after a database restart a stale
-    # one is replaced instead of failing the caller.
+    # Connections are checked when taken (check_if_closed): after a database
+    # restart a stale one is replaced instead of failing the caller.
     return AsyncConnectionPool(
         settings.database_url,
         min_size=min_size,
@@ -34,8 +37,30 @@ def new_pool(
         name=name,
         kwargs=kwargs,
         timeout=timeout,
-        check=AsyncConnectionPool.check_connection,
+        check=check_if_closed,
     )
+
+
+async def check_if_closed(conn: AsyncConnection) -> None:
+    """The check of a connection taken from a pool, without a round trip when
+    nothing says it is stale.
+
+    A server that closes a connection (a restart, a terminated backend, an
+    idle timeout) says so on the socket: its FATAL message or EOF waits
+    there, while an idle healthy connection has nothing to read. Only then is
+    the connection asked (psycopg_pool's check: an empty query), which raises
+    when it is gone, and the pool replaces it. A connection that dies between
+    this check and its query fails that query, as it did with a round trip.
+    """
+    if conn.closed or conn.pgconn.status != ConnStatus.OK or _readable(conn.pgconn.socket):
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has something to read (or is closed), without waiting."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 async def fetch_one(

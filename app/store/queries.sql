@@ -21,6 +21,11 @@ SELECT msg_id, read_ct, message
 SELECT conversation_id, interacao_id, duplicate, reply_job_id
   FROM public.process_inbound(%(msg_id)s, %(body)s::jsonb);
 
+-- process_inbound_batch --
+-- Store a batch of inbound messages in one transaction, in order (one row per message)
+SELECT msg_id, conversation_id, interacao_id, duplicate, reply_job_id
+  FROM public.process_inbound_batch(%(msg_ids)s::bigint[], %(bodies)s::jsonb[]);
+
 -- archive_poison_inbound --
 -- Record an unprocessable inbound message with its error and archive it
 SELECT public.archive_poison_inbound(%(msg_id)s, %(read_ct)s, %(error)s, %(body)s::jsonb);
@@ -452,6 +457,10 @@ SELECT public.secure_public_schema();
 -- bootstrap_sending --
 -- A worker's start: the policy row from its env when absent, its instance as the first number
 SELECT item, action FROM public.bootstrap_sending(%(policy)s::jsonb, %(instance)s);
+
+-- record_chatwoot_mirror --
+-- A worker's start: whether it mirrors to Chatwoot (off: stored messages are skipped, no mirror jobs)
+SELECT public.record_chatwoot_mirror(%(on)s) AS mirror;
 
 -- current_send_policy --
 -- The send policy every process enforces

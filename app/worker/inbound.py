@@ -1,5 +1,7 @@
 """Consume pgmq 'inbound': each message is stored, its reply job deferred
-and the message archived by one SQL call (`process_inbound`).
+and the message archived by SQL (`process_inbound`; a read's batch in one
+call and one transaction, `process_inbound_batch`, one at a time when the
+batch fails).
 
 A message that fails is left for its visibility timeout to expire and is
 read again; after `inbound_max_reads` reads it is archived as poison with
@@ -43,9 +45,30 @@ async def consume_once(pool: AsyncConnectionPool, settings: Settings, *, poll_se
             },
         )
         batch = await cur.fetchall()
+        if batch:
+            await _process_batch(conn, settings, batch)
+    return len(batch)
+
+
+async def _process_batch(conn, settings: Settings, batch: list[dict]) -> None:
+    """The read's messages in one call and one transaction; when that fails
+    (one message took the batch with it) each is processed alone."""
+    params = {"msg_ids": [m["msg_id"] for m in batch], "bodies": [Jsonb(m["message"]) for m in batch]}
+    try:
+        results = await (await conn.execute(queries["process_inbound_batch"], params)).fetchall()
+    except Exception as exc:
+        if is_connection_error(exc):
+            raise  # the database went away: the messages stay queued, read again later
+        logger.info(
+            "inbound batch failed, one message at a time",
+            extra={"action": "inbound_batch_split", "messages": len(batch), "error": describe(exc)},
+        )
         for msg in batch:
             await _process(conn, settings, msg)
-    return len(batch)
+        return
+    by_id = {r["msg_id"]: r for r in results}
+    for msg in batch:
+        _log_stored(msg, by_id[msg["msg_id"]])
 
 
 async def _process(conn, settings: Settings, msg: dict) -> None:
@@ -70,6 +93,10 @@ async def _process(conn, settings: Settings, msg: dict) -> None:
                 "inbound message failed, will retry", extra={"action": "inbound_failed", "error": error, **log}
             )
         return
+    _log_stored(msg, result)
+
+
+def _log_stored(msg: dict, result: dict) -> None:
     logger.info(
         "inbound message stored",
         extra={
@@ -77,7 +104,8 @@ async def _process(conn, settings: Settings, msg: dict) -> None:
             "conversation_id": result["conversation_id"],
             "interacao_id": result["interacao_id"],
             "reply_job_id": result["reply_job_id"],
-            **log,
+            "msg_id": msg["msg_id"],
+            "read_ct": msg["read_ct"],
         },
     )
 

@@ -15,14 +15,17 @@ import contextlib
 import logging
 import signal
 import time
+from typing import Any
 
 import procrastinate
 import psycopg
 from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
 
 from app.core.config import Settings
+from app.integrations.chatwoot import chatwoot_configured
 from app.store.errors import PermanentDatabaseError, describe, is_connection_error
-from app.store.pool import new_pool
+from app.store.pool import check_if_closed, new_pool
 from app.store.queries import queries
 from app.worker import humans, inbound, jobs, periodic, replies, sends  # noqa: F401 - registers the job families
 from app.worker.runtime import Runtime, build_runtime
@@ -79,8 +82,10 @@ async def run_worker(
 def job_connector(database_url: str, concurrency: int) -> procrastinate.PsycopgConnector:
     """The connector procrastinate's worker runs on (bench/replies.py measures its no-op jobs on it too).
 
-    procrastinate checks each connection it takes (none left from before a
-    database restart fails a job). A call waits at most DB_WAIT_SECONDS for a
+    Each connection it takes is checked (none left from before a database
+    restart fails a job) the way Julia's pool checks them
+    (app.store.pool.check_if_closed: a round trip only when the socket says
+    the server closed it). A call waits at most DB_WAIT_SECONDS for a
     connection: when the database is gone procrastinate gives up soon and is
     restarted once it is back. Its connections are autocommit: each of its
     queries is one statement (a function call), so psycopg's implicit
@@ -93,7 +98,13 @@ def job_connector(database_url: str, concurrency: int) -> procrastinate.PsycopgC
         name="procrastinate",
         timeout=DB_WAIT_SECONDS,
         configure=_autocommit,
+        pool_factory=_checked_pool,
     )
+
+
+def _checked_pool(**kwargs: Any) -> AsyncConnectionPool:
+    """procrastinate's pool, with the check of app.store.pool instead of a round trip per connection taken."""
+    return AsyncConnectionPool(**{**kwargs, "check": check_if_closed})
 
 
 async def _autocommit(conn: psycopg.AsyncConnection) -> None:
@@ -117,9 +128,20 @@ async def _bootstrap_sending(rt: Runtime) -> None:
     logger.info("sending bootstrap", extra={"action": "sending_bootstrap", "results": actions})
 
 
+async def _record_chatwoot_mirror(rt: Runtime) -> None:
+    """Record whether this worker mirrors to Chatwoot: off, stored messages are
+    skipped in SQL at once and no mirror job is deferred (db/chatwoot.sql)."""
+    mirror = chatwoot_configured(rt.settings)
+    async with rt.pool.connection() as conn:
+        await conn.execute(queries["record_chatwoot_mirror"], {"on": mirror})
+    logger.info("chatwoot mirror", extra={"action": "chatwoot_mirror", "on": mirror})
+
+
 async def _run(rt: Runtime, *, consume_inbound: bool, queues: tuple[str, ...], stop: asyncio.Event) -> None:
     settings = rt.settings
     await _bootstrap_sending(rt)
+    if "humans" in queues:
+        await _record_chatwoot_mirror(rt)
     rescued = await periodic.rescue_stalled_jobs(rt.pool, settings.stalled_worker_seconds)
     logger.info(
         "worker started",

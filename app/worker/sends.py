@@ -77,13 +77,15 @@ async def _claim(rt: Runtime, context: JobContext, outbox_id: int, log: dict[str
 
 
 async def _send(rt: Runtime, claim: dict[str, Any]) -> SentMessage:
-    """Typing, then the text or the agent's attachment (read by the claim with the row)."""
+    """Typing, then the text or the agent's attachment (read by the claim with the row):
+    one request, Evolution shows "typing" for `delay` before it sends."""
     number, instance, media = claim["number"], claim["instance"], claim["media"]
-    await rt.evolution.send_presence(number, delay_ms=_typing_ms(claim["texto"]), instance=instance)
+    typing = _typing_ms(claim["texto"])
     if not media:
-        return await rt.evolution.send_text(number, claim["texto"], instance=instance)
+        return await rt.evolution.send_text(number, claim["texto"], delay_ms=typing, instance=instance)
     return await rt.evolution.send_media(
         number,
+        delay_ms=typing,
         mediatype=media["mediatype"],
         media=media["media"],
         mimetype=media.get("mimetype"),

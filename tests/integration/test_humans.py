@@ -578,6 +578,38 @@ def test_the_sweep_redefers_mirror_work_whose_jobs_ran_out(db, stored_conversati
     assert job.fetchone() == {"queue_name": "humans", "args": {"conversation_id": conversation_id}}
 
 
+def mirror_jobs(db) -> int:
+    return db.execute(
+        "SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = 'sync_chatwoot_conversation'"
+    ).fetchone()["n"]
+
+
+def test_with_the_mirror_off_messages_and_events_are_skipped_without_a_job_until_it_is_on_again(
+    db, stored_conversation
+):
+    conversation_id, cliente_id = stored_conversation
+    assert db.execute("SELECT record_chatwoot_mirror(false) AS on").fetchone() == {"on": False}
+    off = store(db, conversation_id, cliente_id, "medico", "sem chatwoot")
+    db.execute("SELECT note_chatwoot(%s, 'nota') AS id", (conversation_id,))
+    assert mirror_jobs(db) == 0
+    state = db.execute("SELECT state FROM chatwoot_messages WHERE interacao_id = %s", (off,)).fetchone()
+    assert state == {"state": "skipped"}
+    events = db.execute("SELECT state FROM chatwoot_events WHERE conversation_id = %s", (conversation_id,))
+    assert events.fetchall() == [{"state": "skipped"}]
+    # Chatwoot configured later: what is stored from then on is mirrored.
+    db.execute("SELECT record_chatwoot_mirror(true)")
+    on = store(db, conversation_id, cliente_id, "medico", "com chatwoot")
+    assert mirror_jobs(db) == 1
+    state = db.execute("SELECT state FROM chatwoot_messages WHERE interacao_id = %s", (on,)).fetchone()
+    assert state == {"state": "pending"}
+
+
+def test_a_worker_records_whether_it_mirrors_when_it_starts(db, settings, start_worker):
+    start_worker()
+    wait_for(lambda: db.execute("SELECT value FROM app_settings WHERE key = 'chatwoot_mirror'").fetchone())
+    assert db.execute("SELECT chatwoot_mirror_on() AS on").fetchone() == {"on": True}  # this module's env has it
+
+
 def test_slack_pause_is_limited_to_allowed_users_when_a_list_is_set(db, test_env):
     from starlette.testclient import TestClient
 

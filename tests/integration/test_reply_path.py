@@ -3,6 +3,8 @@ stand-in -> outbox -> Evolution stand-in."""
 
 from __future__ import annotations
 
+import json
+
 from tests import payloads
 from tests.conftest import WEBHOOK_SECRET, settled, wait_for
 
@@ -37,6 +39,15 @@ def test_message_gets_one_reply_to_the_doctors_phone(api_client, db, evolution, 
     assert call["messages"][-1]["content"] == "Oi, tem plantão?"
     assert "Julia" in call["system"][0]["text"]
     assert call["system"][0]["cache_control"] == {"type": "ephemeral"}
+    # One request to send it: "typing" is sendText's delay, not a sendPresence of its own.
+    paths = [r.path.split("/")[2] for r in evolution.requests if r.path.startswith(("/message/", "/chat/"))]
+    assert paths == ["sendText"]
+    assert [r.json["delay"] for r in evolution.requests if "/sendText/" in r.path] == [400 + 15 * len(sent[0]["text"])]
+    # Chatwoot is not configured: both are skipped in SQL, no mirror job ran.
+    mirror = db.execute("SELECT state FROM chatwoot_messages ORDER BY interacao_id").fetchall()
+    assert mirror == [{"state": "skipped"}, {"state": "skipped"}]
+    jobs = db.execute("SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = 'sync_chatwoot_conversation'")
+    assert jobs.fetchone() == {"n": 0}
 
 
 def test_duplicate_delivery_is_stored_once_and_answered_once(api_client, db, evolution, start_worker):
@@ -155,3 +166,31 @@ def test_poison_message_is_archived_with_its_error(db, start_worker):
     assert failure["read_ct"] == 5
     assert db.execute("SELECT count(*) AS n FROM pgmq.q_inbound").fetchone()["n"] == 0
     assert db.execute("SELECT count(*) AS n FROM pgmq.a_inbound WHERE msg_id = %s", (msg_id,)).fetchone()["n"] == 1
+
+
+def queued(message_id: str, phone: str) -> dict:
+    """A doctor's message as the api puts it on pgmq 'inbound'."""
+    message = {"message_id": message_id, "instance": None, "phone": phone, "remote_jid": f"{phone}@s.whatsapp.net"}
+    message |= {"lid": None, "from_me": False, "push_name": "Dra. Ana", "text": "oi", "media_type": None}
+    return {"v": 1, "event": "messages.upsert", "message": message | {"message_type": "conversation"}, "raw": {}}
+
+
+async def test_a_poison_message_in_a_batch_leaves_the_others_stored(db, settings):
+    from app.store.pool import new_pool
+    from app.worker.inbound import consume_once
+
+    good = [queued(f"BATCH{n}", f"55119{70000000 + n}") for n in range(3)]
+    for body in good[:2]:
+        db.execute("SELECT enqueue_inbound(%s::jsonb)", (json.dumps(body),))
+    poison = db.execute('SELECT enqueue_inbound(\'{"v": 1, "message": {}}\'::jsonb) AS id').fetchone()["id"]
+    db.execute("SELECT enqueue_inbound(%s::jsonb)", (json.dumps(good[2]),))
+    pool = new_pool(settings, max_size=2)
+    await pool.open(wait=True)
+    try:
+        assert await consume_once(pool, settings) == 4  # one read, one batch that fails
+    finally:
+        await pool.close()
+    stored = db.execute("SELECT message_id FROM interacoes ORDER BY id").fetchall()
+    assert [r["message_id"] for r in stored] == ["BATCH0", "BATCH1", "BATCH2"]
+    # The poison one stays queued for its next read (archived after inbound_max_reads).
+    assert db.execute("SELECT msg_id FROM pgmq.q_inbound").fetchall() == [{"msg_id": poison}]
