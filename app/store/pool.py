@@ -5,8 +5,10 @@ pooled connection, with SQL's own errors translated (`wrap_db_errors`).
 
 from __future__ import annotations
 
+import select
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -24,8 +26,8 @@ def new_pool(
     if parse_database_url(settings.database_url).is_transaction_pooler:
         # A transaction pooler cannot keep prepared statements between transactions.
         kwargs["prepare_threshold"] = None
-    # Connections are checked when taken: after a database restart a stale
-    # one is replaced instead of failing the caller.
+    # Connections are checked when taken (check_idle_connection): after a database
+    # restart a stale one is replaced instead of failing the caller.
     return AsyncConnectionPool(
         settings.database_url,
         min_size=min_size,
@@ -34,8 +36,25 @@ def new_pool(
         name=name,
         kwargs=kwargs,
         timeout=timeout,
-        check=AsyncConnectionPool.check_connection,
+        check=check_idle_connection,
     )
+
+
+async def check_idle_connection(conn: AsyncConnection[Any]) -> None:
+    """The pool's check of a connection it hands out, without a round trip while
+    nothing is wrong: an idle connection has nothing to read unless the server
+    closed it (a restart, a terminated backend: its last message, then the end
+    of the stream) or said something unasked. Only then is the connection asked
+    (`check_connection`: one round trip), which raises for a dead one so the
+    pool replaces it.
+    """
+    fd = -1 if conn.closed else conn.pgconn.socket
+    if fd >= 0:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        if not poller.poll(0):
+            return
+    await AsyncConnectionPool.check_connection(conn)
 
 
 async def fetch_one(
