@@ -8,7 +8,7 @@ Pure logic: no I/O, no logging. Only ``messages.upsert`` yields an
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from app.core.errors import InvalidEvent
 
@@ -84,24 +84,9 @@ class InboundMessage:
     timestamp: int | None
 
     def to_json(self) -> dict[str, object]:
-        """Return a plain JSON-serialisable dict of all fields, in their order.
-
-        Written out rather than `dataclasses.asdict`, which deep-copies every
-        value (these are all scalars) and cost more than parsing the message.
-        """
-        return {
-            "message_id": self.message_id,
-            "instance": self.instance,
-            "phone": self.phone,
-            "remote_jid": self.remote_jid,
-            "lid": self.lid,
-            "from_me": self.from_me,
-            "push_name": self.push_name,
-            "text": self.text,
-            "media_type": self.media_type,
-            "message_type": self.message_type,
-            "timestamp": self.timestamp,
-        }
+        """Return a plain JSON-serialisable dict of all fields, in their order (not
+        `dataclasses.asdict`, which deep-copies every value: these are all scalars)."""
+        return {name: getattr(self, name) for name in _MESSAGE_FIELDS}
 
     @classmethod
     def from_json(cls, d: dict) -> InboundMessage:
@@ -123,6 +108,9 @@ class InboundMessage:
             message_type=d.get("message_type"),
             timestamp=d.get("timestamp"),
         )
+
+
+_MESSAGE_FIELDS = tuple(f.name for f in fields(InboundMessage))
 
 
 def normalize_event_name(name: str) -> str:
