@@ -8,7 +8,7 @@ Pure logic: no I/O, no logging. Only ``messages.upsert`` yields an
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from app.core.errors import InvalidEvent
 
@@ -84,8 +84,9 @@ class InboundMessage:
     timestamp: int | None
 
     def to_json(self) -> dict[str, object]:
-        """Return a plain JSON-serialisable dict of all fields."""
-        return asdict(self)
+        """Return a plain JSON-serialisable dict of all fields, in their order (not
+        `dataclasses.asdict`, which deep-copies every value: these are all scalars)."""
+        return {name: getattr(self, name) for name in _MESSAGE_FIELDS}
 
     @classmethod
     def from_json(cls, d: dict) -> InboundMessage:
@@ -107,6 +108,9 @@ class InboundMessage:
             message_type=d.get("message_type"),
             timestamp=d.get("timestamp"),
         )
+
+
+_MESSAGE_FIELDS = tuple(f.name for f in fields(InboundMessage))
 
 
 def normalize_event_name(name: str) -> str:

@@ -23,10 +23,14 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 MAX_DEPTH = 64
 
 # A NUL or a UTF-16 surrogate written as an escape in the raw JSON text.
-_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+# 19 digits in a row: maybe an integer beyond 64 bits, which orjson would read as a float.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -52,15 +56,36 @@ def loads(raw: bytes) -> tuple[Any, bool]:
     MAX_DEPTH, and ValueError/UnicodeDecodeError for malformed JSON or text
     that is not UTF-8 (json.loads would let encoded surrogates through).
     `needs_cleaning` is true when a string may hold NUL or a lone surrogate.
+
+    orjson reads a body first (a fifth of json's time). It refuses whatever
+    json would refuse here, and also NaN, Infinity, numbers beyond a double
+    and lone surrogates, which json reads: for every body orjson refuses, and
+    for any with 19 digits in a row (orjson reads an integer beyond 64 bits
+    as a float), json's answer is the one given, value or error.
     """
-    text = raw.decode("utf-8")
-    try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise NotStorable(f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    if depth(value) > MAX_DEPTH:
+    value = _fast_loads(raw)
+    if value is _SLOW:
+        try:
+            value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+        except RecursionError:
+            raise NotStorable(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    # No more brackets than MAX_DEPTH anywhere in the text: nothing can nest deeper.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth(value) > MAX_DEPTH:
         raise NotStorable(f"JSON nested deeper than {MAX_DEPTH} levels")
-    return value, bool(_SUSPECT_ESCAPE.search(text))
+    return value, bool(_SUSPECT_ESCAPE.search(raw))
+
+
+_SLOW = object()
+
+
+def _fast_loads(raw: bytes) -> Any:
+    """orjson's reading of `raw`, or `_SLOW` when json must read it."""
+    if _LONG_DIGITS.search(raw):
+        return _SLOW
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _SLOW
 
 
 def depth(value: Any) -> int:

@@ -54,6 +54,7 @@ def cmd_api(args: argparse.Namespace) -> None:
     import uvicorn
 
     from app.http.app import create_app
+    from app.http.protocol import CorkedHttpToolsProtocol
 
     settings = command_settings("api")
     require_schema(settings)
@@ -64,6 +65,7 @@ def cmd_api(args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        http=CorkedHttpToolsProtocol,  # httptools, one write per answer
     )
 
 

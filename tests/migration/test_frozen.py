@@ -46,6 +46,10 @@ LANDED = {
     "0018_console.sql": "2f567834a0b17b71ff0b1e273bcc2b3a9cfaba90a4c813adc70e1cf5b654199e",
     "0019_send_gate_index.py": "e1c284a2a39950f32c7e645757b32cec87b3b2e61f01e4ccd49e76efbfb2b0c4",
     "0019_send_gate_index.sql": "39c0ff9d9a34ea3b863ccf0824bfdf3eead8c5d75387aab20eee31a5c838290f",
+    "0020_metric_shards.py": "1f22492e11a1e6ccb27282744d17b30c68c2f73bbca0805de929b40fcc997935",
+    "0020_metric_shards.sql": "46b578397f973691b86f6ea3ce469e85295bef5ca97d28046c88a55870862ccd",
+    "0021_knowledge_hnsw_graph.py": "3556e38cbb61f155e1054f750cf73a3a8b6ebafa907012581f9bf961d8c26ee2",
+    "0021_knowledge_hnsw_graph.sql": "50d4887974b86a4d80497781c330277def3221998639b16ac9f02e32a1670318",
 }
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -543,3 +544,9 @@ def test_connection_update_is_parsed(body, expected):
 )
 def test_connection_update_without_instance_or_known_state_is_ignored(body):
     assert isinstance(parse_event(body), Ignored)
+
+
+def test_to_json_is_every_field_in_order():
+    key = {"remoteJid": LID, "remoteJidAlt": PHONE_JID, "fromMe": False, "id": "RT2"}
+    msg = parse_message(webhook(key=key, messageTimestamp="1733142040", pushName="Ana"))
+    assert list(msg.to_json().items()) == list(dataclasses.asdict(msg).items())
