@@ -39,6 +39,8 @@ BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 10.0
 # A job worker that ran this long before it stopped starts again without delay.
 HEALTHY_RUN_SECONDS = 60.0
+# How often an idle worker looks for jobs no NOTIFY announced (due later when deferred).
+FETCH_POLL_SECONDS = 0.2
 DB_WAIT_SECONDS = 5.0
 
 
@@ -194,8 +196,10 @@ async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event) -
                 update_heartbeat_interval=max(1.0, settings.stalled_worker_seconds / 3),
                 # Finished jobs and their events stay for `julia trace` until the daily prune (periodic_prune).
                 delete_jobs="never",
-                # LISTEN/NOTIFY wakes the worker at once; polling is the safety net.
-                fetch_job_polling_interval=0.5,
+                # LISTEN/NOTIFY wakes the worker at once for a job due now; a job deferred
+                # to later (a debounced reply) is found by this poll: one cheap fetch every
+                # FETCH_POLL_SECONDS while idle, and at most that long past its time.
+                fetch_job_polling_interval=FETCH_POLL_SECONDS,
             )
         except asyncio.CancelledError:
             raise
