@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,12 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from app.core.config import Settings, load_settings
 from app.devkit.standins.anthropic import AnthropicStandin
 from app.devkit.standins.evolution import EvolutionStandin
+
+# pytest caches each test module's assertion-rewritten bytecode unless bytecode
+# writing is off (PYTHONDONTWRITEBYTECODE, as on this project's machines): then every
+# xdist worker rewrites every test module again, seconds of CPU per run. The cache
+# lives in tests/**/__pycache__ (ignored by git).
+sys.dont_write_bytecode = False
 
 # Short path: the Unix socket lives in the data directory.
 PGDATA = Path(tempfile.gettempdir()) / f"julia-pytest-{os.getpid()}"
