@@ -116,6 +116,11 @@ $$;
 
 -- Defer the mirror job of a conversation: one waits at a time (queueing
 -- lock); jobs of one conversation run in order, at most two run at once.
+-- A job already waiting is held (row lock) until this transaction commits:
+-- procrastinate's fetch skips locked jobs, so it cannot start, find nothing
+-- new and finish before what this transaction wrote is visible, which
+-- would leave that message for the sweep. One that started meanwhile is no
+-- longer waiting, and a new one is deferred.
 -- With the mirror off (no worker has Chatwoot configured,
 -- db/chatwoot.sql's chatwoot_mirror_on) what waits is skipped at once, as
 -- the job would have done, and no job is deferred (NULL).
@@ -124,18 +129,32 @@ RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
+DECLARE
+    _lock text := 'chatwoot-sync:' || p_conversation_id;
+    _id bigint;
 BEGIN
     IF NOT public.chatwoot_mirror_on() THEN
         PERFORM public.skip_chatwoot_sync(p_conversation_id);
         RETURN NULL;
     END IF;
-    RETURN public.defer_job(
-        'sync_chatwoot_conversation',
-        jsonb_build_object('conversation_id', p_conversation_id),
-        'humans',
-        'chatwoot-sync:' || (p_conversation_id % 2),
-        'chatwoot-sync:' || p_conversation_id,
-        p_at);
+    FOR _attempt IN 1..3 LOOP
+        PERFORM 1 FROM public.procrastinate_jobs AS j WHERE j.queueing_lock = _lock AND j.status = 'todo' FOR UPDATE;
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+        _id := public.defer_job(
+            'sync_chatwoot_conversation',
+            jsonb_build_object('conversation_id', p_conversation_id),
+            'humans',
+            'chatwoot-sync:' || (p_conversation_id % 2),
+            _lock,
+            p_at);
+        IF _id IS NOT NULL THEN
+            RETURN _id;
+        END IF;
+        -- Another transaction deferred one between the two: hold that one.
+    END LOOP;
+    RETURN NULL;
 END;
 $$;
 
