@@ -124,9 +124,10 @@ def test_code_older_than_the_database_starts_and_does_not_revert_it(edited_tree,
     assert not has_probe(database_url)
 
 
-def test_the_previous_landed_release_starts_on_this_schema(database_url, test_env):
-    """Rollback across this change: the last release before the ledger runs on a database it created."""
-    with commit_tree(HISTORY["previous-landing"]) as old:
+@pytest.mark.parametrize("release", ["previous-landing", "last-landing"])
+def test_the_previous_landed_release_starts_on_this_schema(release, database_url, test_env):
+    """Rollback: the last release before the ledger, and the last landing, run on a database this code made."""
+    with commit_tree(HISTORY[release]) as old:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", cli_module(old), "api", "--host", "127.0.0.1", "--port", str(port)],
