@@ -286,10 +286,9 @@ def test_chatwoot_failing_never_delays_or_drops_julias_reply(api_client, db, evo
     chatwoot.fail_all(500)
     claude.queue_reply("Oi! Tenho plantões sim.")
     start_worker()
-    started = time.monotonic()
     post(api_client, text="Oi, tem plantão?")
     wait_for(lambda: evolution.sent_texts(), timeout=10)
-    assert time.monotonic() - started < 5
+    # That it does not wait for Chatwoot at all is shown with Chatwoot held open (next test).
     assert evolution.texts_to(payloads.PHONE) == ["Oi! Tenho plantões sim."]
     # The mirror keeps failing and retrying on its own queue.
     wait_for(
@@ -311,10 +310,9 @@ def test_chatwoot_hanging_never_delays_julias_replies(api_client, db, evolution,
         start_worker()
         for n, phone in enumerate(("5511900000001", "5511900000002", "5511900000003")):
             claude.queue_reply(f"Resposta {n}")
-            started = time.monotonic()
             post(api_client, text=f"Oi {n}", phone=phone)
+            # Chatwoot holds every call for 60 s: a reply that waited for it would miss this bound.
             wait_for(lambda n=n: len(evolution.sent_texts()) == n + 1, timeout=10)
-            assert time.monotonic() - started < 5
         hanging = db.execute(
             "SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = 'sync_chatwoot_conversation' "
             "AND status = 'doing'"
