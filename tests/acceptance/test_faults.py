@@ -131,7 +131,7 @@ def test_fuzzed_webhook_bodies_get_no_5xx_and_every_acknowledged_one_is_stored(
 def test_a_permanent_database_error_stops_the_worker_with_a_non_zero_exit(postgresql, test_env):
     with postgresql.cursor() as cur:
         postgresql.autocommit = True
-        cur.execute(f"CREATE DATABASE julia_doomed TEMPLATE {postgresql.info.dbname}")
+        cur.execute(f"CREATE DATABASE julia_doomed TEMPLATE {postgresql.info.dbname} STRATEGY = FILE_COPY")
     env = {**test_env, "DATABASE_URL": database_url_for("julia_doomed")}
     worker = JuliaProcess(["worker"], env)
     try:

@@ -54,7 +54,7 @@ def test_worker_killed_between_claim_and_send_sends_exactly_once(api_url, spawn,
 def test_processes_refuse_a_database_behind_the_code(postgresql, test_env):
     with postgresql.cursor() as cur:
         postgresql.autocommit = True
-        cur.execute("CREATE DATABASE julia_behind")
+        cur.execute("CREATE DATABASE julia_behind STRATEGY = FILE_COPY")
     env = {**test_env, "DATABASE_URL": database_url_for("julia_behind")}
     assert run_julia(["db", "upgrade", "0001"], env).returncode == 0
     for command in (["worker"], ["api", "--port", "1"]):

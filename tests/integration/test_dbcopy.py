@@ -114,7 +114,7 @@ def make_database(postgresql: psycopg.Connection, postgresql_proc) -> Iterator[C
         name = f"julia_copy_{uuid.uuid4().hex[:10]}"
         execute(
             database_url_for("postgres"),
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY = FILE_COPY").format(
                 sql.Identifier(name), sql.Identifier(postgresql_proc.template_dbname)
             ),
         )
