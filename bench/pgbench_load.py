@@ -4,8 +4,9 @@ few threads, no interpreter between the clients and their connections.
 
 A workload is a pgbench script whose clients each run a setup transaction
 (`:n` = 0: variables pgbench cannot define on its command line, e.g. an empty
-string), `per_client` numbered transactions (`:n` = 1, 2, ...) and a report
-transaction; the latencies leave out the first and the last.
+string), `warmup` + `per_client` numbered transactions (`:n` = 1, 2, ...) and
+a report transaction; the latencies count only the `per_client` after the
+warm-up (a new connection plans and compiles everything it runs first).
 """
 
 from __future__ import annotations
@@ -44,27 +45,35 @@ def as_pgbench(query: str) -> str:
 
 
 def workload(body: str, report: str, setup: str = "SELECT 1;") -> str:
-    """A script: `setup` once, then `body` for n = 1 .. per_client, then `report` once."""
+    """A script: `setup` once, then `body` for n = 1 .. :per_client (warm-up included), then `report` once."""
     return f"\\set n :n + 1\n\\if :n = 0\n{setup}\n\\elif :n > :per_client\n{report}\n\\else\n{body}\n\\endif\n"
 
 
 def run(
-    url: str, script: str, *, clients: int, per_client: int, variables: dict[str, str], threads: int | None = None
+    url: str,
+    script: str,
+    *,
+    clients: int,
+    per_client: int,
+    warmup: int,
+    variables: dict[str, str],
+    threads: int | None = None,
 ) -> LoadResult:
     """Run `script` with `clients` connections (pgbench -c, -j threads: 2 by default, at most
-    `clients`), each `per_client` counted transactions between its setup and report; raises PgbenchError
+    `clients`), each `warmup` then `per_client` counted transactions between its setup and
+    report; raises PgbenchError
     when a transaction failed or a client aborted."""
     jobs = threads or min(2, clients)
     with tempfile.TemporaryDirectory(prefix="julia-pgbench-") as tmp:
         (Path(tmp) / "workload.sql").write_text(script, encoding="utf-8")
-        defines = {"n": "-1", "per_client": str(per_client), "clients": str(clients), **variables}
+        defines = {"n": "-1", "per_client": str(warmup + per_client), "clients": str(clients), **variables}
         command = [
             pgbench_binary(),
             "--no-vacuum",
             "--protocol=prepared",
             f"--client={clients}",
             f"--jobs={jobs}",
-            f"--transactions={per_client + 2}",
+            f"--transactions={warmup + per_client + 2}",
             "--log",
             f"--log-prefix={tmp}/tx",
             f"--file={tmp}/workload.sql",
@@ -74,10 +83,10 @@ def run(
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0 or "number of failed transactions: 0 " not in done.stdout:
             raise PgbenchError(f"pgbench failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-        return _read_logs(sorted(Path(tmp).glob("tx.*")), clients, per_client)
+        return _read_logs(sorted(Path(tmp).glob("tx.*")), clients, per_client, warmup)
 
 
-def _read_logs(paths: list[Path], clients: int, per_client: int) -> LoadResult:
+def _read_logs(paths: list[Path], clients: int, per_client: int, warmup: int) -> LoadResult:
     """Per-transaction log lines: client_id transaction_no latency_us script_no epoch_s epoch_us."""
     by_client: dict[int, list[tuple[int, float, float]]] = {}
     for path in paths:
@@ -89,7 +98,7 @@ def _read_logs(paths: list[Path], clients: int, per_client: int) -> LoadResult:
     starts: list[float] = []
     ends: list[float] = []
     for transactions in by_client.values():
-        counted = sorted(transactions)[1:-1]  # the client's setup and report
+        counted = sorted(transactions)[1 + warmup : -1]  # not the setup, the warm-up, the report
         latencies.extend(latency for _, latency, _ in counted)
         starts.extend(end - latency for _, latency, end in counted)
         ends.extend(end for _, _, end in counted)
