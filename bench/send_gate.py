@@ -143,9 +143,11 @@ def pgbench_scripts() -> dict[str, str]:
     }
 
 
-def run_pgbench(url: str, ids: list[int], concurrency: int, statement: str) -> tuple[float, list[float], int]:
-    """Claim every id with pgbench (`concurrency` clients, 2 threads), the first WARMUP of each
-    client not timed; returns (seconds, latencies, successes)."""
+def run_pgbench(
+    url: str, ids: list[int], concurrency: int, statement: str, jobs: int = 2
+) -> tuple[float, list[float], int]:
+    """Claim every id with pgbench (`concurrency` clients, `jobs` threads), the first WARMUP of
+    each client not timed; returns (seconds, latencies, successes)."""
     if ids != list(range(1, len(ids) + 1)) or len(ids) % concurrency:
         raise SystemExit(f"pgbench needs ids 1..N with N a multiple of {concurrency}")
     with psycopg.connect(url, autocommit=True) as conn:
@@ -156,6 +158,7 @@ def run_pgbench(url: str, ids: list[int], concurrency: int, statement: str) -> t
         clients=concurrency,
         per_client=len(ids) // concurrency - WARMUP,
         warmup=WARMUP,
+        threads=min(jobs, concurrency),
         variables={"ok": "0", "app_env": "bench", "now": WEDNESDAY_10H.isoformat()},
     )
     with psycopg.connect(url, autocommit=True) as conn:
