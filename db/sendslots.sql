@@ -182,7 +182,9 @@ AS $$
                      ON d.number_id = n.id AND d.window_kind = 'day' AND d.window_start = p_day
               LEFT JOIN public.number_send_counters AS h
                      ON h.number_id = n.id AND h.window_kind = 'hour' AND h.window_start = p_hour
-             WHERE (p_known_number_id IS NULL AND NOT n.paused AND n.state = 'open') OR n.id = p_known_number_id) AS c
+             WHERE (p_known_number_id IS NULL AND NOT n.paused AND n.state = 'open') OR n.id = p_known_number_id
+            -- OFFSET 0 keeps the subquery whole: flattened, each limit was computed again for the ORDER BY.
+            OFFSET 0) AS c
      ORDER BY coalesce(c.day_claims, 0)::numeric / greatest(c.day_limit, 1), coalesce(c.hour_claims, 0), c.id;
 $$;
 
