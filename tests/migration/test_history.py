@@ -22,9 +22,11 @@ HISTORY = {
     # (d) the last landing before db/ was re-cut into one area a file (functions
     # moved between files, long ones split into helpers)
     "before-db-recut": "0dd691ef356ca4f8237d75c811a5611a32d1946f",
-    # (e) the last landing (head 0019) before metric shards, refusals without jobs,
+    # (e) the landing (head 0019) before metric shards, refusals without jobs,
     # the batched inbound and the mirror switch replaced functions and triggers
-    "last-landing": "b88ccac6c29975cddc6e72b7b89005abaa562f30",
+    "landing-0019": "b88ccac6c29975cddc6e72b7b89005abaa562f30",
+    # (f) the last landing (head 0021), the release running when this code deploys
+    "last-landing": "42f1bc28e1c4de1093b2901545840b093e6ef44f",
 }
 
 
