@@ -14,7 +14,7 @@ stand-ins on 127.0.0.1, an embedded PostgreSQL on a Unix socket.
    statement the reply path ran (its round trips) with its server time, beside
    the same length of idle noise.
 
-    uv run python bench/replies.py [--doctors 300] [--debounce 0,2500] [--noop 2000] [--profile]
+    uv run python bench/replies.py [--doctors 300] [--debounce 0,2500] [--noop 2000] [--profile] [--client raw|httpx]
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ import httpx
 import procrastinate
 import psutil
 import psycopg
+from ingest import RawConnection
 
 from app.devkit.standins.anthropic import AnthropicStandin
 from app.devkit.standins.evolution import EvolutionStandin
@@ -226,8 +227,13 @@ def doctor_body(doctor: int) -> dict[str, Any]:
     return payloads.upsert(text="Oi, tudo bem? Tem plantão de UTI no sábado?", phone=phone, push_name=f"Dr. {doctor}")
 
 
-async def post_all(api_url: str, bodies: Sequence[dict[str, Any]]) -> None:
-    """POST every body to /webhooks/evolution from POSTERS clients; all must be queued."""
+async def post_all(api_url: str, bodies: Sequence[dict[str, Any]], client_kind: str = "raw") -> None:
+    """POST every body to /webhooks/evolution from POSTERS clients; all must be queued.
+    `client_kind` "raw": bench/ingest.py's hand-written keep-alive connections (tens of µs of
+    the shared CPUs a request); "httpx": what runs before issue 18's third round used (~1.5 ms)."""
+    if client_kind == "raw":
+        await _post_raw(api_url, bodies)
+        return
     headers = {"x-webhook-secret": SECRET}
     pending = iter(bodies)
     failures: list[str] = []
@@ -242,6 +248,29 @@ async def post_all(api_url: str, bodies: Sequence[dict[str, Any]]) -> None:
         async with asyncio.TaskGroup() as group:
             for _ in range(POSTERS):
                 group.create_task(poster())
+    if failures:
+        raise BenchError(f"{len(failures)} webhooks not queued, first: {failures[0]}")
+
+
+async def _post_raw(api_url: str, bodies: Sequence[dict[str, Any]]) -> None:
+    headers = {"x-webhook-secret": SECRET, "content-type": "application/json"}
+    pending = iter([json.dumps(body).encode() for body in bodies])
+    failures: list[str] = []
+    connections = [RawConnection(api_url) for _ in range(POSTERS)]
+
+    async def poster(connection: RawConnection) -> None:
+        for body in pending:
+            status, answer = await asyncio.wait_for(connection.post("/webhooks/evolution", body, headers), 30)
+            if status != 200:
+                failures.append(f"{status} {answer[:200]!r}")
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for connection in connections:
+                group.create_task(poster(connection))
+    finally:
+        for connection in connections:
+            connection.close()
     if failures:
         raise BenchError(f"{len(failures)} webhooks not queued, first: {failures[0]}")
 
@@ -285,24 +314,38 @@ def wait_for_replies(conn: psycopg.Connection, first_id: int, expected: int) -> 
 
 
 def run_replies(
-    url: str, api_url: str, first_doctor: int, doctors: int, debounce_ms: int, pids: dict[str, int] | None = None
+    url: str,
+    api_url: str,
+    first_doctor: int,
+    doctors: int,
+    debounce_ms: int,
+    pids: dict[str, int] | None = None,
+    client_kind: str = "raw",
 ) -> tuple[list[dict[str, float]], float]:
     """Each of `doctors` new doctors sends one message; returns each reply's timestamps
-    and the CPU ms `pids` spent per reply together (each printed, mirror jobs included)."""
+    and the CPU ms `pids` spent per reply together (each printed, mirror jobs included;
+    this process's, the posting clients' and the stand-ins', printed beside, not in it)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SET_DEBOUNCE, (str(debounce_ms),))
         wait_for_idle_jobs(conn)
         first_id = next_interacao_id(conn)
         before = cpu_seconds(pids or {})
-        asyncio.run(post_all(api_url, [doctor_body(first_doctor + n) for n in range(doctors)]))
+        bench_before = time.process_time()
+        asyncio.run(post_all(api_url, [doctor_body(first_doctor + n) for n in range(doctors)], client_kind))
         wait_for_replies(conn, first_id, doctors)
         wait_for_idle_jobs(conn)
         after = cpu_seconds(pids or {})
+        bench_ms = (time.process_time() - bench_before) / doctors * 1000
         total = 0.0
         if pids:
             spent = ", ".join(f"{k} {(after[k] - before[k]) / doctors * 1000:.1f} ms" for k in pids)
             total = sum(after[k] - before[k] for k in pids) / doctors * 1000
-            print(f"CPU per reply: {spent}; total {total:.1f} ms", flush=True)
+            print(
+                f"CPU per reply: {spent}; total {total:.1f} ms"
+                f" (beside it on the same cores, this bench: {client_kind} posting clients,"
+                f" stand-ins, polling: {bench_ms:.1f} ms)",
+                flush=True,
+            )
         cur = conn.execute(SPLIT, {"first_id": first_id})
         names = [c.name for c in cur.description]
         rows = [dict(zip(names, (float(v) for v in r), strict=True)) for r in cur.fetchall()]
@@ -444,6 +487,12 @@ def main() -> int:
     parser.add_argument("--noop", type=int, default=2000, help="no-op jobs for the baseline (default 2000)")
     parser.add_argument("--profile", action="store_true", help="also list the statements of one reply")
     parser.add_argument("--cprofile", default="", help="run the worker under cProfile, stats to this file")
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="posting clients: raw keep-alive HTTP/1.1 (default, cheap) or httpx (what earlier runs used)",
+    )
     args = parser.parse_args()
     debounces = [int(d) for d in args.debounce.split(",")]
     signal.signal(signal.SIGINT, benchkit.interrupt_once)
@@ -481,7 +530,9 @@ def main() -> int:
                 print(f"baseline: {args.noop} procrastinate no-op jobs, concurrency {CONCURRENCY} ...", flush=True)
                 noop, noop_cpu = noop_jobs_per_second(url, args.noop)
                 print(f"{args.doctors} doctors, debounce {debounce_ms} ms ...", flush=True)
-                rows, reply_cpu = run_replies(url, api_url, 1000 * (n + 1), args.doctors, debounce_ms, pids)
+                rows, reply_cpu = run_replies(
+                    url, api_url, 1000 * (n + 1), args.doctors, debounce_ms, pids, args.client
+                )
                 summary.append(report(debounce_ms, rows, noop, reply_cpu, noop_cpu))
             if args.profile:
                 print_profile(*profile(url, api_url, 999_999))

@@ -44,6 +44,9 @@ class AgentResult:
     models: list[str]
     input_tokens: int
     output_tokens: int
+    # With run_agent(record_last=False): the answering call's record_llm_call parameters, for
+    # the caller to write with the reply (one statement fewer); None when it is recorded.
+    unrecorded_call: dict[str, Any] | None = None
 
 
 async def run_tool(rt: AgentRuntime, conversation_id: int, name: str, tool_input: dict[str, Any]) -> tuple[str, bool]:
@@ -61,6 +64,31 @@ async def run_tool(rt: AgentRuntime, conversation_id: int, name: str, tool_input
     return json.dumps(row["result"], ensure_ascii=False, default=str), False
 
 
+def llm_call_params(
+    *,
+    conversation_id: int,
+    reply_to_id: int | None,
+    job_id: int | None,
+    model: str,
+    started_at: datetime,
+    response: LLMResponse | None = None,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """The parameters of the record_llm_call query for one model call."""
+    return {
+        "conversation_id": conversation_id,
+        "reply_to_id": reply_to_id,
+        "job_id": job_id,
+        "model": response.model if response else model,
+        "outcome": "ok" if response else "error",
+        "input_tokens": response.input_tokens if response else 0,
+        "output_tokens": response.output_tokens if response else 0,
+        "stop_reason": response.stop_reason if response else None,
+        "error": error,
+        "started_at": started_at,
+    }
+
+
 async def record_llm_call(
     rt: AgentRuntime,
     *,
@@ -74,25 +102,30 @@ async def record_llm_call(
 ) -> None:
     """Record one model call (llm_calls). Observability only: a failure to
     record is logged and never costs the reply."""
+    params = llm_call_params(
+        conversation_id=conversation_id,
+        reply_to_id=reply_to_id,
+        job_id=job_id,
+        model=model,
+        started_at=started_at,
+        response=response,
+        error=error,
+    )
+    await write_llm_call(rt, params)
+
+
+async def write_llm_call(rt: AgentRuntime, params: dict[str, Any]) -> None:
+    """record_llm_call with its parameters (llm_call_params); a failure is logged, never raised."""
     try:
-        await fetch_one(
-            rt.pool,
-            "record_llm_call",
-            conversation_id=conversation_id,
-            reply_to_id=reply_to_id,
-            job_id=job_id,
-            model=response.model if response else model,
-            outcome="ok" if response else "error",
-            input_tokens=response.input_tokens if response else 0,
-            output_tokens=response.output_tokens if response else 0,
-            stop_reason=response.stop_reason if response else None,
-            error=error,
-            started_at=started_at,
-        )
+        await fetch_one(rt.pool, "record_llm_call", **params)
     except (psycopg.Error, JuliaError) as exc:
         logger.warning(
             "model call not recorded",
-            extra={"action": "llm_call_unrecorded", "conversation_id": conversation_id, "error": type(exc).__name__},
+            extra={
+                "action": "llm_call_unrecorded",
+                "conversation_id": params["conversation_id"],
+                "error": type(exc).__name__,
+            },
         )
 
 
@@ -104,8 +137,9 @@ async def _ask_model(
     system: list[dict[str, Any]],
     messages: list[dict[str, Any]],
     allow_tools: bool,
-) -> LLMResponse:
-    """One model call, recorded whether it is answered or fails (LLMError is raised)."""
+) -> tuple[LLMResponse, datetime]:
+    """One model call and its start; a failure is recorded here (and LLMError raised), an
+    answer by the caller (run_agent), which knows whether it is the one the reply is written with."""
     started_at = datetime.now(UTC)
     try:
         response = await rt.llm.create(
@@ -119,8 +153,7 @@ async def _ask_model(
     except LLMError as exc:
         await record_llm_call(rt, **call, model=model, started_at=started_at, error=str(exc))
         raise
-    await record_llm_call(rt, **call, model=model, started_at=started_at, response=response)
-    return response
+    return response, started_at
 
 
 async def run_agent(
@@ -133,11 +166,14 @@ async def run_agent(
     max_rounds: int = MAX_TOOL_ROUNDS,
     reply_to_id: int | None = None,
     job_id: int | None = None,
+    record_last: bool = True,
 ) -> AgentResult:
     """Loop until a text answer; raises LLMError from the model call.
 
     Every model call, answered or failed, is recorded in llm_calls (for
-    /metrics and `julia trace`) with the message answered and the job.
+    /metrics and `julia trace`) with the message answered and the job;
+    `record_last=False` leaves the answering call to the caller
+    (`AgentResult.unrecorded_call`), who writes it with the reply.
     """
     call = {"conversation_id": conversation_id, "reply_to_id": reply_to_id, "job_id": job_id}
     s = rt.settings
@@ -149,28 +185,18 @@ async def run_agent(
     for round_no in range(max_rounds + 1):
         model = choose_model(latest_text, tool_rounds=round_no, simple=s.llm_model, complex_=s.llm_model_complex)
         models.append(model)
-        response = await _ask_model(
+        response, started_at = await _ask_model(
             rt, call, model=model, system=system, messages=messages, allow_tools=round_no < max_rounds
         )
         tokens_in += response.input_tokens
         tokens_out += response.output_tokens
-        if not response.tool_uses or round_no == max_rounds:
+        answered = not response.tool_uses or round_no == max_rounds
+        if record_last or not answered:
+            await record_llm_call(rt, **call, model=model, started_at=started_at, response=response)
+        if answered:
             break
         messages.append({"role": "assistant", "content": response.content})
-        results = []
-        for use in response.tool_uses:
-            content, is_error = await run_tool(rt, conversation_id, use.name, use.input)
-            tool_calls.append(use.name)
-            logger.info(
-                "tool ran",
-                extra={
-                    "action": "tool_error" if is_error else "tool_ok",
-                    "tool": use.name,
-                    "conversation_id": conversation_id,
-                },
-            )
-            results.append({"type": "tool_result", "tool_use_id": use.id, "content": content, "is_error": is_error})
-        messages.append({"role": "user", "content": results})
+        messages.append({"role": "user", "content": await _run_tools(rt, conversation_id, response, tool_calls)})
     assert response is not None
     return AgentResult(
         text=response.text,
@@ -179,4 +205,27 @@ async def run_agent(
         models=models,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
+        unrecorded_call=None
+        if record_last
+        else llm_call_params(**call, model=model, started_at=started_at, response=response),
     )
+
+
+async def _run_tools(
+    rt: AgentRuntime, conversation_id: int, response: LLMResponse, tool_calls: list[str]
+) -> list[dict[str, Any]]:
+    """Run the tools a model call asked for, in order; their tool_result blocks (names added to `tool_calls`)."""
+    results = []
+    for use in response.tool_uses:
+        content, is_error = await run_tool(rt, conversation_id, use.name, use.input)
+        tool_calls.append(use.name)
+        logger.info(
+            "tool ran",
+            extra={
+                "action": "tool_error" if is_error else "tool_ok",
+                "tool": use.name,
+                "conversation_id": conversation_id,
+            },
+        )
+        results.append({"type": "tool_result", "tool_use_id": use.id, "content": content, "is_error": is_error})
+    return results

@@ -9,10 +9,13 @@ the same text its `content_hash` covers.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.rows import dict_row
 
 from app.conversation.embeddings import Embedder
@@ -63,6 +66,27 @@ def vector_literal(vector: Sequence[float]) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
 
 
+@dataclass(frozen=True, slots=True)
+class BinaryVector:
+    """A vector sent to Postgres in pgvector's binary form (`VectorDumper`), for a
+    `%(x)s::extensions.vector` parameter: 1024 floats written as text cost ~0.9 ms
+    of Python a query, packed ~0.02 ms."""
+
+    values: Sequence[float]
+
+
+class VectorDumper(Dumper):
+    """pgvector's binary input (vector_recv): dimension, a reserved zero, float4s, big-endian.
+    Its oid is left unknown: Postgres takes the type from the query's cast."""
+
+    format = Format.BINARY
+    oid = 0
+
+    def dump(self, obj: BinaryVector) -> bytes:
+        n = len(obj.values)
+        return struct.pack(f">HH{n}f", n, 0, *obj.values)
+
+
 async def search_knowledge(
     conn: psycopg.AsyncConnection, embedder: Embedder, query: str, limit: int = 5
 ) -> list[KnowledgeHit]:
@@ -71,16 +95,17 @@ async def search_knowledge(
     When the embedder fails (Voyage down), searches by keywords only and logs
     it: a reply is better with fewer facts than not at all.
     """
-    embedding: str | None = None
+    embedding: BinaryVector | None = None
     if query.strip():
         try:
-            embedding = vector_literal((await embedder.embed([query], "query"))[0])
+            embedding = BinaryVector((await embedder.embed([query], "query"))[0])
         except VoyageError as exc:
             logger.warning(
                 "query not embedded; keyword search only",
                 extra={"action": "knowledge_vector_skipped", "model": embedder.model, "transient": exc.transient},
             )
     async with conn.cursor(row_factory=dict_row) as cur:
+        cur.adapters.register_dumper(BinaryVector, VectorDumper)
         await cur.execute(
             queries["search_knowledge"],
             {"query": query, "embedding": embedding, "model": embedder.model, "limit": limit},

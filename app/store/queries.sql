@@ -38,6 +38,17 @@ SELECT public.reply_context(%(conversation_id)s) AS context;
 -- Write a reply's parts to the outbox and defer their send jobs
 SELECT public.enqueue_reply(%(conversation_id)s, %(reply_to_id)s, %(parts)s::text[]) AS outbox_id;
 
+-- enqueue_reply_recorded --
+-- enqueue_reply and record_llm_call of the model call that wrote the reply: one statement and one commit
+-- (the call is recorded first, also when the reply is dropped because a human answered meanwhile)
+WITH llm_call AS MATERIALIZED (
+    SELECT public.record_llm_call(%(conversation_id)s, %(reply_to_id)s, %(job_id)s, %(model)s, %(outcome)s,
+                                  %(input_tokens)s, %(output_tokens)s, %(stop_reason)s, %(error)s,
+                                  %(started_at)s) AS llm_call_id
+)
+SELECT public.enqueue_reply(%(conversation_id)s, %(reply_to_id)s, %(parts)s::text[]) AS outbox_id
+  FROM llm_call;
+
 -- claim_send_slot --
 -- The send gate: may this outbox row go now? Claims it if so
 -- Committed without waiting for its WAL flush (synchronous_commit off for this transaction only):

@@ -53,22 +53,36 @@ async def reply_to_conversation(context: JobContext, conversation_id: int) -> st
     attempts = context.job.attempts + 1
     answering = {"reply_to_id": reply_to_id, "job_id": context.job.id}  # recorded with each model call
     try:
+        # The answering call is recorded with the reply (enqueue_reply_recorded): one statement fewer.
         result = await agent.run_agent(
-            rt, conversation_id=conversation_id, system=system, messages=messages, latest_text=latest, **answering
+            rt,
+            conversation_id=conversation_id,
+            system=system,
+            messages=messages,
+            latest_text=latest,
+            record_last=False,
+            **answering,
         )
     except LLMError as exc:
         return await handle_failure(
             rt, context, exc, conversation_id=conversation_id, final_attempt=attempts >= RETRY.max_attempts
         )
+    await _queue_reply(rt, result, reply_to_id=reply_to_id, log=log)
+    return "queued"
+
+
+async def _queue_reply(rt: Runtime, result: agent.AgentResult, *, reply_to_id: int, log: dict[str, Any]) -> None:
+    """The answer's parts into the outbox with their send jobs, and the answering model call
+    recorded in the same statement (enqueue_reply_recorded); an empty answer is recorded and retried."""
     parts = conversation.split_reply(result.text)
+    call = result.unrecorded_call
+    assert call is not None  # run_agent(record_last=False)
     if not parts:
+        await agent.write_llm_call(rt, call)
         logger.warning("model returned no text", extra={"action": "llm_empty", **log})
         raise TransientError("empty model reply")
     async with rt.pool.connection() as conn:
-        cur = await conn.execute(
-            queries["enqueue_reply"],
-            {"conversation_id": conversation_id, "reply_to_id": reply_to_id, "parts": parts},
-        )
+        cur = await conn.execute(queries["enqueue_reply_recorded"], {**call, "parts": parts})
         outbox_ids = [r["outbox_id"] for r in await cur.fetchall()]
     logger.info(
         "reply queued",
@@ -83,7 +97,6 @@ async def reply_to_conversation(context: JobContext, conversation_id: int) -> st
             **log,
         },
     )
-    return "queued"
 
 
 async def _knowledge(rt: Runtime, query: str, log: dict[str, Any]) -> list[dict[str, Any]]:

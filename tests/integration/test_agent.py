@@ -67,6 +67,22 @@ def test_tool_errors_go_back_to_the_model_never_to_the_doctor(api_client, db, ev
     (result,) = tool_results(claude.calls()[1])
     assert result["is_error"] is True
     assert "vaga_id is required" in result["content"]
+    # Both model calls are recorded, the answering one with the reply (enqueue_reply_recorded).
+    calls = db.execute("SELECT outcome, stop_reason, reply_to_id, job_id FROM llm_calls ORDER BY id").fetchall()
+    assert [(c["outcome"], c["stop_reason"]) for c in calls] == [("ok", "tool_use"), ("ok", "end_turn")]
+    assert len({(c["reply_to_id"], c["job_id"]) for c in calls}) == 1
+    assert calls[0]["job_id"] is not None and calls[0]["reply_to_id"] is not None
+
+
+def test_an_empty_answer_is_recorded_and_the_reply_retried(api_client, db, evolution, claude, start_worker):
+    claude.queue_reply("")
+    claude.queue_reply("Oi! Temos sim.")
+    start_worker()
+    post(api_client, text="Oi")
+    assert sent_and_settled(db, evolution) == ["Oi! Temos sim."]
+    calls = db.execute("SELECT outcome, job_id FROM llm_calls ORDER BY id").fetchall()
+    assert [c["outcome"] for c in calls] == ["ok", "ok"]
+    assert calls[0]["job_id"] == calls[1]["job_id"]  # the same job, its second attempt
 
 
 def test_tool_loop_is_bounded(api_client, db, evolution, claude, start_worker):

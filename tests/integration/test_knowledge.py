@@ -14,7 +14,15 @@ import psycopg
 import pytest
 
 from app.conversation.embeddings import LOCAL_MODEL, LocalEmbedder, VoyageEmbedder, build_embedder, hash_embedding
-from app.conversation.knowledge import KnowledgeHit, document_text, reindex, search_knowledge, vector_literal
+from app.conversation.knowledge import (
+    BinaryVector,
+    KnowledgeHit,
+    VectorDumper,
+    document_text,
+    reindex,
+    search_knowledge,
+    vector_literal,
+)
 from app.core.config import load_settings
 from app.core.errors import InvalidInput, NotFound
 from app.devkit.standins.voyage import VoyageStandin
@@ -180,6 +188,33 @@ async def test_local_reindex_and_search(db, aconn, chunks):
     assert hits[0].titulo == "Plantão noturno"
     assert (hits[0].fts_rank, hits[0].vector_rank) == (1, 1)
     assert hits[0].tags == ()
+
+
+async def test_a_query_vector_sent_in_binary_is_the_vector_its_text_form_gives(db, aconn, chunks):
+    # The reply's search sends its query vector packed (VectorDumper), the rest as text: the same vector
+    # (to float4 precision) and the same ranking.
+    await reindex(aconn, LocalEmbedder())
+    vector = hash_embedding("adiantamento do plantão noturno")
+    async with aconn.cursor() as cur:
+        cur.adapters.register_dumper(BinaryVector, VectorDumper)
+        for _ in range(7):  # past psycopg's prepare threshold too
+            await cur.execute(
+                "SELECT %(b)s::extensions.vector::real[] AS b, %(t)s::extensions.vector::real[] AS t,"
+                " %(b)s::extensions.vector OPERATOR(extensions.<=>) %(t)s::extensions.vector",
+                {"b": BinaryVector(vector), "t": vector_literal(vector)},
+            )
+            packed, written, distance = await cur.fetchone()
+            # Packed is the nearest float4, the text the nearest to its 7 digits: at most one float4 step apart.
+            assert packed == pytest.approx(written, rel=1e-6, abs=1e-12)
+            assert packed == pytest.approx(vector, rel=1e-6, abs=1e-12)
+            assert distance == pytest.approx(0.0, abs=1e-6)
+        await cur.execute("SELECT %s::extensions.vector::text", (BinaryVector([0.5, -0.25, 0.0]),))
+        assert (await cur.fetchone())[0] == "[0.5,-0.25,0]"
+    hits = await search_knowledge(aconn, LocalEmbedder(), "adiantamento do plantão noturno", limit=10)
+    by_text = search_sql(db, "adiantamento do plantão noturno", vector, LOCAL_MODEL)
+    assert [(h.id, h.fts_rank, h.vector_rank) for h in hits] == [
+        (r["id"], r["fts_rank"], r["vector_rank"]) for r in by_text
+    ]
 
 
 def test_full_text_matches_any_word_and_prefers_all_words(db, chunks):
