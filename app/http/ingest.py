@@ -3,13 +3,14 @@ go to pgmq 'inbound' together in one statement (`enqueue_inbound_batch`: one
 transaction, one WAL flush), and each request is answered only after that
 commit — "2xx ⇒ stored" holds for every one of them.
 
-When no batch is being committed, a message goes at once, with whatever
-webhooks were read in the same turn of the event loop: a quiet api adds no
-wait. While a batch is being committed, the messages that arrive meanwhile
-wait for it to finish and then go together in the next one; they wait at most
-`window_seconds` (INGEST_BATCH_WINDOW_MS), after which they go in a
-transaction of their own beside it (a slow commit holds nobody for long).
-So the busier the api, the larger its batches, without a timer per batch.
+While fewer than `max_in_flight` batches are being committed, a message goes
+at once, with whatever webhooks were read in the same turn of the event loop:
+a quiet api adds no wait. When that many are, the messages that arrive
+meanwhile wait for one of them to finish and then go together in the next
+batch; they wait at most `window_seconds` (INGEST_BATCH_WINDOW_MS), after
+which they go in a transaction of their own beside them (a slow commit holds
+nobody for long). So the busier the api, the larger its batches, without a
+timer per batch.
 
 A batch the database refuses as data (DataError / IntegrityError) is retried
 one message at a time, so only the unstorable body gets its 4xx. Any other
@@ -36,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 # One statement carries at most this many messages; a full batch goes without waiting.
 MAX_BATCH = 100
+# Batches being committed at the same time, each on its own pooled connection. Postgres
+# flushes concurrent commits together (its own group commit): with a few in flight the api
+# is not idle while one flush is under way, as it was with one.
+MAX_IN_FLIGHT = 4
 
 
 @dataclass(eq=False)
@@ -47,13 +52,23 @@ class _Waiting:
 
 
 class InboundBatcher:
-    """Collects the messages that arrive while a batch is committed (at most `window_seconds`),
-    then commits them together on one pooled connection."""
+    """Collects the messages that arrive while `max_in_flight` batches are committed (at most
+    `window_seconds`), then commits them together on one pooled connection."""
 
-    def __init__(self, pool: AsyncConnectionPool, *, window_seconds: float, wait_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        window_seconds: float,
+        wait_seconds: float,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
         if window_seconds < 0:
             raise ValueError(f"window_seconds must not be negative, got {window_seconds}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self.pool = pool
+        self.max_in_flight = max_in_flight
         self.window_seconds = window_seconds
         self.wait_seconds = wait_seconds
         self.batches = 0  # statements committed (or tried), for tests and logs
@@ -76,9 +91,9 @@ class InboundBatcher:
             self._flush()
         elif self._timer is None:
             loop = asyncio.get_running_loop()
-            if self._flushes:  # a batch is being committed: wait for it, at most the window
+            if len(self._flushes) >= self.max_in_flight:  # wait for a batch being committed, at most the window
                 self._timer = loop.call_later(self.window_seconds, self._flush)
-            else:  # none: go once the webhooks read in this same turn of the loop have joined
+            else:  # room for one more: go once the webhooks read in this same turn of the loop have joined
                 self._timer = loop.call_soon(self._flush)
         # shield: a client that hangs up must not cancel the answer the rest of its batch shares.
         return await asyncio.shield(waiting.answer)

@@ -53,7 +53,7 @@ async def test_a_lone_message_goes_at_once_without_waiting_for_the_window(pool, 
 
 
 async def test_messages_arriving_during_a_commit_wait_for_it_and_go_together(pool, db, database_url):
-    batcher = InboundBatcher(pool, window_seconds=NEVER, wait_seconds=5)
+    batcher = InboundBatcher(pool, window_seconds=NEVER, wait_seconds=5, max_in_flight=1)
     with psycopg.connect(database_url) as blocker:  # holds the queue table: the first batch cannot commit
         blocker.execute("LOCK TABLE pgmq.q_inbound IN ACCESS EXCLUSIVE MODE")
         first = asyncio.ensure_future(batcher.enqueue(message(0)))
@@ -69,8 +69,33 @@ async def test_messages_arriving_during_a_commit_wait_for_it_and_go_together(poo
     assert queued(db) == [f"GC-{n}" for n in range(6)]
 
 
+async def test_up_to_max_in_flight_batches_commit_at_once_and_the_next_messages_wait_for_one(pool, db, database_url):
+    batcher = InboundBatcher(pool, window_seconds=NEVER, wait_seconds=5, max_in_flight=2)
+    with psycopg.connect(database_url) as blocker:  # holds the queue table: no batch can commit
+        blocker.execute("LOCK TABLE pgmq.q_inbound IN ACCESS EXCLUSIVE MODE")
+        first = asyncio.ensure_future(batcher.enqueue(message(0)))
+        await until(lambda: batcher.batches == 1, "the first message went alone, at once")
+        second = asyncio.ensure_future(batcher.enqueue(message(1)))
+        await until(lambda: batcher.batches == 2, "the second went beside it: one batch in flight leaves room")
+        later = [asyncio.ensure_future(batcher.enqueue(message(n))) for n in range(2, 6)]
+        await asyncio.sleep(0.2)
+        assert batcher.batches == 2  # two in flight: the others wait for one of them
+        assert not first.done() and not second.done()
+        blocker.rollback()
+    async with asyncio.timeout(DEADLINE):
+        msg_ids = await asyncio.gather(first, second, *later)
+    assert batcher.batches == 3  # the four waiting ones went together
+    assert len(set(msg_ids)) == 6
+    assert sorted(queued(db)) == [f"GC-{n}" for n in range(6)]
+
+
+def test_max_in_flight_below_one_is_refused(pool):
+    with pytest.raises(ValueError, match="max_in_flight must be at least 1, got 0"):
+        InboundBatcher(pool, window_seconds=0.001, wait_seconds=5, max_in_flight=0)
+
+
 async def test_a_slow_commit_holds_the_next_messages_only_for_the_window(pool, db, database_url):
-    batcher = InboundBatcher(pool, window_seconds=0.05, wait_seconds=5)
+    batcher = InboundBatcher(pool, window_seconds=0.05, wait_seconds=5, max_in_flight=1)
     with psycopg.connect(database_url) as blocker:
         blocker.execute("LOCK TABLE pgmq.q_inbound IN ACCESS EXCLUSIVE MODE")
         first = asyncio.ensure_future(batcher.enqueue(message(0)))
