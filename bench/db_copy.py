@@ -318,7 +318,7 @@ def print_results(
                 "1.0×",
             ],
             [
-                "julia db copy (COPY → staging → INSERT, verified; whole CLI)",
+                "julia db copy (COPY; staging only into a table with rows; verified; whole CLI)",
                 f"{total:,}",
                 " ".join(f"{run:.2f}" for run in julia_runs),
                 f"{julia_seconds:.2f}",

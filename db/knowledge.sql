@@ -59,39 +59,51 @@ AS $$
       ) AS s ON s.lexeme = l.lexeme;
 $$;
 
--- One lexeme as a tsquery operand ('...', quotes and backslashes escaped).
-CREATE OR REPLACE FUNCTION public._tsquery_operand(p_lexeme text)
-RETURNS text
+-- The lexemes as tsquery operands, in their order ('...', quotes and backslashes escaped).
+CREATE OR REPLACE FUNCTION public._tsquery_operands(p_lexemes text[])
+RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = ''
 AS $$
-    SELECT '''' || pg_catalog.replace(pg_catalog.replace(p_lexeme, '\', '\\'), '''', '''''') || '''';
+    SELECT pg_catalog.array_agg(
+               '''' || pg_catalog.replace(pg_catalog.replace(l.lexeme, '\', '\\'), '''', '''''') || '''' ORDER BY l.n)
+      FROM pg_catalog.unnest(p_lexemes) WITH ORDINALITY AS l(lexeme, n);
 $$;
 
--- Chunks having at least `p_m` of `p_operands` (quoted lexemes, at most 8), as
--- one tsquery the GIN index answers: the OR of every AND of `p_m` of them.
-CREATE OR REPLACE FUNCTION public._at_least_tsquery(p_operands text[], p_m integer)
-RETURNS pg_catalog.tsquery
+-- Every tier of `p_operands` (quoted lexemes, at most 8) at once: element m is
+-- the tsquery of the chunks having at least m of them, which the GIN index
+-- answers: the OR of every AND of m of them.
+CREATE OR REPLACE FUNCTION public._at_least_tsqueries(p_operands text[])
+RETURNS pg_catalog.tsquery[]
 LANGUAGE sql IMMUTABLE STRICT
 SET search_path = ''
 AS $$
-    SELECT pg_catalog.string_agg('(' || c.terms || ')', ' | ')::pg_catalog.tsquery
+    SELECT pg_catalog.array_agg(t.query ORDER BY t.m)
       FROM (
-          SELECT pg_catalog.string_agg(p_operands[i], ' & ' ORDER BY i) AS terms
-            FROM pg_catalog.generate_series(1, (1 << pg_catalog.cardinality(p_operands)) - 1) AS mask,
-                 pg_catalog.generate_series(1, pg_catalog.cardinality(p_operands)) AS i
-           WHERE mask & (1 << (i - 1)) <> 0
-           GROUP BY mask
-          HAVING pg_catalog.count(*) = p_m
-      ) AS c;
+          SELECT c.m, pg_catalog.string_agg('(' || c.terms || ')', ' | ' ORDER BY c.mask)::pg_catalog.tsquery AS query
+            FROM (
+                SELECT mask, pg_catalog.count(*) AS m, pg_catalog.string_agg(p_operands[i], ' & ' ORDER BY i) AS terms
+                  FROM pg_catalog.generate_series(1, (1 << pg_catalog.cardinality(p_operands)) - 1) AS mask,
+                       pg_catalog.generate_series(1, pg_catalog.cardinality(p_operands)) AS i
+                 WHERE mask & (1 << (i - 1)) <> 0
+                 GROUP BY mask
+            ) AS c
+           GROUP BY c.m
+      ) AS t;
 $$;
+
+-- Replaced by the two above (one call each per question instead of one per lexeme and per tier).
+DROP FUNCTION IF EXISTS public._tsquery_operand(text);
+DROP FUNCTION IF EXISTS public._at_least_tsquery(text[], integer);
 
 -- The `p_k` best full-text matches of a question, ranked from 1, found without
 -- ranking every chunk that shares a word with it: candidates are the chunks
 -- having all of the question's 6 rarest lexemes, then 5 of them, ... down to
 -- one, each tier at most 200 chunks (the first the scan meets), until `p_k` are found;
 -- they are ranked by matching all words (websearch syntax), the tier, then
--- ts_rank_cd over every word. No rows for a question without lexemes.
+-- ts_rank_cd over every word. ts_rank_cd costs ~4x ts_rank, so it orders only
+-- the 2 * `p_k` first by ts_rank (computed as the tier scan reads the rows):
+-- the same top `p_k` but for near ties. No rows for a question without lexemes.
 CREATE OR REPLACE FUNCTION public._matching_knowledge(p_query text, p_k integer)
 RETURNS TABLE (id bigint, rank integer)
 LANGUAGE plpgsql STABLE
@@ -101,39 +113,47 @@ AS $$
 #variable_conflict use_column
 DECLARE
     _lexemes text[] := public._knowledge_lexemes(p_query);
-    _operands text[] := ARRAY(SELECT public._tsquery_operand(l) FROM pg_catalog.unnest(_lexemes) AS l);
-    _rarest text[] := _operands[1:6];
+    _operands text[] := public._tsquery_operands(_lexemes);
+    _tier_queries pg_catalog.tsquery[] := public._at_least_tsqueries(_operands[1:6]);
     _all_words pg_catalog.tsquery;
     _any_word pg_catalog.tsquery;
-    _tier pg_catalog.tsquery;
     _ids bigint[] := '{}';
     _tiers integer[] := '{}';
-    _found bigint[];
+    _has_all boolean[] := '{}';
+    _first_ranks real[] := '{}';
+    _found integer;
 BEGIN
     IF _lexemes IS NULL THEN
         RETURN;
     END IF;
     _all_words := pg_catalog.websearch_to_tsquery('public.portuguese_unaccent', p_query);
     _any_word := pg_catalog.array_to_string(_operands, ' | ')::pg_catalog.tsquery;
-    FOR _m IN REVERSE pg_catalog.cardinality(_rarest)..1 LOOP
-        _tier := public._at_least_tsquery(_rarest, _m);
+    FOR _m IN REVERSE pg_catalog.cardinality(_tier_queries)..1 LOOP
         -- No ORDER BY: a broad tier stops after 200 rows instead of fetching every match to sort them.
-        SELECT coalesce(pg_catalog.array_agg(t.id), '{}') INTO _found
-          FROM (SELECT k.id FROM public.conhecimento_julia AS k
-                 WHERE k.tsv @@ _tier AND k.id <> ALL (_ids)
+        SELECT _ids || coalesce(pg_catalog.array_agg(t.id), '{}'),
+               _has_all || coalesce(pg_catalog.array_agg(t.has_all), '{}'),
+               _first_ranks || coalesce(pg_catalog.array_agg(t.first_rank), '{}'),
+               pg_catalog.count(*)
+          INTO _ids, _has_all, _first_ranks, _found
+          FROM (SELECT k.id, k.tsv @@ _all_words AS has_all, pg_catalog.ts_rank(k.tsv, _any_word) AS first_rank
+                  FROM public.conhecimento_julia AS k
+                 WHERE k.tsv @@ _tier_queries[_m] AND k.id <> ALL (_ids)
                  LIMIT 200) AS t;
-        _ids := _ids || _found;
-        _tiers := _tiers || pg_catalog.array_fill(_m, ARRAY[pg_catalog.cardinality(_found)]);
+        _tiers := _tiers || pg_catalog.array_fill(_m, ARRAY[_found]);
         EXIT WHEN pg_catalog.cardinality(_ids) >= p_k;
     END LOOP;
 
     RETURN QUERY
-    SELECT r.id, (pg_catalog.row_number() OVER (ORDER BY r.has_all DESC, r.tier DESC, r.rank_cd DESC, r.id))::integer
+    SELECT b.id, (pg_catalog.row_number() OVER (
+               ORDER BY b.has_all DESC, b.tier DESC, pg_catalog.ts_rank_cd(k.tsv, _any_word) DESC, b.id))::integer
       FROM (
-          SELECT c.id, c.tier, k.tsv @@ _all_words AS has_all, pg_catalog.ts_rank_cd(k.tsv, _any_word) AS rank_cd
-            FROM ROWS FROM (pg_catalog.unnest(_ids), pg_catalog.unnest(_tiers)) AS c(id, tier)
-            JOIN public.conhecimento_julia AS k ON k.id = c.id
-      ) AS r
+          SELECT c.id, c.tier, c.has_all
+            FROM ROWS FROM (pg_catalog.unnest(_ids), pg_catalog.unnest(_tiers), pg_catalog.unnest(_has_all),
+                            pg_catalog.unnest(_first_ranks)) AS c(id, tier, has_all, first_rank)
+           ORDER BY c.has_all DESC, c.tier DESC, c.first_rank DESC, c.id
+           LIMIT 2 * p_k
+      ) AS b
+      JOIN public.conhecimento_julia AS k ON k.id = b.id
      ORDER BY 2
      LIMIT p_k;
 END;
@@ -190,11 +210,13 @@ BEGIN
           FROM by_vector AS v
           FULL JOIN by_text AS t ON t.id = v.id
     )
+    -- Only the best p_limit of the up to 80 fused rows fetch their text.
     SELECT k.id, k.fonte, k.titulo, k.conteudo, k.tags, f.score, f.fts_rank, f.vector_rank
-      FROM fused AS f
+      FROM (SELECT fu.id, fu.score, fu.fts_rank, fu.vector_rank FROM fused AS fu
+             ORDER BY fu.score DESC, LEAST(fu.fts_rank, fu.vector_rank), fu.id
+             LIMIT p_limit) AS f
       JOIN public.conhecimento_julia AS k ON k.id = f.id
-     ORDER BY f.score DESC, LEAST(f.fts_rank, f.vector_rank), k.id
-     LIMIT p_limit;
+     ORDER BY f.score DESC, LEAST(f.fts_rank, f.vector_rank), k.id;
 END;
 $$;
 

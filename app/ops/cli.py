@@ -256,13 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that never use the dev database on their own: dev makes it, token needs none,
-# and the servers must be pointed at a database deliberately.
+# and the servers must be pointed at a database deliberately. A subcommand that is given
+# its databases (`db copy --from --to`) says so with `names_databases`.
 NO_DEV_DATABASE = {"dev", "token", *RUN_MODES, "run"}
 
 
-def _use_dev_database(command: str) -> None:
+def _use_dev_database(args: argparse.Namespace) -> None:
     """With DATABASE_URL unset, a command beside `julia dev` uses its database (and says so)."""
-    if command in NO_DEV_DATABASE or os.environ.get("DATABASE_URL"):
+    if args.command in NO_DEV_DATABASE or getattr(args, "names_databases", False) or os.environ.get("DATABASE_URL"):
         return
     from app.devkit.dev import dev_database_url
 
@@ -279,7 +280,7 @@ def _fail(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        _use_dev_database(args.command)
+        _use_dev_database(args)
         args.func(args)
     except JuliaError as exc:
         _fail(str(exc))

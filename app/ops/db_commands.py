@@ -163,7 +163,8 @@ def _add_db_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tables", nargs="+", metavar="TABLE", help="tables to copy (default: the seed's list)")
     p.add_argument("--dry-run", action="store_true", help="print the plan with row counts, write nothing")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)")
-    p.set_defaults(func=cmd_db_copy)
+    # It never reads DATABASE_URL, so it needs no `julia dev` database (nor its imports).
+    p.set_defaults(func=cmd_db_copy, names_databases=True)
 
 
 def _add_doctors_commands(sub: argparse._SubParsersAction) -> None:

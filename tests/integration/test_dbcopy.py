@@ -4,6 +4,7 @@ URL-encoded password."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -17,9 +18,11 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
 from rich.console import Console
 
 from app.ops import dbcopy
+from app.ops.dbcopy.catalog import connect as copy_connect
 from app.store.dburl import parse_database_url
 from tests.conftest import PGDATA, database_url_for
 
@@ -448,3 +451,97 @@ def test_a_password_with_special_characters_works(source: str, target: str, copi
     assert quote(password, safe="") not in result.stdout + result.stderr
     assert "sslmode disable" in result.stdout
     assert fingerprint(target, "especialidades") == fingerprint(source, "especialidades")
+
+
+# ------------------------------------------------------------
+# Empty tables: COPY straight in, GIN and HNSW indexes built after the rows
+# ------------------------------------------------------------
+
+INDEXES = """
+SELECT c.relname AS table_name, i.relname AS index_name, pg_catalog.pg_get_indexdef(x.indexrelid) AS definition,
+       x.indisvalid AND x.indisready AND x.indislive AS usable,
+       pg_catalog.obj_description(i.oid, 'pg_class') AS comment
+  FROM pg_catalog.pg_index AS x
+  JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
+  JOIN pg_catalog.pg_class AS c ON c.oid = x.indrelid
+ WHERE c.relnamespace = 'public'::regnamespace
+ ORDER BY 1, 2
+"""
+# Both indexes answer, with sequential scans off, what the rows hold.
+BY_INDEX = """
+SELECT (SELECT count(*) FROM conhecimento_julia WHERE tsv @@ to_tsquery('public.portuguese_unaccent', 'pagamento')),
+       (SELECT count(*) FROM (SELECT id FROM conhecimento_julia
+                               ORDER BY embedding OPERATOR(extensions.<=>) (SELECT embedding FROM conhecimento_julia
+                                                        WHERE embedding IS NOT NULL ORDER BY id LIMIT 1)
+                               LIMIT 5) AS n)
+"""
+
+
+@contextlib.contextmanager
+def dbcopy_connections(source: str, target: str) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+    with copy_connect(source) as s, copy_connect(target) as t:
+        yield s, t
+
+
+def indexes(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        conn.execute("SET search_path = ''")  # definitions with every name qualified, whatever the session's path
+        return conn.execute(INDEXES).fetchall()
+
+
+def test_a_copy_into_empty_tables_leaves_every_index_as_the_revisions_made_it(source: str, target: str) -> None:
+    before = indexes(target)
+    assert ("conhecimento_julia", "conhecimento_embedding_idx") in [row[:2] for row in before]
+
+    report = copy_in_process(source, target)
+
+    assert report.ok
+    assert {r.name: r.inserted for r in report.results} == {r.name: r.source_rows for r in report.results}
+    assert indexes(target) == before == indexes(source)
+    assert fingerprints(target) == fingerprints(source)
+    with psycopg.connect(target) as conn:
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + BY_INDEX))
+        assert "conhecimento_tsv_idx" in plan and "conhecimento_embedding_idx" in plan
+        assert conn.execute(BY_INDEX).fetchone() == (15, 5)
+
+
+def test_an_empty_table_whose_copy_fails_keeps_its_indexes(source: str, target: str) -> None:
+    # A rule only the target has: the load fails after its indexes were dropped.
+    execute(target, "ALTER TABLE conhecimento_julia ADD CONSTRAINT only_here CHECK (fonte <> 'manual')")
+    before = indexes(target)
+
+    result = run_cli("--from", source, "--to", target, "--tables", "conhecimento_julia", "--yes")
+
+    assert result.returncode == 1
+    assert "Nothing of conhecimento_julia was written" in result.stderr
+    assert fingerprint(target, "conhecimento_julia")[0] == 0
+    assert indexes(target) == before
+
+
+def test_an_index_with_a_comment_is_not_dropped(source: str, target: str) -> None:
+    # A drop would lose what pg_get_indexdef does not give back: such an index is kept up row by row.
+    execute(target, "COMMENT ON INDEX conhecimento_tsv_idx IS 'kept by hand'")
+    before = indexes(target)
+
+    assert copy_in_process(source, target, tables=["conhecimento_julia"]).ok
+
+    assert indexes(target) == before
+    assert "kept by hand" in [row[4] for row in before]
+    assert fingerprint(target, "conhecimento_julia") == fingerprint(source, "conhecimento_julia")
+
+
+def test_rows_that_came_in_after_the_plan_are_kept(source: str, target: str) -> None:
+    # The plan saw an empty table; a row arrives before the copy: the copy inserts only what is missing.
+    with psycopg.connect(source, row_factory=dict_row) as s, psycopg.connect(target, row_factory=dict_row) as t:
+        (plan,) = dbcopy.plan_tables(s, t, ["setores"])
+    assert plan.target_rows == 0
+    execute(target, "INSERT INTO setores (id, nome) OVERRIDING SYSTEM VALUE VALUES (1, 'Só na produção')")
+
+    with dbcopy_connections(source, target) as (s, t):
+        inserted, _, _ = dbcopy.copy_table(s, t, plan, lambda rows, size: None)
+
+    assert inserted == 2
+    with psycopg.connect(target) as conn:
+        assert conn.execute("SELECT nome FROM setores WHERE id = 1").fetchone() == ("Só na produção",)
+        assert conn.execute("SELECT count(*) FROM setores").fetchone() == (3,)

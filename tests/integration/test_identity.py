@@ -6,6 +6,7 @@ across forms."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from pathlib import Path
@@ -62,6 +63,42 @@ def test_landlines_and_other_countries_are_left_as_they_are(db, a, b):
 
 def test_lids_groups_and_empty_addresses_have_no_phone_key(db):
     assert [key(db, a) for a in ("211484206436558@lid", "120363@g.us", "", None)] == [None] * 4
+
+
+# phone_key() as revision 0012 indexed it (a SQL function); the PL/pgSQL one must give the same
+# text for every address, or clientes_phone_key_idx would hold keys the function no longer makes.
+PHONE_KEY_0012 = """
+CREATE FUNCTION pg_temp.phone_key_0012(p_address text) RETURNS text LANGUAGE sql IMMUTABLE SET search_path = '' AS $$
+    SELECT CASE
+        WHEN d ~ '^55[1-9][1-9][6-9][0-9]{7}$' THEN pg_catalog.substr(d, 1, 4) || '9' || pg_catalog.substr(d, 5)
+        ELSE d
+    END
+      FROM (SELECT public.jid_phone(p_address) AS d) AS a;
+$$
+"""
+
+
+def test_phone_key_gives_what_the_indexed_definition_gave(db):
+    rng = random.Random(13)
+    alphabet = "0123456789" * 4 + "+()- :@.abcsw"
+    addresses = [None, "", "@", ":", "55", WITH_NINE, WITHOUT_NINE, f"{WITHOUT_NINE}:7@s.whatsapp.net", "x@lid"]
+    addresses += ["55" + "".join(rng.choice("0123456789") for _ in range(rng.randint(8, 11))) for _ in range(3000)]
+    addresses += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24))) for _ in range(3000)]
+    addresses += [
+        a + rng.choice(["@s.whatsapp.net", "@c.us", "@g.us", "@lid", ":1@s.whatsapp.net"]) for a in addresses[9:2009]
+    ]
+    db.execute(PHONE_KEY_0012)
+    differ = db.execute(
+        "SELECT a FROM unnest(%s::text[]) AS a WHERE public.phone_key(a) IS DISTINCT FROM pg_temp.phone_key_0012(a)",
+        (addresses,),
+    ).fetchall()
+    assert differ == []
+    assert (
+        db.execute(
+            "SELECT count(DISTINCT public.phone_key(a)) AS n FROM unnest(%s::text[]) AS a", (addresses,)
+        ).fetchone()["n"]
+        > 3000
+    )
 
 
 def resolve(db, phone: str | None, lid: str | None = None, nome: str | None = None) -> int:

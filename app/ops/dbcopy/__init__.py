@@ -4,7 +4,11 @@ databases (DEV → PROD), fast, safe to re-run, and verified.
 Rows stream from the source with COPY (binary when every column type allows
 it) into a staging table on the target, then `INSERT ... SELECT ... ON
 CONFLICT DO NOTHING` adds what is missing: nothing already in the target is
-overwritten. One transaction per table, a table only after its parents
+overwritten. A table the target has no rows of (checked again under a lock
+that keeps writers out, and only when the session owns it) takes its rows
+straight from the COPY instead, its GIN and HNSW indexes dropped and built
+again after the rows from their own `pg_get_indexdef`, so the catalog ends as
+the revisions made it; a failure rolls that back too. One transaction per table, a table only after its parents
 (foreign keys read from pg_constraint), two tables at a time, identity
 sequences advanced past the copied ids. Every source connection reads the same
 exported REPEATABLE READ snapshot, so counts, rows and checksums agree. After

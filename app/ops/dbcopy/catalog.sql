@@ -79,6 +79,39 @@ SELECT c.relname AS child, pn.nspname AS parent_schema, p.relname AS parent
 -- Size of a table with its indexes and TOAST
 SELECT pg_catalog.pg_total_relation_size(pg_catalog.to_regclass(%(relation)s)) AS bytes;
 
+-- owned_by_me --
+-- Whether the session's role owns a table (may lock it, and drop and create its indexes)
+SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned
+  FROM pg_catalog.pg_class AS c WHERE c.oid = pg_catalog.to_regclass(%(relation)s);
+
+-- qualified_names --
+-- Render every name schema-qualified until the transaction ends (index definitions that run anywhere)
+SELECT pg_catalog.current_setting('search_path') AS search_path, pg_catalog.set_config('search_path', '', true);
+
+-- restore_search_path --
+-- The session's search path again, for the rest of the transaction
+SELECT pg_catalog.set_config('search_path', %(search_path)s, true);
+
+-- costly_indexes --
+-- A table's indexes that cost far more to keep row by row than to build after a load (neither
+-- btree nor hash, nor unique, nor a constraint's), with their definitions; only those nothing
+-- depends on and whose drop loses nothing pg_get_indexdef does not give back (comment,
+-- tablespace, CLUSTER or replica identity mark, statistics target)
+SELECT i.relname AS name, pg_catalog.pg_get_indexdef(x.indexrelid) AS definition
+  FROM pg_catalog.pg_index AS x
+  JOIN pg_catalog.pg_class AS i ON i.oid = x.indexrelid
+  JOIN pg_catalog.pg_am AS am ON am.oid = i.relam
+ WHERE x.indrelid = pg_catalog.to_regclass(%(relation)s)
+   AND am.amname NOT IN ('btree', 'hash')
+   AND NOT x.indisunique AND NOT x.indisexclusion AND NOT x.indisclustered AND NOT x.indisreplident
+   AND x.indisvalid AND x.indisready AND x.indislive AND i.reltablespace = 0
+   AND pg_catalog.obj_description(i.oid, 'pg_class') IS NULL
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend AS d
+                    WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = i.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute AS a
+                    WHERE a.attrelid = i.oid AND a.attstattarget IS NOT NULL AND a.attstattarget >= 0)
+ ORDER BY i.relname;
+
 -- export_snapshot --
 -- Export the transaction's snapshot, so every worker reads the same rows
 SELECT pg_catalog.pg_export_snapshot() AS id;

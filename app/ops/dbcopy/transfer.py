@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from app.core.errors import JuliaError
-from app.ops.dbcopy.catalog import SCHEMA, connect, error_message
+from app.ops.dbcopy.catalog import SCHEMA, catalog_queries, connect, error_message
 from app.ops.dbcopy.checksums import row_hashes, verify
 from app.ops.dbcopy.records import CopyFailed, TablePlan, TableResult
 from app.ops.dbcopy.report import progress_bars
@@ -54,15 +54,21 @@ class _Unverified(JuliaError):
 
 
 def _stream_rows(
-    source: Connection, target: Connection, table: TablePlan, cols: sql.Composable, progress: Callable[[int, int], None]
+    source: Connection,
+    target: Connection,
+    table: TablePlan,
+    into_relation: sql.Composable,
+    progress: Callable[[int, int], None],
 ) -> int:
-    """COPY the table's rows from the source into the staging table; returns the bytes streamed."""
+    """COPY the table's rows from the source into `into_relation` on the target; returns (bytes streamed, rows)."""
     relation = sql.Identifier(SCHEMA, table.name)
+    cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     fmt = sql.SQL("binary" if table.binary else "text")
     copy_out = sql.SQL("COPY {rel} ({cols}) TO STDOUT (FORMAT {fmt})").format(rel=relation, cols=cols, fmt=fmt)
-    copy_in = sql.SQL("COPY {staging} ({cols}) FROM STDIN (FORMAT {fmt})").format(staging=STAGING, cols=cols, fmt=fmt)
+    copy_in = sql.SQL("COPY {into} ({cols}) FROM STDIN (FORMAT {fmt})").format(into=into_relation, cols=cols, fmt=fmt)
     streamed = rows = 0
-    with source.cursor().copy(copy_out) as out, target.cursor().copy(copy_in) as into:
+    into_cursor = target.cursor()
+    with source.cursor().copy(copy_out) as out, into_cursor.copy(copy_in) as into:
         buffer = bytearray()
         # libpq hands COPY out one row per message (binary adds a trailer).
         for message in out:
@@ -76,7 +82,7 @@ def _stream_rows(
         into.write(buffer)
         streamed += len(buffer)
     progress(rows, streamed)
-    return streamed
+    return streamed, into_cursor.rowcount
 
 
 def _leave_out_same_person(target: Connection, table: TablePlan) -> tuple[int, sql.Composable]:
@@ -106,6 +112,82 @@ def _advance_sequences(target: Connection, table: TablePlan) -> None:
         )
 
 
+def _lock_if_empty(target: Connection, table: TablePlan) -> list[dict] | None:
+    """Lock an empty table the session owns against writers; None when it is not both (the staging path).
+
+    Returns the costly indexes (name, definition) to build after the load, which
+    the lock then covers too (ACCESS EXCLUSIVE: they are dropped until the commit).
+    Definitions are read with an empty search path, so every name in them is
+    qualified and they rebuild exactly what the revisions made.
+    """
+    relation = f"{SCHEMA}.{table.name}"
+    if (
+        table.target_rows
+        or not target.execute(catalog_queries["owned_by_me"], {"relation": relation}).fetchone()["owned"]
+    ):
+        return None
+    path = target.execute(catalog_queries["qualified_names"]).fetchone()["search_path"]
+    indexes = target.execute(catalog_queries["costly_indexes"], {"relation": relation}).fetchall()
+    target.execute(catalog_queries["restore_search_path"], {"search_path": path})
+    # SHARE ROW EXCLUSIVE lets readers in and keeps writers out until the commit; dropping indexes needs more.
+    mode = sql.SQL("ACCESS EXCLUSIVE" if indexes else "SHARE ROW EXCLUSIVE")
+    rel = sql.Identifier(SCHEMA, table.name)
+    target.execute(sql.SQL("LOCK TABLE {rel} IN {mode} MODE").format(rel=rel, mode=mode))
+    if target.execute(sql.SQL("SELECT EXISTS (SELECT FROM {rel}) AS found").format(rel=rel)).fetchone()["found"]:
+        return None  # rows came in since the plan: the staging path, which never overwrites
+    return indexes
+
+
+def _load_empty(
+    source: Connection,
+    target: Connection,
+    table: TablePlan,
+    indexes: list[dict],
+    progress: Callable[[int, int], None],
+    source_free: Callable[[], None],
+) -> tuple[int, int]:
+    """COPY straight into the locked, empty table, its costly indexes built once after the rows.
+
+    Nothing can conflict (no rows, no writers, the source holds the same unique
+    keys) and no row can be a person the table has under another id, so this
+    inserts what the staging path would. Returns (rows inserted, bytes streamed).
+    """
+    for index in indexes:
+        target.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(SCHEMA, index["name"])))
+    streamed, inserted = _stream_rows(source, target, table, sql.Identifier(SCHEMA, table.name), progress)
+    source_free()
+    for index in indexes:
+        target.execute(index["definition"])
+    return inserted, streamed
+
+
+def _load_through_staging(
+    source: Connection,
+    target: Connection,
+    table: TablePlan,
+    progress: Callable[[int, int], None],
+    source_free: Callable[[], None],
+) -> tuple[int, int, int]:
+    """COPY into a staging table, then insert the rows the target lacks. Returns (inserted, bytes, same person)."""
+    relation = sql.Identifier(SCHEMA, table.name)
+    cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
+    target.execute(
+        sql.SQL("CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {cols} FROM {rel} WITH NO DATA").format(
+            staging=STAGING, cols=cols, rel=relation
+        )
+    )
+    streamed, _ = _stream_rows(source, target, table, STAGING, progress)
+    source_free()
+    same_person, keep = _leave_out_same_person(target, table)
+    overriding = sql.SQL("OVERRIDING SYSTEM VALUE") if table.overriding else sql.SQL("")
+    inserted = target.execute(
+        sql.SQL(
+            "INSERT INTO {rel} ({cols}) {overriding} SELECT {cols} FROM {staging} AS s {keep} ON CONFLICT DO NOTHING"
+        ).format(rel=relation, cols=cols, overriding=overriding, staging=STAGING, keep=keep)
+    ).rowcount
+    return inserted, streamed, same_person
+
+
 def copy_table(
     source: psycopg.Connection,
     target: psycopg.Connection,
@@ -113,32 +195,24 @@ def copy_table(
     progress: Callable[[int, int], None],
     source_free: Callable[[], None] = lambda: None,
 ) -> tuple[int, int, int]:
-    """Stream one table into a staging table and insert what is missing, in one transaction.
+    """Copy one table in one transaction, inserting only what the target lacks.
 
-    `source_free` is called once the source connection has nothing more to do
-    for this copy. Returns (rows inserted, bytes streamed, rows left out because
-    the target has the same doctor under another id). Raises psycopg
-    errors; the target's transaction is then rolled back and nothing of this
-    table is written.
+    A table the target has no rows of (and the session owns) is locked and
+    loaded with COPY straight into it, its GIN/HNSW indexes dropped and built
+    again after the rows; any other table goes through a staging table and
+    `INSERT ... ON CONFLICT DO NOTHING`. `source_free` is called once the source
+    connection has nothing more to do for this copy. Returns (rows inserted,
+    bytes streamed, rows left out because the target has the same doctor under
+    another id). Raises psycopg errors; the target's transaction is then rolled
+    back and nothing of this table is written (its indexes included).
     """
-    relation = sql.Identifier(SCHEMA, table.name)
-    cols = sql.SQL(", ").join(map(sql.Identifier, table.columns))
     with target.transaction():
-        target.execute(
-            sql.SQL("CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {cols} FROM {rel} WITH NO DATA").format(
-                staging=STAGING, cols=cols, rel=relation
-            )
-        )
-        streamed = _stream_rows(source, target, table, cols, progress)
-        source_free()
-        same_person, keep = _leave_out_same_person(target, table)
-        overriding = sql.SQL("OVERRIDING SYSTEM VALUE") if table.overriding else sql.SQL("")
-        inserted = target.execute(
-            sql.SQL(
-                "INSERT INTO {rel} ({cols}) {overriding} SELECT {cols} FROM {staging} AS s {keep} "
-                "ON CONFLICT DO NOTHING"
-            ).format(rel=relation, cols=cols, overriding=overriding, staging=STAGING, keep=keep)
-        ).rowcount
+        indexes = _lock_if_empty(target, table)
+        if indexes is None:
+            inserted, streamed, same_person = _load_through_staging(source, target, table, progress, source_free)
+        else:
+            same_person = 0
+            inserted, streamed = _load_empty(source, target, table, indexes, progress, source_free)
         _advance_sequences(target, table)
     return inserted, streamed, same_person
 
