@@ -62,6 +62,28 @@ def pytest_configure(config: pytest.Config) -> None:
 RUN_ORDER = ("acceptance", "migration", "integration", "unit", "layout")
 
 
+# Test files whose tests share one process (a module fixture): they go to one xdist worker,
+# one after another, instead of each worker starting its own. pytest-xdist's `xdist_group`
+# mark cannot do this under pytest 9.2: it tags a test by rewriting `item._nodeid`, which
+# pytest no longer reads, so the mark was silently ignored (test_dev.py's tests ran on all
+# three workers, each starting a `julia dev`). The scheduler groups these files itself.
+SHARED_PROCESS_FILES = ("tests/acceptance/test_dev.py",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`, with each of SHARED_PROCESS_FILES one unit of work."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedFileScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if path in SHARED_PROCESS_FILES else super()._split_scope(nodeid)
+
+    return SharedFileScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         kind = item.path.relative_to(Path(__file__).parent).parts[0]

@@ -21,8 +21,8 @@ from tests.acceptance.conftest import JULIA, free_port
 from tests.conftest import wait_for
 from tests.processes import stop_process
 
-# One `julia dev` for the module: its tests run on one xdist worker.
-pytestmark = pytest.mark.xdist_group("julia-dev")
+# One `julia dev` for the module: its tests run on one xdist worker (tests/conftest.py,
+# SHARED_PROCESS_FILES).
 
 # What a newcomer's shell does not have: everything Julia reads.
 NOT_SET = ("DATABASE_URL", "APP_ENV", "EVOLUTION_", "ANTHROPIC_", "JWT_SECRET_KEY", "VOYAGE_", "CHATWOOT_", "SLACK_")
