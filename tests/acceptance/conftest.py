@@ -3,12 +3,15 @@ against the test database and stand-in servers."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,8 +22,27 @@ from tests.processes import stop_process
 JULIA = [sys.executable, "-m", "app.ops.cli"]
 
 
+# Ports for the servers the tests start, below the kernel's ephemeral range: a port the
+# kernel hands out (bind to port 0) can be given to another process's outgoing connection
+# or stand-in before the `julia api` that was told it binds it ("address already in use",
+# seen with four xdist workers). Each xdist worker draws from its own block.
+PORT_BLOCK = 400
+FIRST_PORT = 15000
+_next_port = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port free on 127.0.0.1 now, that no other worker or outgoing connection is handed."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    base = FIRST_PORT + worker * PORT_BLOCK
+    if base + PORT_BLOCK <= ephemeral_low:
+        for _ in range(PORT_BLOCK):
+            port = base + next(_next_port) % PORT_BLOCK
+            with socket.socket() as s, contextlib.suppress(OSError):
+                s.bind(("127.0.0.1", port))
+                return port
+    with socket.socket() as s:  # no room below the ephemeral range: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
