@@ -89,33 +89,9 @@ def llm_call_params(
     }
 
 
-async def record_llm_call(
-    rt: AgentRuntime,
-    *,
-    conversation_id: int,
-    reply_to_id: int | None,
-    job_id: int | None,
-    model: str,
-    started_at: datetime,
-    response: LLMResponse | None = None,
-    error: str | None = None,
-) -> None:
-    """Record one model call (llm_calls). Observability only: a failure to
-    record is logged and never costs the reply."""
-    params = llm_call_params(
-        conversation_id=conversation_id,
-        reply_to_id=reply_to_id,
-        job_id=job_id,
-        model=model,
-        started_at=started_at,
-        response=response,
-        error=error,
-    )
-    await write_llm_call(rt, params)
-
-
 async def write_llm_call(rt: AgentRuntime, params: dict[str, Any]) -> None:
-    """record_llm_call with its parameters (llm_call_params); a failure is logged, never raised."""
+    """Record one model call (llm_calls) from its llm_call_params. Observability only: a
+    failure to record is logged and never costs the reply."""
     try:
         await fetch_one(rt.pool, "record_llm_call", **params)
     except (psycopg.Error, JuliaError) as exc:
@@ -151,7 +127,7 @@ async def _ask_model(
             allow_tools=allow_tools,
         )
     except LLMError as exc:
-        await record_llm_call(rt, **call, model=model, started_at=started_at, error=str(exc))
+        await write_llm_call(rt, llm_call_params(**call, model=model, started_at=started_at, error=str(exc)))
         raise
     return response, started_at
 
@@ -191,8 +167,9 @@ async def run_agent(
         tokens_in += response.input_tokens
         tokens_out += response.output_tokens
         answered = not response.tool_uses or round_no == max_rounds
+        recorded = llm_call_params(**call, model=model, started_at=started_at, response=response)
         if record_last or not answered:
-            await record_llm_call(rt, **call, model=model, started_at=started_at, response=response)
+            await write_llm_call(rt, recorded)
         if answered:
             break
         messages.append({"role": "assistant", "content": response.content})
@@ -205,9 +182,7 @@ async def run_agent(
         models=models,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
-        unrecorded_call=None
-        if record_last
-        else llm_call_params(**call, model=model, started_at=started_at, response=response),
+        unrecorded_call=None if record_last else recorded,
     )
 
 
