@@ -7,11 +7,17 @@ The SDK is imported on the first call, not with this module: its import (its
 pydantic types) costs 1-3 s of CPU, which every worker start would pay before
 it takes its first job, sends and periodic jobs included. The first reply of a
 process pays it once instead, in a thread, so the event loop keeps running.
+Everything the first request would otherwise import on the loop is loaded in
+that thread too: the client's transport (httpcore, ssl, truststore) when it is
+built, and anyio's asyncio backend, which anyio imports on its first use. On a
+starved machine those imports held the loop for tens of seconds: the worker's
+heartbeat went stale and its own running jobs looked stalled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
@@ -62,9 +68,9 @@ class LLMClient:
     async def _client(self) -> anthropic.AsyncAnthropic:
         if self._sdk is None:
             # In a thread: the event loop keeps serving (in `julia dev` it is also the api's).
-            sdk = await asyncio.to_thread(importlib.import_module, "anthropic")
+            sdk = await asyncio.to_thread(_load_sdk, self._options)
             if self._sdk is None:  # a concurrent first call may have made it meanwhile
-                self._sdk = sdk.AsyncAnthropic(**self._options)
+                self._sdk = sdk
         return self._sdk
 
     async def aclose(self) -> None:
@@ -103,6 +109,18 @@ class LLMClient:
         except anthropic.APIConnectionError as exc:
             raise LLMError(f"Anthropic unreachable: {type(exc).__name__}", transient=True) from exc
         return read_message(raw.http_response.content)
+
+
+def _load_sdk(options: dict[str, Any]) -> anthropic.AsyncAnthropic:
+    """The SDK's client, built with every module its first request needs (run in a thread)."""
+    sdk = importlib.import_module("anthropic")
+    client = sdk.AsyncAnthropic(**options)  # imports its HTTP transport
+    importlib.import_module("anyio._backends._asyncio")  # what anyio loads on its first use
+    # The SDK's tracing imports OpenTelemetry's propagators on its first request (and copes
+    # when they cannot be loaded, as this does).
+    with contextlib.suppress(Exception):
+        importlib.import_module("opentelemetry.propagate")
+    return client
 
 
 def read_message(body: bytes) -> LLMResponse:

@@ -3,6 +3,9 @@ raw answer itself, and must read it as the SDK's own models would have."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -100,3 +103,29 @@ def test_an_unreadable_answer_is_a_transient_llm_error(body: bytes) -> None:
     with pytest.raises(LLMError) as unreadable:
         read_message(body)
     assert unreadable.value.transient
+
+
+FIRST_CALL = """
+import asyncio, os, sys
+from app.integrations.llm import LLMClient
+
+async def main():
+    llm = LLMClient(api_key="test", base_url=os.environ["CLAUDE_URL"], max_retries=0)
+    await llm._client()  # what the first call loads in its thread
+    before = set(sys.modules)
+    await llm.create(model="claude-haiku-4-5", system=[], messages=[{"role": "user", "content": "Oi"}], max_tokens=9)
+    print(" ".join(sorted(set(sys.modules) - before)))
+    await llm.aclose()
+
+asyncio.run(main())
+"""
+
+
+def test_the_first_call_imports_nothing_on_the_event_loop(claude: AnthropicStandin) -> None:
+    """A fresh process: the SDK, its transport and what its first request needs load in the
+    thread, so the loop (a worker's heartbeat, `julia dev`'s api) never waits on an import."""
+    claude.queue_reply("Oi!")
+    env = {**os.environ, "CLAUDE_URL": claude.url}
+    done = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
