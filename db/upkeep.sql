@@ -30,7 +30,11 @@ $$;
 -- stalled job takes its place, at the waiting job's time (a reply's debounce):
 -- it may hold a claim (the outbox row it was sending) that only it can resume,
 -- and neither job can then wait on the other forever.
-CREATE OR REPLACE FUNCTION public.rescue_stalled_jobs(p_since interval)
+-- A worker never rescues its own jobs (p_except_worker, its procrastinate
+-- worker id): they are running in it, however late its heartbeat is, and a
+-- second run beside the first could send what the first is sending.
+DROP FUNCTION IF EXISTS public.rescue_stalled_jobs(interval);
+CREATE OR REPLACE FUNCTION public.rescue_stalled_jobs(p_since interval, p_except_worker bigint DEFAULT NULL)
 RETURNS TABLE (job_id bigint, task_name text, replaced_job_id bigint)
 LANGUAGE plpgsql
 SET search_path = ''
@@ -49,6 +53,7 @@ BEGIN
           FROM public.procrastinate_jobs AS j
          WHERE j.status = 'doing'
            AND j.id IN (SELECT s.id FROM public.stalled_jobs(p_since) AS s)
+           AND (p_except_worker IS NULL OR j.worker_id IS DISTINCT FROM p_except_worker)
          ORDER BY j.id
          FOR UPDATE SKIP LOCKED
     LOOP
@@ -140,8 +145,12 @@ $$;
 -- for a reason nobody recorded, or ran out of retries while Evolution or
 -- Claude were down). A permanent failure recorded for the conversation since
 -- that message stops it: nobody loops on a request the model rejects.
--- Returns how many were re-deferred. Run by a periodic job.
-CREATE OR REPLACE FUNCTION public.sweep_owed_replies(p_older_than interval DEFAULT '3 minutes')
+-- Returns how many were re-deferred. Run by a periodic job, which names its
+-- own worker (p_except_worker): its jobs are not rescued (rescue_stalled_jobs).
+DROP FUNCTION IF EXISTS public.sweep_owed_replies(interval);
+CREATE OR REPLACE FUNCTION public.sweep_owed_replies(
+    p_older_than interval DEFAULT '3 minutes', p_except_worker bigint DEFAULT NULL
+)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = ''
@@ -155,7 +164,7 @@ BEGIN
     END IF;
     -- A reply job left running by a dead worker is not "a job waiting": put
     -- it back to work first (the worker's own rescue normally did already).
-    PERFORM public.rescue_stalled_jobs(p_older_than);
+    PERFORM public.rescue_stalled_jobs(p_older_than, p_except_worker);
     FOR _conv IN
         SELECT c.id, owed.id AS message_id, i.message_at
           FROM public.conversations AS c

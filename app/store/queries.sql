@@ -362,13 +362,14 @@ SELECT public.ops_recent_conversations(%(limit)s) AS result;
 SELECT public.ops_open_handoffs() AS result;
 
 -- rescue_stalled_jobs --
--- Put the jobs of dead workers back to work (replacing a job waiting under the same queueing lock)
+-- Put the jobs of dead workers back to work (replacing a job waiting under the same queueing lock),
+-- never those of the asking worker (except_worker: its procrastinate worker id, or NULL)
 SELECT job_id, task_name, replaced_job_id
-  FROM public.rescue_stalled_jobs(make_interval(secs => %(seconds)s));
+  FROM public.rescue_stalled_jobs(make_interval(secs => %(seconds)s), %(except_worker)s::bigint);
 
 -- sweep_owed_replies --
 -- Re-defer replies still owed after a while with no job for them
-SELECT public.sweep_owed_replies(make_interval(mins => %(minutes)s)) AS deferred;
+SELECT public.sweep_owed_replies(make_interval(mins => %(minutes)s), %(except_worker)s::bigint) AS deferred;
 
 -- lint_schema --
 -- Supabase-linter-equivalent findings for the connected database

@@ -23,15 +23,21 @@ OWED_REPLY_MINUTES = 3
 PRUNE_DAYS = 30
 
 
-async def rescue_stalled_jobs(pool: AsyncConnectionPool, stalled_seconds: float) -> int:
+async def rescue_stalled_jobs(
+    pool: AsyncConnectionPool, stalled_seconds: float, *, except_worker: int | None = None
+) -> int:
     """Put back to 'todo' the jobs of workers that stopped sending heartbeats.
 
     The rule is SQL's (`rescue_stalled_jobs`): a job waiting under the same
     queueing lock is replaced by the stalled one, so a rescue never collides
     with procrastinate's one-waiting-job index and never leaves a lock jammed.
+    `except_worker` is the asking process's own procrastinate worker id: its
+    jobs are running, whatever its heartbeat says.
     """
     async with pool.connection() as conn:
-        cur = await conn.execute(queries["rescue_stalled_jobs"], {"seconds": stalled_seconds})
+        cur = await conn.execute(
+            queries["rescue_stalled_jobs"], {"seconds": stalled_seconds, "except_worker": except_worker}
+        )
         rescued = await cur.fetchall()
     for job in rescued:
         logger.warning(
@@ -57,9 +63,11 @@ async def record_run(rt: Runtime, task_name: str, tick: int, result: dict[str, A
 async def periodic_rescue_stalled_jobs(context: JobContext, timestamp: int) -> dict[str, Any]:
     """Every minute: rescue stalled jobs, release deferred sends that are due, re-drive owed replies."""
     rt = runtime_of(context)
-    rescued = await rescue_stalled_jobs(rt.pool, rt.settings.stalled_worker_seconds)
+    # Not the jobs of the worker running this one: they run beside it.
+    own = context.job.worker_id
+    rescued = await rescue_stalled_jobs(rt.pool, rt.settings.stalled_worker_seconds, except_worker=own)
     released = (await fetch_one(rt.pool, "release_held_work", replies=False))["deferred"]
-    owed = (await fetch_one(rt.pool, "sweep_owed_replies", minutes=OWED_REPLY_MINUTES))["deferred"]
+    owed = (await fetch_one(rt.pool, "sweep_owed_replies", minutes=OWED_REPLY_MINUTES, except_worker=own))["deferred"]
     result = {"rescued": rescued, "released": released, "owed_replies": owed}
     await record_run(rt, "periodic_rescue_stalled_jobs", timestamp, result)
     return result

@@ -15,7 +15,8 @@ import contextlib
 import logging
 import signal
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import procrastinate
 import psycopg
@@ -29,6 +30,10 @@ from app.store.pool import check_if_closed, new_pool
 from app.store.queries import queries
 from app.worker import humans, inbound, jobs, periodic, replies, sends  # noqa: F401 - registers the job families
 from app.worker.runtime import Runtime, build_runtime
+
+if TYPE_CHECKING:
+    from procrastinate import JobContext
+    from procrastinate.worker import Worker
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +154,8 @@ async def _run(rt: Runtime, *, consume_inbound: bool, queues: tuple[str, ...], s
         "worker started",
         extra={"action": "worker_start", "queues": list(queues), "inbound": consume_inbound, "rescued": rescued},
     )
-    parts = {"jobs": _run_jobs(rt, queues, stop), "rescue": _rescue_forever(rt, stop)}
+    own = JobWorker()
+    parts = {"jobs": _run_jobs(rt, queues, stop, own), "rescue": _rescue_forever(rt, stop, own)}
     if consume_inbound:
         parts["inbound"] = inbound.consume_forever(rt.pool, settings, stop)
     workers = [asyncio.create_task(coro, name=name) for name, coro in parts.items()]
@@ -173,7 +179,22 @@ async def _run(rt: Runtime, *, consume_inbound: bool, queues: tuple[str, ...], s
         raise exc
 
 
-async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event) -> None:
+class JobWorker:
+    """The procrastinate worker id this process runs its jobs under, noted by a
+    worker middleware as each job starts: this process's rescue never puts a
+    job of its own back to 'todo', however late its heartbeat (a starved
+    machine, a long pause of the event loop), since a second run beside the
+    first could send what the first is sending."""
+
+    def __init__(self) -> None:
+        self.id: int | None = None
+
+    async def note(self, call_next: Callable[[], Awaitable[Any]], context: JobContext, worker: Worker) -> Any:
+        self.id = worker.worker_id
+        return await call_next()
+
+
+async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event, own: JobWorker) -> None:
     """procrastinate's worker, started again whenever it stops for lack of a database.
 
     procrastinate stops itself when its LISTEN connection or heartbeat fails
@@ -200,6 +221,7 @@ async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event) -
                 # to later (a debounced reply) is found by this poll: one cheap fetch every
                 # FETCH_POLL_SECONDS while idle, and at most that long past its time.
                 fetch_job_polling_interval=FETCH_POLL_SECONDS,
+                worker_middleware=[own.note],
             )
         except asyncio.CancelledError:
             raise
@@ -207,6 +229,8 @@ async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event) -
             if not is_connection_error(exc):
                 raise
             cause = exc
+        finally:
+            own.id = None  # that run's jobs are over: what it left 'doing' is for the rescue
         if stop.is_set():
             return
         if time.monotonic() - started > HEALTHY_RUN_SECONDS:
@@ -223,7 +247,7 @@ async def _run_jobs(rt: Runtime, queues: tuple[str, ...], stop: asyncio.Event) -
         backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
 
-async def _rescue_forever(rt: Runtime, stop: asyncio.Event) -> None:
+async def _rescue_forever(rt: Runtime, stop: asyncio.Event, own: JobWorker) -> None:
     """Rescue the jobs of dead workers as soon as they are known dead (no
     heartbeat for STALLED_WORKER_SECONDS), not on the next minute tick."""
     seconds = rt.settings.stalled_worker_seconds
@@ -233,7 +257,7 @@ async def _rescue_forever(rt: Runtime, stop: asyncio.Event) -> None:
         if stop.is_set():
             return
         try:
-            await periodic.rescue_stalled_jobs(rt.pool, seconds)
+            await periodic.rescue_stalled_jobs(rt.pool, seconds, except_worker=own.id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -5,6 +5,8 @@ only job is stuck; a reply job sees the replies written but not yet sent."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from psycopg.types.json import Jsonb
 
@@ -117,6 +119,61 @@ def test_rescue_leaves_jobs_of_live_workers_alone(db):
     assert db.execute("SELECT * FROM rescue_stalled_jobs('30 seconds')").fetchall() == []
     db.execute("DELETE FROM procrastinate_workers WHERE id = %s", (live,))  # pruned: the job has no worker
     assert len(db.execute("SELECT * FROM rescue_stalled_jobs('30 seconds')").fetchall()) == 1
+
+
+def test_a_worker_never_rescues_its_own_jobs(db):
+    cliente = doctor(db, 1)
+    conv = conversation(db, cliente)
+    db.execute("DELETE FROM procrastinate_jobs")
+    db.execute("SELECT defer_reply(%s)", (conv,))
+    late = dead_worker(db)  # its heartbeat is an hour old, but it is the one asking
+    job = fetch_as(db, late, "replies")
+    assert db.execute("SELECT * FROM rescue_stalled_jobs('30 seconds', %s)", (late,)).fetchall() == []
+    assert (
+        db.execute("SELECT status FROM procrastinate_jobs WHERE id = %s", (job["id"],)).fetchone()["status"] == "doing"
+    )
+    other = dead_worker(db)
+    rescued = db.execute("SELECT job_id FROM rescue_stalled_jobs('30 seconds', %s)", (other,)).fetchall()
+    assert rescued == [{"job_id": job["id"]}]  # any other worker (or none named) rescues it
+
+
+def test_a_job_whose_worker_row_was_pruned_is_rescued_whoever_asks(db):
+    db.execute("DELETE FROM procrastinate_jobs")
+    db.execute("SELECT defer_job('periodic_rescue_stalled_jobs', '{\"timestamp\": 1}', 'periodic')")
+    worker = dead_worker(db)
+    job = fetch_as(db, worker, "periodic")
+    db.execute("DELETE FROM procrastinate_workers WHERE id = %s", (worker,))  # its worker_id is now NULL
+    rescued = db.execute("SELECT job_id FROM rescue_stalled_jobs('30 seconds', %s)", (worker,)).fetchall()
+    assert rescued == [{"job_id": job["id"]}]
+
+
+def test_a_running_reply_is_not_run_again_when_its_own_worker_heartbeat_lags(db, evolution, claude, start_worker):
+    """A live worker whose heartbeat is late (a starved machine) keeps its running
+    job: its rescue loop (every half second here) must not put it back to 'todo'
+    for a second run beside the first."""
+    claude.set_delay(3.0)  # the answer takes longer than the stalled-worker window (2 s)
+    start_worker()
+    store(db, "Oi, tem plantão?")
+
+    def running() -> dict | None:
+        return db.execute(
+            "SELECT id, worker_id FROM procrastinate_jobs WHERE queue_name = 'replies' AND status = 'doing'"
+        ).fetchone()
+
+    wait_for(lambda: running() is not None, timeout=15)
+    job = running()
+    lagging_until = time.monotonic() + 3.0
+    while time.monotonic() < lagging_until:  # the heartbeat looks an hour old for 3 s
+        db.execute(
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = %s",
+            (job["worker_id"],),
+        )
+        time.sleep(0.05)
+    wait_for(lambda: evolution.sent_texts() and settled(db), timeout=20)
+    assert len(claude.calls()) == 1
+    assert len(evolution.sent_texts()) == 1
+    events = db.execute("SELECT type FROM procrastinate_events WHERE job_id = %s ORDER BY id", (job["id"],)).fetchall()
+    assert [e["type"] for e in events].count("started") == 1
 
 
 def test_a_stalled_job_without_a_queueing_lock_is_rescued(db):
