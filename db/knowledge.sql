@@ -72,24 +72,37 @@ $$;
 
 -- Every tier of `p_operands` (quoted lexemes, at most 8) at once: element m is
 -- the tsquery of the chunks having at least m of them, which the GIN index
--- answers: the OR of every AND of m of them.
+-- answers. It is written factored, at least m of (a, rest) = (a & at least
+-- m - 1 of rest) | at least m of rest: the same matches as the OR of every AND
+-- of m, with 34 operands instead of 60 for 3 of 6. GIN evaluates the query for
+-- every chunk holding a required lexeme, so the broad tiers' scans cost up to
+-- ~45 % less (bench/README.md). The rarest operand first: `&` gives up early.
 CREATE OR REPLACE FUNCTION public._at_least_tsqueries(p_operands text[])
 RETURNS pg_catalog.tsquery[]
-LANGUAGE sql IMMUTABLE STRICT
+LANGUAGE plpgsql IMMUTABLE STRICT
 SET search_path = ''
 AS $$
-    SELECT pg_catalog.array_agg(t.query ORDER BY t.m)
-      FROM (
-          SELECT c.m, pg_catalog.string_agg('(' || c.terms || ')', ' | ' ORDER BY c.mask)::pg_catalog.tsquery AS query
-            FROM (
-                SELECT mask, pg_catalog.count(*) AS m, pg_catalog.string_agg(p_operands[i], ' & ' ORDER BY i) AS terms
-                  FROM pg_catalog.generate_series(1, (1 << pg_catalog.cardinality(p_operands)) - 1) AS mask,
-                       pg_catalog.generate_series(1, pg_catalog.cardinality(p_operands)) AS i
-                 WHERE mask & (1 << (i - 1)) <> 0
-                 GROUP BY mask
-            ) AS c
-           GROUP BY c.m
-      ) AS t;
+DECLARE
+    _n integer := pg_catalog.cardinality(p_operands);
+    _fewer text[];  -- _fewer[j]: at least m - 1 of operands j.._n, as tsquery text
+    _tier text[];   -- _tier[j]: at least m of operands j.._n
+    _queries pg_catalog.tsquery[] := '{}';
+BEGIN
+    FOR _m IN 1.._n LOOP
+        _tier := '{}';
+        FOR _j IN REVERSE _n - _m + 1..1 LOOP
+            _tier[_j] := CASE
+                WHEN _m = 1 AND _j = _n THEN p_operands[_j]
+                WHEN _m = 1 THEN p_operands[_j] || ' | ' || _tier[_j + 1]
+                WHEN _j = _n - _m + 1 THEN p_operands[_j] || ' & ' || _fewer[_j + 1]
+                ELSE '(' || p_operands[_j] || ' & (' || _fewer[_j + 1] || ')) | ' || _tier[_j + 1]
+            END;
+        END LOOP;
+        _queries := _queries || _tier[1]::pg_catalog.tsquery;
+        _fewer := _tier;
+    END LOOP;
+    RETURN _queries;
+END;
 $$;
 
 -- Replaced by the two above (one call each per question instead of one per lexeme and per tier).
