@@ -265,7 +265,8 @@ def test_each_tier_query_matches_exactly_the_texts_with_at_least_that_many_of_it
     for mask in range(64):
         words = [w for i, w in enumerate(lexemes) if mask >> i & 1] + ["z"]
         matches = db.execute(
-            "SELECT array_agg(%s::tsvector @@ t::tsquery ORDER BY n) AS m FROM unnest(%s::text[]) WITH ORDINALITY AS q(t, n)",
+            "SELECT array_agg(%s::tsvector @@ t::tsquery ORDER BY n) AS m"
+            " FROM unnest(%s::text[]) WITH ORDINALITY AS q(t, n)",
             (" ".join(words), tiers),
         ).fetchone()["m"]
         assert matches == [len(words) - 1 >= m for m in range(1, 7)], words
