@@ -12,29 +12,40 @@
 -- distance, ranked from 1; no rows when an argument is NULL.
 CREATE OR REPLACE FUNCTION public._nearest_knowledge(p_embedding extensions.vector, p_model text, p_k integer)
 RETURNS TABLE (id bigint, rank integer)
-LANGUAGE sql STABLE STRICT
+LANGUAGE plpgsql STABLE STRICT
 ROWS 40
 SET search_path = ''
 -- The planner does not cost a sequential scan's reads of TOASTed vectors, so it picks
 -- one up to ~10k chunks where HNSW is ~9x faster (bench/retrieval.py).
 SET enable_seqscan = off
--- Keep walking the HNSW graph until p_k rows of p_model are found (pgvector >= 0.8).
-SET hnsw.iterative_scan = 'relaxed_order'
 -- A wider search list than the default 40: recall@5 vs exact ~0.96 at 10k chunks, against
 -- ~0.89 at 40 (bench/retrieval.py). The graph is built with ef_construction 512 (revision 0021);
 -- on 0017's 256 graph the same recall took 200, a third more work per search.
 SET hnsw.ef_search = 120
+-- First without pgvector's iterative scan: the same rows when the search list holds p_k of
+-- p_model, for ~8 % less work a search (bench/README.md); reset on return.
+SET hnsw.iterative_scan = 'off'
+-- One plan for every question (the index scan), not a new plan per vector.
+SET plan_cache_mode = force_generic_plan
 AS $$
-    WITH nearest AS MATERIALIZED (
-        SELECT k.id, k.embedding OPERATOR(extensions.<=>) p_embedding AS distance
-          FROM public.conhecimento_julia AS k
-         WHERE k.embedding_model = p_model
-         ORDER BY k.embedding OPERATOR(extensions.<=>) p_embedding
-         LIMIT p_k
-    )
-    -- relaxed_order may return rows slightly out of order: rank them again.
-    SELECT n.id, (pg_catalog.row_number() OVER (ORDER BY n.distance, n.id))::integer
-      FROM nearest AS n;
+DECLARE
+    _ids bigint[];
+BEGIN
+    FOR _pass IN 1..2 LOOP
+        SELECT pg_catalog.array_agg(n.id ORDER BY n.distance, n.id) INTO _ids
+          FROM (SELECT k.id, k.embedding OPERATOR(extensions.<=>) p_embedding AS distance
+                  FROM public.conhecimento_julia AS k
+                 WHERE k.embedding_model = p_model
+                 ORDER BY k.embedding OPERATOR(extensions.<=>) p_embedding
+                 LIMIT p_k) AS n;
+        EXIT WHEN coalesce(pg_catalog.cardinality(_ids), 0) >= p_k OR _pass = 2;
+        -- Other models' rows took places in the search list (or there are fewer than p_k):
+        -- walk the graph on until p_k rows of p_model are found (pgvector >= 0.8). relaxed_order
+        -- may return rows slightly out of order: array_agg's ORDER BY ranks them again.
+        PERFORM pg_catalog.set_config('hnsw.iterative_scan', 'relaxed_order', true);
+    END LOOP;
+    RETURN QUERY SELECT u.id, u.n::integer FROM pg_catalog.unnest(_ids) WITH ORDINALITY AS u(id, n);
+END;
 $$;
 
 -- The distinct lexemes of a question, rarest first: by their share of chunks

@@ -321,6 +321,33 @@ async def test_vector_side_only_compares_the_same_model(db, aconn, chunks, scan)
     assert due(db, "other-model") == [chunks["Uniforme"]]
 
 
+def test_vector_side_walks_past_another_models_rows_until_it_has_its_40(db):
+    # More rows than the HNSW search list (120), the 200 nearest of another model: the first pass
+    # (no iterative scan) finds none of LOCAL_MODEL's 60, the second walks the graph on to 40.
+    question = random_unit(1)
+    noise = random.Random(2)
+    near = [unit([x + noise.gauss(0, 0.01) for x in question]) for _ in range(200)]
+    rows = [(f"perto {n}", v, "other-model") for n, v in enumerate(near)]
+    rows += [(f"longe {n}", random_unit(1000 + n), LOCAL_MODEL) for n in range(60)]
+    with db.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO public.conhecimento_julia (fonte, titulo, conteudo, embedding, embedding_model, embedded_hash)"
+            " VALUES ('faq', %s, 'x', %s::extensions.vector, %s, md5(%s || E'\\n' || 'x'))",
+            [(titulo, vector_literal(v), model, titulo) for titulo, v, model in rows],
+        )
+    nearest = db.execute(
+        "SELECT n.rank, k.embedding_model AS model,"
+        " k.embedding OPERATOR(extensions.<=>) %(q)s::extensions.vector AS distance"
+        " FROM public._nearest_knowledge(%(q)s::extensions.vector, %(m)s, 40) AS n"
+        " JOIN public.conhecimento_julia AS k ON k.id = n.id ORDER BY n.rank",
+        {"q": vector_literal(question), "m": LOCAL_MODEL},
+    ).fetchall()
+    assert [r["rank"] for r in nearest] == list(range(1, 41))
+    assert {r["model"] for r in nearest} == {LOCAL_MODEL}
+    distances = [r["distance"] for r in nearest]
+    assert distances == sorted(distances)
+
+
 async def test_changed_content_is_due_again(db, aconn, chunks):
     embedder = LocalEmbedder()
     await reindex(aconn, embedder)
