@@ -22,8 +22,8 @@ SET enable_seqscan = off
 -- ~0.89 at 40 (bench/retrieval.py). The graph is built with ef_construction 512 (revision 0021);
 -- on 0017's 256 graph the same recall took 200, a third more work per search.
 SET hnsw.ef_search = 120
--- First without pgvector's iterative scan: the same rows when the search list holds p_k of
--- p_model, for ~8 % less work a search (bench/README.md); reset on return.
+-- First without pgvector's iterative scan, which keeps every candidate it discards for a
+-- later walk: the same rows when the search list holds p_k of p_model (bench/README.md).
 SET hnsw.iterative_scan = 'off'
 -- One plan for every question (the index scan), not a new plan per vector.
 SET plan_cache_mode = force_generic_plan
