@@ -256,6 +256,23 @@ async def test_text_side_takes_its_candidates_rarest_words_first_and_a_text_only
     assert any(r["fts_rank"] is None for r in rows) and any(r["vector_rank"] is None for r in rows)
 
 
+@pytest.mark.parametrize("count", [1, 2, 3, 6])
+def test_each_tier_query_matches_exactly_the_texts_with_at_least_that_many_of_its_lexemes(db, count):
+    # Every subset of the lexemes as a document: tier m must match those holding m or more of them.
+    lexemes = ["a", "b", "c", "d", "e", "f"][:count]
+    operands = db.execute("SELECT public._tsquery_operands(%s) AS o", (lexemes,)).fetchone()["o"]
+    tiers = db.execute("SELECT public._at_least_tsqueries(%s)::text[] AS t", (operands,)).fetchone()["t"]
+    assert len(tiers) == count
+    for mask in range(1 << count):
+        words = [w for i, w in enumerate(lexemes) if mask >> i & 1] + ["z"]
+        matches = db.execute(
+            "SELECT array_agg(%s::tsvector @@ t::tsquery ORDER BY n) AS m"
+            " FROM unnest(%s::text[]) WITH ORDINALITY AS q(t, n)",
+            (" ".join(words), tiers),
+        ).fetchone()["m"]
+        assert matches == [len(words) - 1 >= m for m in range(1, count + 1)], words
+
+
 def test_search_rejects_bad_arguments(db):
     with pytest.raises(InvalidInput, match="limit must be between 1 and 100"), wrap_db_errors():
         search_sql(db, "plantão", None, LOCAL_MODEL, limit=0)
@@ -302,6 +319,33 @@ async def test_vector_side_only_compares_the_same_model(db, aconn, chunks, scan)
 
     assert due(db, LOCAL_MODEL) == sorted(i for t, i in chunks.items() if t != "Uniforme")
     assert due(db, "other-model") == [chunks["Uniforme"]]
+
+
+def test_vector_side_walks_past_another_models_rows_until_it_has_its_40(db):
+    # More rows than the HNSW search list (120), the 200 nearest of another model: the first pass
+    # (no iterative scan) finds none of LOCAL_MODEL's 60, the second walks the graph on to 40.
+    question = random_unit(1)
+    noise = random.Random(2)
+    near = [unit([x + noise.gauss(0, 0.01) for x in question]) for _ in range(200)]
+    rows = [(f"perto {n}", v, "other-model") for n, v in enumerate(near)]
+    rows += [(f"longe {n}", random_unit(1000 + n), LOCAL_MODEL) for n in range(60)]
+    with db.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO public.conhecimento_julia (fonte, titulo, conteudo, embedding, embedding_model, embedded_hash)"
+            " VALUES ('faq', %s, 'x', %s::extensions.vector, %s, md5(%s || E'\\n' || 'x'))",
+            [(titulo, vector_literal(v), model, titulo) for titulo, v, model in rows],
+        )
+    nearest = db.execute(
+        "SELECT n.rank, k.embedding_model AS model,"
+        " k.embedding OPERATOR(extensions.<=>) %(q)s::extensions.vector AS distance"
+        " FROM public._nearest_knowledge(%(q)s::extensions.vector, %(m)s, 40) AS n"
+        " JOIN public.conhecimento_julia AS k ON k.id = n.id ORDER BY n.rank",
+        {"q": vector_literal(question), "m": LOCAL_MODEL},
+    ).fetchall()
+    assert [r["rank"] for r in nearest] == list(range(1, 41))
+    assert {r["model"] for r in nearest} == {LOCAL_MODEL}
+    distances = [r["distance"] for r in nearest]
+    assert distances == sorted(distances)
 
 
 async def test_changed_content_is_due_again(db, aconn, chunks):
