@@ -31,6 +31,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from app.core.config import Settings, load_settings
 from app.devkit.standins.anthropic import AnthropicStandin
 from app.devkit.standins.evolution import EvolutionStandin
+from tests.faults.postgres import PostgresControl
 
 # pytest caches each test module's assertion-rewritten bytecode unless bytecode
 # writing is off (PYTHONDONTWRITEBYTECODE, as on this project's machines): then every
@@ -134,6 +135,11 @@ def embedded_postgres_server() -> Iterator[None]:
             conn.execute(f"ALTER SYSTEM SET {setting} = off")
         conn.execute("SELECT pg_reload_conf()")
     yield
+    # A fault test stops and starts the server with pg_ctl (tests/faults/postgres.py):
+    # that postmaster is not the process `server` started, and cleanup() stops only
+    # its own, so it would leave the restarted one running on a deleted directory.
+    if (PGDATA / "postmaster.pid").exists():
+        PostgresControl(PGDATA).stop()
     server.cleanup()
     shutil.rmtree(PGDATA, ignore_errors=True)
 
