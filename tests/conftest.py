@@ -10,6 +10,7 @@ import collections
 import compileall
 import contextlib
 import itertools
+import logging
 import os
 import shutil
 import sys
@@ -233,6 +234,20 @@ def postgresql(postgresql_proc: NoopExecutor, database_supply: DatabaseSupply) -
             yield conn
     finally:
         database_supply.give_back(dbname)
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler_outlives_its_test() -> Iterator[None]:
+    """A CLI command run in-process (`main([...])`) points the root logger at the
+    stderr pytest captures for that test (app.core.logs.setup_logging). Once that
+    capture is closed, a later test's worker thread logging through it printed
+    "--- Logging error --- I/O operation on closed file" into the run's output."""
+    root = logging.getLogger()
+    before = set(root.handlers)
+    yield
+    for handler in root.handlers[:]:
+        if type(handler) is logging.StreamHandler and handler not in before:
+            root.removeHandler(handler)
 
 
 @pytest.fixture
