@@ -12,10 +12,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 
 from tests import payloads
 from tests.acceptance.conftest import start_api
-from tests.conftest import WEBHOOK_SECRET
+from tests.conftest import WEBHOOK_SECRET, wait_for
 
 AUTH = {"x-webhook-secret": WEBHOOK_SECRET}
 # Long enough that requests sent together on a loaded machine land in one window.
@@ -52,9 +53,25 @@ def queued_message_ids(db) -> set[str]:
 
 
 def test_concurrent_webhooks_share_one_transaction(spawn, test_env, db):
-    process, url = start_api(spawn, {**test_env, "INGEST_BATCH_WINDOW_MS": WINDOW_MS})
+    # A window longer than the requests' spread however loaded the machine, and the queue
+    # table held: the first batches wait in their commits (four in flight), so the webhooks
+    # read meanwhile must wait together. Unheld, a quick commit could be over before the
+    # next request is read and each go alone (a CI run saw twelve batches of one).
+    process, url = start_api(spawn, {**test_env, "INGEST_BATCH_WINDOW_MS": "1000"})
     bodies = [payloads.upsert(text=f"m{n}", message_id=f"BATCH-{n}") for n in range(12)]
-    answers = post_together(url, bodies)
+    with ThreadPoolExecutor(1) as sender, psycopg.connect(test_env["DATABASE_URL"]) as holder:
+        holder.execute("LOCK TABLE pgmq.q_inbound IN EXCLUSIVE MODE")  # until commit
+        sent = sender.submit(post_together, url, bodies)
+
+        def waiting_commits() -> int:
+            return db.execute(
+                "SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND relation = 'pgmq.q_inbound'::regclass"
+            ).fetchone()["n"]
+
+        # Four batches in flight, then the one the window closed on the webhooks that waited.
+        wait_for(lambda: waiting_commits() >= 5, timeout=60)
+        holder.commit()
+        answers = sent.result(timeout=60)
 
     assert [status for status, _ in answers] == [200] * 12, answers
     msg_ids = [answer["msg_id"] for _, answer in answers]
