@@ -115,11 +115,12 @@ def _load_sdk(options: dict[str, Any]) -> anthropic.AsyncAnthropic:
     """The SDK's client, built with every module its first request needs (run in a thread)."""
     sdk = importlib.import_module("anthropic")
     client = sdk.AsyncAnthropic(**options)  # imports its HTTP transport
-    importlib.import_module("anyio._backends._asyncio")  # what anyio loads on its first use
-    # The SDK's tracing imports OpenTelemetry's propagators on its first request (and copes
-    # when they cannot be loaded, as this does).
-    with contextlib.suppress(Exception):
-        importlib.import_module("opentelemetry.propagate")
+    # What the first request would import on the loop: anyio's backend (a private module,
+    # which a later anyio may name otherwise) and the propagators the SDK's tracing loads
+    # (which it copes without). A warm-up only: what it cannot load must not fail the call.
+    for module in ("anyio._backends._asyncio", "opentelemetry.propagate"):
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
     return client
 
 
